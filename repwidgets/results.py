@@ -1,0 +1,182 @@
+"""The base class of every engine result: save, load, display and export.
+
+A result is a dataclass. On ``save`` its tensor and array fields go into one
+safetensors file and every other field (which must be JSON-serialisable) into that
+file's metadata, so loading runs no code (no pickle). Fields whose name starts with
+``_`` are runtime-only (for example the session a result came from) and are not saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+_META_KEY = "repwidgets"
+
+R = TypeVar("R", bound="Result")
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    return value.detach().cpu().contiguous()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    A crash mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclasses.dataclass
+class Result:
+    """Common behaviour of engine results; subclasses are dataclasses.
+
+    Subclasses implement ``to_frame()``, ``widget()`` and ``plot()``.
+
+    Example:
+        >>> r.save("invert_conv3.safetensors")            # doctest: +SKIP
+        >>> r2 = type(r).load("invert_conv3.safetensors")  # doctest: +SKIP
+    """
+
+    # --- what subclasses provide -------------------------------------------------
+    def to_frame(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def widget(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def plot(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- persistence ---------------------------------------------------------------
+    def _saved_fields(self) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(self) if not f.name.startswith("_")]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to one ``.safetensors`` file (tensors + JSON metadata); returns the path."""
+        from safetensors.torch import save
+
+        tensors: dict[str, torch.Tensor] = {}
+        kinds: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for f in self._saved_fields():
+            value = getattr(self, f.name)
+            if _is_array(value):
+                tensors[f.name] = _as_tensor(value)
+                kinds[f.name] = "numpy" if isinstance(value, np.ndarray) else "torch"
+            elif isinstance(value, dict) and value and all(_is_array(v) for v in value.values()):
+                for key, item in value.items():
+                    tensors[f"{f.name}/{key}"] = _as_tensor(item)
+                first = next(iter(value.values()))
+                kinds[f.name] = "dict_numpy" if isinstance(first, np.ndarray) else "dict_torch"
+            else:
+                values[f.name] = value
+        header = {
+            "format_version": FORMAT_VERSION,
+            "type": type(self).__name__,
+            "kinds": kinds,
+            "values": values,
+        }
+        try:
+            meta = json.dumps(header, allow_nan=True)
+        except TypeError as exc:
+            raise TypeError(
+                f"{type(self).__name__}.save: a field is neither a tensor nor JSON-serialisable "
+                f"({exc}). Convert it to a list/dict/str/number, or prefix its name with '_' "
+                "to keep it out of the file."
+            ) from exc
+        blob = save(tensors, metadata={_META_KEY: meta})
+        return atomic_write_bytes(path, blob)
+
+    @classmethod
+    def load(cls: type[R], path: str | os.PathLike) -> R:
+        """Load a result saved with :meth:`save` (tensors load without running any code)."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No saved result at {path}. Check the path, or save it first.")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as exc:  # safetensors raises its own error types
+            raise ValueError(
+                f"{path} is not a repwidgets result file ({exc}). "
+                "Load files written by Result.save()."
+            ) from exc
+        if _META_KEY not in meta:
+            raise ValueError(f"{path} has no repwidgets metadata: it was not written by Result.save().")
+        header = json.loads(meta[_META_KEY])
+        if header.get("type") != cls.__name__ and cls is not Result:
+            raise ValueError(
+                f"{path} holds a {header.get('type')}, not a {cls.__name__}. "
+                f"Load it with {header.get('type')}.load()."
+            )
+        kwargs: dict[str, Any] = dict(header["values"])
+        for name, kind in header["kinds"].items():
+            if kind.startswith("dict_"):
+                prefix = name + "/"
+                items = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
+                kwargs[name] = {k: t.numpy() for k, t in items.items()} if kind == "dict_numpy" else items
+            else:
+                kwargs[name] = tensors[name].numpy() if kind == "numpy" else tensors[name]
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in known})
+
+    # --- display and export ------------------------------------------------------------
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Display as the result's widget in a notebook (text where widgets are unavailable)."""
+        text = {"text/plain": self._summary()}
+        try:
+            bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
+        except Exception:  # no widget frontend or no built JS: fall back to text
+            return text
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        return {**text, **bundle}
+
+    def _summary(self) -> str:
+        parts = []
+        for f in self._saved_fields():
+            value = getattr(self, f.name)
+            if _is_array(value):
+                parts.append(f"{f.name}=<{tuple(value.shape)}>")
+            elif isinstance(value, (str, int, float, bool)) or value is None:
+                parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def export_html(self, path: str | os.PathLike, title: str | None = None) -> Path:
+        """Write an offline HTML report of this result (its plot and table)."""
+        from repwidgets.report import Report
+
+        report = Report(title or type(self).__name__)
+        report.add_result(self)
+        return report.save(path)

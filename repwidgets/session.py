@@ -1,0 +1,455 @@
+"""The Session: the one owner of a model, its data, the device, hooks and caches.
+
+Engines and widgets never run the model themselves: they ask the session for
+activations, logits, labels and thumbnails, which it computes once and caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from repwidgets._progress import progress_bar
+from repwidgets.cache import cache_dir
+
+_PENULTIMATE = "<penultimate>"
+_LOGITS = "<logits>"
+POOLS = ("mean", "max", None)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto"`` into CUDA when present (else Apple's MPS, else the CPU)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def pool_activations(output: torch.Tensor, pool: str | None) -> torch.Tensor:
+    """Pool a layer output [b, C, *spatial] over its spatial dims ([b, C] stays as it is)."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
+    if pool is None or output.ndim <= 2:
+        return output
+    flat = output.flatten(2)
+    return flat.mean(dim=2) if pool == "mean" else flat.amax(dim=2)
+
+
+class Session:
+    """A trained model, its data and a device, with cached activations.
+
+    Args:
+        model: any ``torch.nn.Module`` mapping a batch of inputs to logits.
+        data: a :class:`repwidgets.datasets.DataBundle`, a dict of split name to
+            map-style Dataset, a single Dataset, torchvision's ImageFolder, or an
+            ``(X, y)`` pair of tensors (see :func:`repwidgets.datasets.as_bundle`).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
+        batch_size: samples per forward pass during extraction.
+        memory_budget_mb: activations cached in memory up to this size; a larger
+            extraction is written to a memory-mapped file in the cache folder.
+        preprocess: optional function applied to a batch of images in [0, 1] before
+            the model (for example the model's input normalisation).
+        progress: show progress bars on extraction.
+
+    Example:
+        >>> sess = Session(model, {"train": train_ds, "test": test_ds})  # doctest: +SKIP
+        >>> sess.layers()[:3]                                            # doctest: +SKIP
+        >>> acts = sess.activations("features.conv3", split="test")      # [n, C]
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data,
+        device: str | torch.device = "auto",
+        batch_size: int = 256,
+        memory_budget_mb: float = 2048,
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        progress: bool = True,
+    ) -> None:
+        from repwidgets.datasets import as_bundle
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.data = as_bundle(data)
+        self.batch_size = int(batch_size)
+        self.memory_budget = int(memory_budget_mb * 2**20)
+        self.preprocess = preprocess or (lambda x: x)
+        self.progress = progress
+        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._thumbs: dict[tuple, bytes] = {}
+        self._shapes: dict[str, tuple] | None = None
+        self._checked_splits: set[str] = set()
+        self._spilled: set[tuple] = set()
+        self._id = uuid.uuid4().hex[:12]
+
+    # --- data delegation -----------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.data.class_names)
+
+    @property
+    def concept_names(self) -> list[str]:
+        return list(self.data.concept_names)
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.data.splits)
+
+    def dataset(self, split: str = "test") -> Dataset:
+        return self.data.dataset(split)
+
+    def n(self, split: str = "test") -> int:
+        return len(self.dataset(split))
+
+    def targets(self, split: str = "test") -> torch.Tensor:
+        """Class labels of a split, LongTensor [n] (CPU)."""
+        return self.data.targets(split)
+
+    def concepts(self, split: str = "test") -> torch.Tensor:
+        """Concept labels of a split, BoolTensor [n, K] (CPU)."""
+        return self.data.concepts(split)
+
+    def groups(self, split: str = "test") -> torch.Tensor | None:
+        """Group ids (class x artifact) of a split, LongTensor [n], or None."""
+        return self.data.groups(split)
+
+    # --- model structure ---------------------------------------------------------------
+    def layers(self) -> list[str]:
+        """Names of the modules that can be hooked, in model order."""
+        return [name for name, _ in self.model.named_modules() if name]
+
+    def module(self, layer: str) -> nn.Module:
+        """The module called ``layer``; a clear error listing the layers otherwise."""
+        modules = dict(self.model.named_modules())
+        if not isinstance(layer, str) or layer not in modules or not layer:
+            raise ValueError(
+                f"Unknown layer {layer!r}. Available layers: {', '.join(self.layers())}."
+            )
+        return modules[layer]
+
+    def last_linear(self) -> tuple[str, nn.Linear]:
+        """The name and module of the model's last ``nn.Linear`` (its classification head)."""
+        linears = [(n, m) for n, m in self.model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(
+                "The model has no nn.Linear layer, so it has no last layer to read or retrain."
+            )
+        return linears[-1]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample, e.g. (3, 64, 64)."""
+        return tuple(self._first_item(self._any_split())[0].shape)
+
+    def layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample output shape of every hookable layer (from one sample)."""
+        if self._shapes is None:
+            x = self._first_item(self._any_split())[0].unsqueeze(0)
+            shapes: dict[str, tuple[int, ...]] = {}
+            handles = [
+                module.register_forward_hook(self._shape_hook(name, shapes))
+                for name, module in self.model.named_modules()
+                if name
+            ]
+            try:
+                with torch.no_grad():
+                    self._forward(x.to(self.device))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            self._shapes = {name: shapes[name] for name in self.layers() if name in shapes}
+        return dict(self._shapes)
+
+    @staticmethod
+    def _shape_hook(name: str, shapes: dict):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape[1:])
+
+        return hook
+
+    # --- forward passes --------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self.model(self.preprocess(x))
+        except Exception as exc:
+            raise RuntimeError(
+                f"The model failed on an input batch of shape {tuple(x.shape)} "
+                f"(dtype {x.dtype}, device {x.device}): {exc}"
+            ) from exc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images in [0, 1] (moved to the session's device)."""
+        return self._forward(x.to(self.device))
+
+    def activations(self, layer: str, split: str = "test", pool: str | None = "mean") -> torch.Tensor:
+        """Activations of ``layer`` over a split: [n, C] pooled, or [n, C, H, W] with pool=None.
+
+        Computed once per (layer, split, pool) and cached; on the session's device
+        unless it was larger than the memory budget, in which case it is a CPU tensor
+        over a memory-mapped file.
+        """
+        self.module(layer)
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
+        key = (layer, split, pool)
+        if key not in self._cache:
+            self._extract([layer], split, pool)
+        self._cache.move_to_end(key)
+        return self._cache[key]
+
+    def activations_many(
+        self, layers: Sequence[str], split: str = "test", pool: str | None = "mean"
+    ) -> dict[str, torch.Tensor]:
+        """Activations of several layers, extracted together in one pass over the data."""
+        for layer in layers:
+            self.module(layer)
+        missing = [layer for layer in layers if (layer, split, pool) not in self._cache]
+        if missing:
+            self._extract(missing, split, pool)
+        return {layer: self._cache[(layer, split, pool)] for layer in layers}
+
+    def logits(self, split: str = "test") -> torch.Tensor:
+        """Model outputs over a split, [n, n_classes]."""
+        key = (_LOGITS, split, None)
+        if key not in self._cache:
+            self._extract([], split, None)
+        return self._cache[key]
+
+    def predictions(self, split: str = "test") -> torch.Tensor:
+        """Predicted classes over a split, LongTensor [n] (CPU)."""
+        return self.logits(split).argmax(dim=1).cpu()
+
+    def penultimate(self, split: str = "test") -> torch.Tensor:
+        """Inputs of the last linear layer (frozen features) over a split, [n, D]."""
+        key = (_PENULTIMATE, split, None)
+        if key not in self._cache:
+            self._extract([_PENULTIMATE], split, None)
+        return self._cache[key]
+
+    def _extract(self, layers: list[str], split: str, pool: str | None) -> None:
+        """One pass over ``split`` filling the cache for ``layers`` and the logits."""
+        dataset = self._checked_dataset(split)
+        n = len(dataset)
+        shapes = self.layer_shapes()
+        outputs: dict[str, torch.Tensor] = {}
+        batch_store: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in layers:
+            if layer == _PENULTIMATE:
+                name, head = self.last_linear()
+                handles.append(head.register_forward_pre_hook(self._capture_input(batch_store)))
+            else:
+                handles.append(
+                    self.module(layer).register_forward_hook(
+                        self._capture_output(layer, pool, batch_store)
+                    )
+                )
+        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
+        start = 0
+        try:
+            with torch.no_grad():
+                batches = progress_bar(
+                    loader,
+                    total=math.ceil(n / self.batch_size),
+                    desc=f"activations ({split})",
+                    enable=self.progress,
+                )
+                for x, _y in batches:
+                    logits = self._forward(x.to(self.device, non_blocking=True))
+                    batch_store[_LOGITS] = logits
+                    stop = start + x.shape[0]
+                    for name, value in batch_store.items():
+                        if name not in outputs:
+                            outputs[name] = self._allocate(name, split, pool, n, value, shapes)
+                        outputs[name][start:stop] = value.to(outputs[name].device)
+                    batch_store.clear()
+                    start = stop
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name, tensor in outputs.items():
+            self._remember(self._key(name, split, pool), tensor)
+
+    @staticmethod
+    def _key(name: str, split: str, pool: str | None) -> tuple:
+        return (name, split, None if name in (_LOGITS, _PENULTIMATE) else pool)
+
+    @staticmethod
+    def _capture_output(layer: str, pool: str | None, store: dict):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            store[layer] = pool_activations(output.detach(), pool).float()
+
+        return hook
+
+    @staticmethod
+    def _capture_input(store: dict):
+        def hook(_module, inputs):
+            store[_PENULTIMATE] = inputs[0].detach().flatten(1).float()
+
+        return hook
+
+    def _allocate(self, name, split, pool, n, first, shapes) -> torch.Tensor:
+        shape = (n, *first.shape[1:])
+        nbytes = math.prod(shape) * 4
+        if nbytes <= self.memory_budget:
+            self._make_room(nbytes)
+            return torch.empty(shape, dtype=torch.float32, device=self.device)
+        digest = hashlib.sha1(repr((name, split, pool)).encode()).hexdigest()[:16]
+        path = cache_dir("activations", self._id) / f"{digest}.npy"
+        self._spilled.add(self._key(name, split, pool))
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        return torch.from_numpy(array)
+
+    def _make_room(self, nbytes: int) -> None:
+        while self._cache and self._cached_bytes() + nbytes > self.memory_budget:
+            key, _ = self._cache.popitem(last=False)
+            self._spilled.discard(key)
+
+    def _cached_bytes(self) -> int:
+        return sum(
+            t.numel() * t.element_size() for k, t in self._cache.items() if k not in self._spilled
+        )
+
+    def _remember(self, key: tuple, tensor: torch.Tensor) -> None:
+        self._cache[key] = tensor
+        self._cache.move_to_end(key)
+
+    def clear_cache(self) -> None:
+        """Forget cached activations and thumbnails (they are recomputed on demand)."""
+        self._cache.clear()
+        self._spilled.clear()
+        self._thumbs.clear()
+
+    # --- images ----------------------------------------------------------------------
+    def images(self, indices: Sequence[int], split: str = "test") -> torch.Tensor:
+        """The images of ``indices`` in a split, FloatTensor [m, C, H, W] in [0, 1] (CPU)."""
+        dataset = self._checked_dataset(split)
+        n = len(dataset)
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not -n <= i < n]
+        if bad:
+            raise IndexError(f"Indices {bad[:5]} are out of range for split {split!r} of {n} samples.")
+        if not idx:
+            return torch.empty((0, *self.input_shape))
+        return torch.stack([dataset[i][0] for i in idx])
+
+    def thumbnails(
+        self, indices: Sequence[int], split: str = "test", size: int | None = 64, fmt: str = "png"
+    ) -> list[bytes]:
+        """Encoded images (PNG or WebP bytes) of ``indices``, cached, for widgets and reports."""
+        fmt = fmt.lower()
+        if fmt not in ("png", "webp"):
+            raise ValueError(f"fmt must be 'png' or 'webp', got {fmt!r}.")
+        idx = [int(i) for i in indices]
+        missing = [i for i in dict.fromkeys(idx) if (split, i, size, fmt) not in self._thumbs]
+        if missing:
+            for i, image in zip(missing, self.images(missing, split)):
+                self._thumbs[(split, i, size, fmt)] = encode_image(image, size=size, fmt=fmt)
+        return [self._thumbs[(split, i, size, fmt)] for i in idx]
+
+    # --- validation ------------------------------------------------------------------------
+    def _any_split(self) -> str:
+        return "test" if "test" in self.data.splits else next(iter(self.data.splits))
+
+    def _first_item(self, split: str):
+        return self._checked_dataset(split)[0]
+
+    def _checked_dataset(self, split: str) -> Dataset:
+        dataset = self.data.dataset(split)
+        if split not in self._checked_splits:
+            if len(dataset) == 0:
+                raise ValueError(f"Split {split!r} is empty: it has no samples to compute on.")
+            check_item(dataset[0], split)
+            self._checked_splits.add(split)
+        return dataset
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(self.data.dataset(s))}" for s in self.data.splits)
+        return (
+            f"Session(model={type(self.model).__name__}, data={self.data.name!r} ({sizes}), "
+            f"device={self.device})"
+        )
+
+
+def check_item(item, split: str = "test") -> None:
+    """Raise a clear error unless a dataset item is ``(image tensor, int target)``."""
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise TypeError(
+            f"Items of split {split!r} must be (image tensor, int target) pairs; got "
+            f"{type(item).__name__}. Wrap the dataset so __getitem__ returns (tensor, int)."
+        )
+    image, target = item[0], item[1]
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(
+            f"Items of split {split!r} must start with an image tensor; got "
+            f"{type(image).__name__}. Add a transform such as torchvision.transforms.ToTensor()."
+        )
+    if isinstance(target, torch.Tensor):
+        ok = target.ndim == 0 and not target.is_floating_point()
+    else:
+        ok = isinstance(target, (int, np.integer))
+    if not ok:
+        raise TypeError(
+            f"Items of split {split!r} must end with an int class target; got "
+            f"{type(target).__name__} {target!r}."
+        )
+
+
+def encode_image(image: torch.Tensor, size: int | None = 64, fmt: str = "png") -> bytes:
+    """Encode an image tensor [C, H, W] in [0, 1] as PNG or WebP bytes, resized to ``size``."""
+    from PIL import Image
+
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if array.ndim == 2:
+        array = array.unsqueeze(0)
+    if array.shape[0] == 1:
+        pil = Image.fromarray(array[0].numpy(), mode="L")
+    else:
+        pil = Image.fromarray(array[:3].permute(1, 2, 0).numpy(), mode="RGB")
+    if size is not None and max(pil.size) != size:
+        scale = size / max(pil.size)
+        new = (max(1, round(pil.size[0] * scale)), max(1, round(pil.size[1] * scale)))
+        resample = Image.NEAREST if scale >= 1 else Image.BILINEAR
+        pil = pil.resize(new, resample)
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt.upper(), **({"lossless": False, "quality": 85} if fmt == "webp" else {}))
+    return buffer.getvalue()
+
+
+def demo_session(seed: int = 0, device: str = "auto", progress: bool = True, **data_kwargs) -> Session:
+    """The embedded default: the shapes dataset and the default CNN, trained once then cached.
+
+    Example:
+        >>> import repwidgets as rw
+        >>> sess = rw.demo_session()           # doctest: +SKIP
+        >>> sess.activations("features.conv3").shape   # doctest: +SKIP
+    """
+    from repwidgets import datasets, models
+
+    data = datasets.shapes(seed=seed, **data_kwargs)
+    model = models.demo_model(data, seed=seed, progress=progress)
+    return Session(model, data, device=device, progress=progress)
