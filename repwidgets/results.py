@@ -126,14 +126,16 @@ class Result:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 meta = handle.metadata() or {}
-                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         except Exception as exc:  # safetensors raises its own error types
             raise ValueError(
                 f"{path} is not a repwidgets result file ({exc}). "
                 "Load files written by Result.save()."
             ) from exc
         if _META_KEY not in meta:
-            raise ValueError(f"{path} has no repwidgets metadata: it was not written by Result.save().")
+            raise ValueError(
+                f"{path} has no repwidgets metadata: it was not written by Result.save()."
+            )
         header = json.loads(meta[_META_KEY])
         if header.get("type") != cls.__name__ and cls is not Result:
             raise ValueError(
@@ -145,7 +147,9 @@ class Result:
             if kind.startswith("dict_"):
                 prefix = name + "/"
                 items = {k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}
-                kwargs[name] = {k: t.numpy() for k, t in items.items()} if kind == "dict_numpy" else items
+                kwargs[name] = (
+                    {k: t.numpy() for k, t in items.items()} if kind == "dict_numpy" else items
+                )
             else:
                 kwargs[name] = tensors[name].numpy() if kind == "numpy" else tensors[name]
         known = {f.name for f in dataclasses.fields(cls)}

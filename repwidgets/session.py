@@ -203,7 +203,9 @@ class Session:
         """Logits for a batch of images in [0, 1] (moved to the session's device)."""
         return self._forward(x.to(self.device))
 
-    def activations(self, layer: str, split: str = "test", pool: str | None = "mean") -> torch.Tensor:
+    def activations(
+        self, layer: str, split: str = "test", pool: str | None = "mean"
+    ) -> torch.Tensor:
         """Activations of ``layer`` over a split: [n, C] pooled, or [n, C, H, W] with pool=None.
 
         Computed once per (layer, split, pool) and cached; on the session's device
@@ -347,15 +349,11 @@ class Session:
     # --- images ----------------------------------------------------------------------
     def images(self, indices: Sequence[int], split: str = "test") -> torch.Tensor:
         """The images of ``indices`` in a split, FloatTensor [m, C, H, W] in [0, 1] (CPU)."""
-        dataset = self._checked_dataset(split)
-        n = len(dataset)
+        self._checked_dataset(split)
         idx = [int(i) for i in indices]
-        bad = [i for i in idx if not -n <= i < n]
-        if bad:
-            raise IndexError(f"Indices {bad[:5]} are out of range for split {split!r} of {n} samples.")
         if not idx:
             return torch.empty((0, *self.input_shape))
-        return torch.stack([dataset[i][0] for i in idx])
+        return self.data.images(idx, split)
 
     def thumbnails(
         self, indices: Sequence[int], split: str = "test", size: int | None = 64, fmt: str = "png"
@@ -436,11 +434,15 @@ def encode_image(image: torch.Tensor, size: int | None = 64, fmt: str = "png") -
         resample = Image.NEAREST if scale >= 1 else Image.BILINEAR
         pil = pil.resize(new, resample)
     buffer = io.BytesIO()
-    pil.save(buffer, format=fmt.upper(), **({"lossless": False, "quality": 85} if fmt == "webp" else {}))
+    pil.save(
+        buffer, format=fmt.upper(), **({"lossless": False, "quality": 85} if fmt == "webp" else {})
+    )
     return buffer.getvalue()
 
 
-def demo_session(seed: int = 0, device: str = "auto", progress: bool = True, **data_kwargs) -> Session:
+def demo_session(
+    seed: int = 0, device: str = "auto", progress: bool = True, **data_kwargs
+) -> Session:
     """The embedded default: the shapes dataset and the default CNN, trained once then cached.
 
     Example:

@@ -1,0 +1,175 @@
+"""Session: extraction, pooling, caching, spilling to disk, thumbnails and bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import Dataset
+
+import repwidgets as rw
+from repwidgets.session import Session, pool_activations
+
+
+class TinyNet(nn.Module):
+    def __init__(self, n_classes: int = 3):
+        super().__init__()
+        self.features = nn.Sequential()
+        self.features.add_module("conv1", nn.Conv2d(3, 4, 3, padding=1))
+        self.features.add_module("relu1", nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.fixture()
+def tiny():
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(37, 3, 8, 8, generator=g)
+    y = torch.arange(37) % 3
+    torch.manual_seed(0)
+    model = TinyNet()
+    return model, X, y, Session(model, (X, y), device="cpu", batch_size=10, progress=False)
+
+
+def test_layers_and_shapes(tiny):
+    _, _, _, sess = tiny
+    assert sess.layers() == ["features", "features.conv1", "features.relu1", "pool", "fc"]
+    shapes = sess.layer_shapes()
+    assert shapes["features.conv1"] == (4, 8, 8)
+    assert shapes["fc"] == (3,)
+    assert sess.input_shape == (3, 8, 8)
+
+
+def test_activations_match_a_direct_forward_pass(tiny):
+    model, X, _, sess = tiny
+    with torch.no_grad():
+        maps = model.features(X)
+    full = sess.activations("features.relu1", pool=None)
+    assert full.shape == (37, 4, 8, 8)
+    torch.testing.assert_close(full, maps)
+    torch.testing.assert_close(sess.activations("features.relu1"), maps.mean(dim=(2, 3)))
+    torch.testing.assert_close(
+        sess.activations("features.relu1", pool="max"), maps.amax(dim=(2, 3))
+    )
+    torch.testing.assert_close(sess.logits(), model(X))
+    torch.testing.assert_close(sess.penultimate(), model.pool(maps).flatten(1))
+
+
+def test_activations_are_cached(tiny, monkeypatch):
+    _, _, _, sess = tiny
+    first = sess.activations("features.conv1")
+    monkeypatch.setattr(sess, "_extract", lambda *a, **k: pytest.fail("extracted twice"))
+    assert sess.activations("features.conv1") is first
+
+
+def test_activations_many_in_one_pass(tiny):
+    _, _, _, sess = tiny
+    sess.layer_shapes()
+    calls = []
+    original = sess._forward
+    sess._forward = lambda x: calls.append(x.shape[0]) or original(x)
+    acts = sess.activations_many(["features.conv1", "features.relu1"])
+    assert sum(calls) == 37
+    assert set(acts) == {"features.conv1", "features.relu1"}
+    assert (acts["features.relu1"] >= 0).all()
+
+
+def test_large_extraction_spills_to_a_memory_mapped_file(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPWIDGETS_CACHE", str(tmp_path))
+    model, X, y, _ = tiny
+    sess = Session(model, (X, y), device="cpu", memory_budget_mb=0.001, progress=False)
+    full = sess.activations("features.conv1", pool=None)
+    assert list(tmp_path.rglob("*.npy")), "nothing was written to disk"
+    with torch.no_grad():
+        torch.testing.assert_close(full, model.features.conv1(X))
+
+
+def test_budget_evicts_old_entries(tiny):
+    model, X, y, _ = tiny
+    one = 37 * 4 * 8 * 8 * 4
+    sess = Session(model, (X, y), device="cpu", memory_budget_mb=1.5 * one / 2**20, progress=False)
+    sess.activations("features.conv1", pool=None)
+    sess.activations("features.relu1", pool=None)
+    assert ("features.conv1", "test", None) not in sess._cache
+    assert sess._cached_bytes() <= sess.memory_budget
+
+
+def test_thumbnails_are_png_of_the_image(tiny):
+    _, X, _, sess = tiny
+    (png,) = sess.thumbnails([5], size=None)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (8, 8)
+    expected = (X[5].permute(1, 2, 0) * 255).round().to(torch.uint8)
+    assert torch.equal(torch.from_numpy(np.asarray(image).copy()), expected)
+    big = sess.thumbnails([5, 5], size=32)
+    assert Image.open(io.BytesIO(big[0])).size == (32, 32) and big[0] is big[1]
+
+
+def test_unknown_layer_lists_the_available_ones(tiny):
+    _, _, _, sess = tiny
+    with pytest.raises(ValueError, match=r"Unknown layer 'conv9'.*features\.conv1"):
+        sess.activations("conv9")
+
+
+def test_bad_pool(tiny):
+    with pytest.raises(ValueError, match="pool must be one of"):
+        tiny[3].activations("fc", pool="median")
+
+
+class _Pairs(Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_dataset_with_wrong_items_says_what_it_got():
+    sess = Session(TinyNet(), {"test": _Pairs([("not an image", 1)])}, device="cpu")
+    with pytest.raises(TypeError, match="image tensor; got str"):
+        sess.logits()
+
+
+def test_float_target_is_rejected():
+    sess = Session(TinyNet(), {"test": _Pairs([(torch.rand(3, 8, 8), 0.5)])}, device="cpu")
+    with pytest.raises(TypeError, match="int class target"):
+        sess.logits()
+
+
+def test_model_failure_reports_the_input_shape():
+    data = {"test": _Pairs([(torch.rand(1, 8, 8), 0)] * 3)}
+    sess = Session(TinyNet(), data, device="cpu", progress=False)
+    with pytest.raises(RuntimeError, match=r"input batch of shape \(\d+, 1, 8, 8\).*3 channels"):
+        sess.logits()
+
+
+def test_empty_split_says_so():
+    data = {"train": _Pairs([(torch.rand(3, 8, 8), 0)]), "test": _Pairs([])}
+    sess = Session(TinyNet(), data, device="cpu")
+    with pytest.raises(ValueError, match="Split 'test' is empty"):
+        sess.activations("fc")
+
+
+def test_not_a_model():
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        Session("resnet", (torch.rand(2, 3, 8, 8), torch.tensor([0, 1])))
+
+
+def test_pool_activations_keeps_vectors():
+    v = torch.rand(5, 7)
+    assert pool_activations(v, "mean") is v
+
+
+def test_demo_session_is_exported():
+    assert rw.Session is Session
+    assert callable(rw.demo_session)
