@@ -1,0 +1,64 @@
+"""Activation extraction throughput against the model's raw forward throughput.
+
+The raw figure runs the model alone on batches already in memory; the session figure
+is ``Session.activations`` end to end (data access, hooks, pooling, caching) on the same
+images. The ratio says how close extraction runs to the limit.
+
+    python benchmarks/bench_session.py [--n 4000] [--batch-size 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import repwidgets as rw
+from _common import best_of, emit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--layer", default="features.conv3")
+    args = parser.parse_args()
+
+    data = rw.datasets.shapes(n_test=args.n, seed=0)
+    model = rw.models.demo_model(data, seed=0, progress=False)
+    sess = rw.Session(model, data, batch_size=args.batch_size, progress=False)
+    images = torch.cat([sess.images(range(i, min(i + 1000, args.n))) for i in range(0, args.n, 1000)])
+    images = images.to(sess.device)
+
+    def raw_forward():
+        with torch.no_grad():
+            for start in range(0, args.n, args.batch_size):
+                model(images[start : start + args.batch_size])
+
+    def extraction():
+        sess.clear_cache()
+        sess.activations(args.layer, "test")
+
+    def data_only():
+        for start in range(0, args.n, 1000):
+            sess.images(range(start, min(start + 1000, args.n)))
+
+    raw = best_of(raw_forward)
+    extract = best_of(extraction)
+    render = best_of(data_only, repeats=1)
+    emit(
+        "session_extraction",
+        {
+            "n_images": args.n,
+            "layer": args.layer,
+            "device": str(sess.device),
+            "raw_forward_images_per_s": round(args.n / raw, 1),
+            "extraction_images_per_s": round(args.n / extract, 1),
+            "extraction_fraction_of_raw": round(raw / extract, 3),
+            "image_generation_images_per_s": round(args.n / render, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
