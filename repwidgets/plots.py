@@ -74,7 +74,9 @@ def histogram(values, bins: int = 40, title: str = "", x_label: str = ""):
     array = np.asarray(values, dtype=float).ravel()
     array = array[np.isfinite(array)]
     counts, edges = np.histogram(array, bins=bins)
-    fig = figure(title=title, width=WIDTH, height=HEIGHT, x_axis_label=x_label, y_axis_label="count")
+    fig = figure(
+        title=title, width=WIDTH, height=HEIGHT, x_axis_label=x_label, y_axis_label="count"
+    )
     fig.quad(top=counts, bottom=0, left=edges[:-1], right=edges[1:], fill_alpha=0.7)
     return fig
 
@@ -118,14 +120,26 @@ def heatmap(
         tools="hover,save",
         tooltips=[("", "@y / @x"), ("value", "@value{0.000}")],
     )
-    fig.rect("x", "y", 1, 1, source=source, fill_color=linear_cmap("value", colours, low, high), line_color=None)
+    fig.rect(
+        "x",
+        "y",
+        1,
+        1,
+        source=source,
+        fill_color=linear_cmap("value", colours, low, high),
+        line_color=None,
+    )
     fig.xaxis.major_label_orientation = 0.9
     return fig
 
 
 def scatter_with_images(
-    x, y, images: Sequence[bytes] | None = None, labels: Sequence[str] | None = None,
-    colour=None, title: str = "",
+    x,
+    y,
+    images: Sequence[bytes] | None = None,
+    labels: Sequence[str] | None = None,
+    colour=None,
+    title: str = "",
 ):
     """A scatter plot whose hover shows each point's label and (optionally) its image."""
     n = len(x)

@@ -1,0 +1,94 @@
+import { describe, expect, it } from "vitest";
+import { VirtualGrid, columnsFor, contentHeight, visibleRange } from "../src/lib/vgrid";
+import { Selection } from "../src/lib/selection";
+import { gridKey } from "../src/lib/keyboard";
+
+const G = { cellWidth: 100, cellHeight: 50, gap: 10, padding: 5 };
+
+describe("grid geometry", () => {
+  it("fits columns and rows", () => {
+    expect(columnsFor(335, G)).toBe(3); // 5 + 3*100 + 2*10 + 5 = 330
+    expect(columnsFor(20, G)).toBe(1);
+    expect(contentHeight(7, 3, G)).toBe(5 + 3 * 50 + 2 * 10 + 5);
+    expect(visibleRange(0, 120, 100, 3, G, 0)).toEqual({ start: 0, end: 6 });
+    expect(visibleRange(600, 120, 100, 3, G, 1)).toEqual({ start: 24, end: 39 });
+    expect(visibleRange(0, 120, 0, 3, G)).toEqual({ start: 0, end: 0 });
+  });
+});
+
+describe("VirtualGrid", () => {
+  it("renders only the visible rows and recycles cells while scrolling", () => {
+    const viewport = document.createElement("div");
+    document.body.appendChild(viewport);
+    let created = 0;
+    const filled: number[] = [];
+    const grid = new VirtualGrid(viewport, {
+      ...G,
+      overscan: 0,
+      measure: () => ({ width: 335, height: 120 }),
+      createCell: () => {
+        created++;
+        return document.createElement("div");
+      },
+      updateCell: (el, i) => {
+        el.textContent = `cell ${i}`;
+        filled.push(i);
+      },
+    });
+    grid.setCount(1000);
+    expect(grid.columns).toBe(3);
+    expect(grid.rendered).toEqual({ start: 0, end: 6 });
+    expect(grid.sizer.style.height).toBe(`${contentHeight(1000, 3, G)}px`);
+    viewport.scrollTop = 6000;
+    grid.update();
+    const r = grid.rendered;
+    expect(r.start).toBeGreaterThan(200);
+    expect(grid.cellAt(r.start)?.textContent).toBe(`cell ${r.start}`);
+    expect(grid.cellAt(0)).toBeUndefined();
+    expect(created).toBeLessThanOrEqual(9); // recycled, not one per card
+    const visible = [...grid.sizer.children].filter((c) => (c as HTMLElement).style.display !== "none");
+    expect(visible.length).toBe(r.end - r.start);
+    grid.dispose();
+  });
+});
+
+describe("Selection", () => {
+  const order = [5, 3, 9, 1, 7];
+  it("toggles on click and extends ranges with shift in view order", () => {
+    const s = new Selection();
+    s.click(3, order, false);
+    s.click(1, order, true);
+    expect(s.values()).toEqual([3, 9, 1]);
+    s.click(9, order, false); // toggle off
+    expect(s.values()).toEqual([3, 1]);
+    s.click(5, order, true); // anchor is 9: range 5..9
+    expect(s.values()).toEqual([3, 1, 5, 9]);
+    expect(s.equals([3, 1, 5, 9])).toBe(true);
+  });
+  it("without an anchor a shift-click toggles", () => {
+    const s = new Selection([7]);
+    s.click(1, order, true);
+    expect(s.values()).toEqual([7, 1]);
+  });
+});
+
+describe("gridKey", () => {
+  it("moves by cells and rows within bounds", () => {
+    expect(gridKey({ key: "ArrowRight" }, -1, 10, 4).cursor).toBe(0);
+    expect(gridKey({ key: "ArrowRight" }, 9, 10, 4).cursor).toBe(9);
+    expect(gridKey({ key: "ArrowDown" }, 1, 10, 4).cursor).toBe(5);
+    expect(gridKey({ key: "ArrowDown" }, 7, 10, 4).cursor).toBe(7);
+    expect(gridKey({ key: "ArrowUp" }, 5, 10, 4).cursor).toBe(1);
+    expect(gridKey({ key: "End" }, 0, 10, 4).cursor).toBe(9);
+    expect(gridKey({ key: "PageDown" }, 0, 100, 4, 3).cursor).toBe(12);
+  });
+  it("maps space, shift and other keys to actions", () => {
+    expect(gridKey({ key: " " }, 3, 10, 4)).toEqual({ cursor: 3, action: "toggle", handled: true });
+    expect(gridKey({ key: " ", shiftKey: true }, 3, 10, 4).action).toBe("range");
+    expect(gridKey({ key: "ArrowLeft", shiftKey: true }, 3, 10, 4)).toEqual({ cursor: 2, action: "range", handled: true });
+    expect(gridKey({ key: "a", ctrlKey: true }, 3, 10, 4).action).toBe("select-all");
+    expect(gridKey({ key: "a" }, 3, 10, 4).handled).toBe(false);
+    expect(gridKey({ key: "x" }, 3, 10, 4).handled).toBe(false);
+    expect(gridKey({ key: "ArrowDown" }, 0, 0, 4).handled).toBe(false);
+  });
+});

@@ -1,0 +1,21 @@
+"""Embedded datasets with concept labels and planted artifacts, and adapters for user data.
+
+- :func:`shapes`: generated shapes (the default data of the demo);
+- :func:`digits`: scikit-learn's handwritten digits with an optional planted artifact;
+- :func:`as_bundle`: wrap user data (Dataset, dict of splits, ImageFolder, (X, y)).
+"""
+
+from .bundle import DataBundle, TensorImageDataset, as_bundle
+from .digits import DigitsDataset, digits
+from .shapes import ARTIFACTS, ShapesDataset, shapes
+
+__all__ = [
+    "ARTIFACTS",
+    "DataBundle",
+    "DigitsDataset",
+    "ShapesDataset",
+    "TensorImageDataset",
+    "as_bundle",
+    "digits",
+    "shapes",
+]

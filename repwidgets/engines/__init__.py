@@ -1,0 +1,1 @@
+"""Compute engines: one module per method, plus shared numerics."""

@@ -1,0 +1,986 @@
+"""INVERT: label each neuron with the boolean formula of concepts it recognises best.
+
+Inverse recognition (Bykov et al., NeurIPS 2023) explains a neuron by the compositional
+concept (a formula over the dataset's concept labels, such as ``(red AND NOT circle) OR
+stripes``) whose samples the neuron ranks highest: the formula that maximises the AUROC
+of the neuron's activations for the formula's mask, found by beam search, with the
+Mann-Whitney p-value as its significance.
+
+How this engine computes it (the numerics, not the method, differ from the reference):
+
+* Ranks once. Each neuron's activations are turned into doubled centred average ranks
+  ``q`` (exact tie handling, see :mod:`repwidgets.engines.ranks`); the AUC of any mask
+  is then ``1/2 + sum(q[mask]) / (2 n+ n-)``.
+* Atoms as one product. The rank sums of all K concepts for all neurons are one matrix
+  product ``q^T C``; negations follow for free (``sum over NOT c = -sum over c``).
+* Beam steps as one product. For a beam formula ``phi`` and every concept ``c``,
+  ``ranksum(phi AND c) = (q * phi)^T C`` and ``count(phi AND c) = phi^T C``: one product
+  ``[2 N B, n] x [n, K]`` per step gives all AND sums; the other three operations come
+  from set algebra without touching the samples again:
+  ``phi AND NOT c = phi - (phi AND c)``, ``phi OR c = phi + c - (phi AND c)``,
+  ``phi OR NOT c = (phi AND c) - c`` (rank sums; counts likewise with ``n`` for the
+  full set).
+* Exact where it matters. The products run in float32 to shortlist candidates; the
+  shortlisted formulas' masks are then built and their rank sums, counts and an
+  integer hash (a random projection with integer weights, exact in float64) recomputed
+  exactly, so reported AUCs are exact and equal masks are recognised as equal.
+* Deduplication. Formulas with the same mask are one explanation: a formula whose mask
+  equals an atom's becomes that atom; among equal masks the shorter formula is kept,
+  then the lexicographically first text. The beam never holds two equal masks.
+
+Example:
+    >>> import torch
+    >>> from repwidgets.engines import invert
+    >>> concepts = torch.rand(2000, 6) < 0.3
+    >>> acts = (concepts[:, 0] & ~concepts[:, 1]).float()[:, None] + 0.1 * torch.randn(2000, 1)
+    >>> r = invert.explain_activations(acts, concepts, list("abcdef"), progress=False)
+    >>> r.to_frame().formula[0]                                      # doctest: +SKIP
+    'a AND NOT b'
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from repwidgets._progress import progress_bar
+from repwidgets.engines.ranks import centered_ranks, mann_whitney_p
+from repwidgets.results import Result
+
+__all__ = ["InvertResult", "explain", "explain_activations", "formula_mask", "demo_section"]
+
+MODES = ("positive", "negative")
+# candidate operations of a beam step, in their enumeration order
+OPERATIONS = ("AND", "AND NOT", "OR", "OR NOT")
+_AND, _OR = 1, 2  # op codes stored in formulas (0: first atom)
+
+
+# ---------------------------------------------------------------------------------- result
+@dataclass
+class InvertResult(Result):
+    """Per-neuron INVERT explanations of one layer.
+
+    Fields:
+        formulas: one dict per neuron: ``{"text": str, "length": int, "clauses": [
+            {"op": None | "AND" | "OR", "concept": str, "index": int, "negated": bool}, ...]}``
+            - the formula folds left: ``((c1 op2 c2) op3 c3) ...``.
+        auc: float64 [N], AUROC of the activations for the formula's mask (in
+            ``mode="negative"`` the search minimises it, so values are near 0).
+        fraction: float64 [N], share of samples in the formula's mask.
+        p_value, log10_p: float64 [N], two-sided Mann-Whitney U test (normal
+            approximation, tie-corrected); ``log10_p`` stays finite where ``p`` underflows.
+        neurons: int64 [N], the neurons' indices in the layer.
+        concept_names: the K concept names.
+        layer, split, pool, mode, params: how it was computed.
+        beams: with ``return_beam=True``, per neuron the final beam (best first), each
+            entry a formula dict plus ``auc``, ``fraction``, ``p_value``, ``log10_p``.
+        top_indices: int64 [N, k], the k samples with the highest activation (lowest in
+            negative mode) of each neuron, best first, for the gallery's images.
+        top_values: float32 [N, k], their activations.
+        timings: seconds spent in ranks, products and selection, and the products' flops.
+    """
+
+    formulas: list
+    auc: torch.Tensor
+    fraction: torch.Tensor
+    p_value: torch.Tensor
+    log10_p: torch.Tensor
+    neurons: torch.Tensor
+    concept_names: list
+    layer: str | None = None
+    split: str | None = None
+    pool: str | None = None
+    mode: str = "positive"
+    params: dict = field(default_factory=dict)
+    beams: list | None = None
+    top_indices: torch.Tensor | None = None
+    top_values: torch.Tensor | None = None
+    timings: dict = field(default_factory=dict)
+    _session: Any = field(default=None, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ tables
+    @property
+    def differentiability(self) -> torch.Tensor:
+        """``|2 (AUC - 0.5)|`` per neuron: 0 for chance, 1 for a perfect detector."""
+        return (2.0 * (self.auc.double() - 0.5)).abs()
+
+    def to_frame(self):
+        """One row per neuron: neuron, formula, length, auc, differentiability, fraction,
+        p_value, log10_p (plus the layer when known)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            {
+                "neuron": self.neurons.cpu().numpy().astype(np.int64),
+                "formula": [f["text"] for f in self.formulas],
+                "length": [int(f["length"]) for f in self.formulas],
+                "auc": self.auc.cpu().double().numpy(),
+                "differentiability": self.differentiability.cpu().numpy(),
+                "fraction": self.fraction.cpu().double().numpy(),
+                "p_value": self.p_value.cpu().double().numpy(),
+                "log10_p": self.log10_p.cpu().double().numpy(),
+            }
+        )
+        if self.layer is not None:
+            frame.insert(0, "layer", self.layer)
+        return frame
+
+    def beam_frame(self):
+        """The final beams (``return_beam=True``) as one row per (neuron, rank)."""
+        import pandas as pd
+
+        if self.beams is None:
+            raise ValueError("This result has no beams: run explain(..., return_beam=True).")
+        rows = []
+        for neuron, beam in zip(self.neurons.tolist(), self.beams):
+            for rank, entry in enumerate(beam):
+                rows.append(
+                    {
+                        "neuron": neuron,
+                        "rank": rank,
+                        "formula": entry["text"],
+                        "length": entry["length"],
+                        "auc": entry["auc"],
+                        "differentiability": abs(2 * (entry["auc"] - 0.5)),
+                        "fraction": entry["fraction"],
+                        "p_value": entry["p_value"],
+                        "log10_p": entry["log10_p"],
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def concept_counts(self) -> dict[str, int]:
+        """How many neurons' formulas mention each concept (negated or not), most first."""
+        counts: dict[str, int] = {}
+        for f in self.formulas:
+            for name in {c["concept"] for c in f["clauses"]}:
+                counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def masks(self, concepts: torch.Tensor) -> torch.Tensor:
+        """The best formulas' masks, bool [n, N], evaluated on ``concepts`` [n, K]."""
+        return torch.stack([formula_mask(f, concepts) for f in self.formulas], dim=1)
+
+    # ------------------------------------------------------------------ display
+    def plot(self, *others: InvertResult):
+        """Bokeh layout: AUC distribution (one histogram per layer when ``others`` are
+        given) and how often each concept appears in the formulas."""
+        return plot_results([self, *others])
+
+    def widget(self, images_per_card: int = 8, split: str | None = None):
+        """A NeuronGallery: one card per neuron, labelled with its formula, sortable by
+        AUC / p-value, with its top-activating images when the result has a session."""
+        try:
+            from repwidgets.widgets.gallery import NeuronGallery  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the widget platform
+            raise ImportError(
+                "The NeuronGallery widget is not available in this installation "
+                f"({exc}). Use r.to_frame() or r.plot() instead."
+            ) from exc
+        from repwidgets.widgets._invert_gallery import invert_gallery
+
+        return invert_gallery(self, images_per_card=images_per_card, split=split)
+
+
+# ---------------------------------------------------------------------------------- formulas
+def _atom_text(atom: int, names: Sequence[str]) -> str:
+    k = len(names)
+    return names[atom % k] if atom < k else f"NOT {names[atom % k]}"
+
+
+def _formula_text(atoms: Sequence[int], ops: Sequence[int], names: Sequence[str]) -> str:
+    text = _atom_text(atoms[0], names)
+    for i in range(1, len(atoms)):
+        left = f"({text})" if i >= 2 else text
+        text = f"{left} {'AND' if ops[i] == _AND else 'OR'} {_atom_text(atoms[i], names)}"
+    return text
+
+
+def _formula_dict(atoms: Sequence[int], ops: Sequence[int], names: Sequence[str]) -> dict:
+    k = len(names)
+    clauses = [
+        {
+            "op": None if i == 0 else ("AND" if ops[i] == _AND else "OR"),
+            "concept": names[a % k],
+            "index": int(a % k),
+            "negated": bool(a >= k),
+        }
+        for i, a in enumerate(atoms)
+    ]
+    return {"text": _formula_text(atoms, ops, names), "length": len(atoms), "clauses": clauses}
+
+
+def formula_mask(formula: dict, concepts: torch.Tensor) -> torch.Tensor:
+    """Evaluate a formula dict (from :class:`InvertResult`) on concepts [n, K] -> bool [n].
+
+    Example:
+        >>> f = {"clauses": [{"op": None, "index": 0, "negated": False},
+        ...                  {"op": "AND", "index": 1, "negated": True}]}
+        >>> formula_mask(f, torch.tensor([[1, 0], [1, 1]]).bool())
+        tensor([ True, False])
+    """
+    concepts = torch.as_tensor(concepts).bool()
+    mask = None
+    for clause in formula["clauses"]:
+        col = concepts[:, int(clause["index"])]
+        if clause.get("negated"):
+            col = ~col
+        if mask is None:
+            mask = col.clone()
+        elif clause["op"] == "AND":
+            mask &= col
+        elif clause["op"] == "OR":
+            mask |= col
+        else:
+            raise ValueError(f"Unknown operation {clause['op']!r} in formula {formula}.")
+    if mask is None:
+        raise ValueError("The formula has no clauses.")
+    return mask
+
+
+# ---------------------------------------------------------------------------------- checks
+def _check_inputs(acts, concepts, concept_names, neurons):
+    if not isinstance(acts, torch.Tensor):
+        try:
+            acts = torch.as_tensor(np.asarray(acts))
+        except Exception as exc:
+            raise TypeError(
+                f"acts must be a tensor or array [n_samples, n_neurons], got {type(acts).__name__}."
+            ) from exc
+    if acts.ndim == 1:
+        acts = acts[:, None]
+    if acts.ndim != 2:
+        raise ValueError(
+            f"acts must be 2-D [n_samples, n_neurons], got shape {tuple(acts.shape)}. "
+            "Pool spatial maps first (e.g. acts.mean(dim=(2, 3)))."
+        )
+    if acts.dtype == torch.bool:
+        acts = acts.to(torch.uint8)
+    if torch.is_complex(acts):
+        raise TypeError("acts must be real numbers, not complex.")
+    if not isinstance(concepts, torch.Tensor):
+        concepts = torch.as_tensor(np.asarray(concepts))
+    if concepts.ndim == 1:
+        concepts = concepts[:, None]
+    if concepts.ndim != 2:
+        raise ValueError(
+            f"concepts must be a boolean matrix [n_samples, n_concepts], got shape "
+            f"{tuple(concepts.shape)}."
+        )
+    if acts.shape[0] != concepts.shape[0]:
+        raise ValueError(
+            f"acts has {acts.shape[0]} samples but concepts has {concepts.shape[0]}: both must "
+            "be indexed by the same samples (rows), in the same order."
+        )
+    if concepts.dtype != torch.bool:
+        if torch.is_floating_point(concepts) or torch.is_complex(concepts):
+            ok = bool(((concepts == 0) | (concepts == 1)).all())
+        else:
+            ok = bool(((concepts == 0) | (concepts == 1)).all())
+        if not ok:
+            raise TypeError(
+                "concepts must be boolean (or 0/1): concept k is present in sample i when "
+                "concepts[i, k] is True."
+            )
+        concepts = concepts != 0
+    n, k = concepts.shape
+    if n < 2:
+        raise ValueError(f"INVERT needs at least 2 samples, got {n}.")
+    if k == 0:
+        raise ValueError("concepts has no columns: INVERT needs at least one concept label.")
+    if concept_names is None:
+        concept_names = [f"concept_{i}" for i in range(k)]
+    concept_names = [str(c) for c in concept_names]
+    if len(concept_names) != k:
+        raise ValueError(
+            f"concept_names has {len(concept_names)} names but concepts has {k} columns; "
+            "give one name per column."
+        )
+    n_neurons = acts.shape[1]
+    if neurons is None:
+        idx = torch.arange(n_neurons)
+    else:
+        idx = torch.as_tensor(neurons).flatten().long().cpu()
+        if idx.numel() == 0:
+            raise ValueError("neurons is empty: pass None for all neurons, or some indices.")
+        bad = idx[(idx < -n_neurons) | (idx >= n_neurons)]
+        if bad.numel():
+            raise ValueError(
+                f"neurons {bad.tolist()[:10]} are out of range: the layer has {n_neurons} "
+                f"neurons (0..{n_neurons - 1})."
+            )
+        idx = idx % n_neurons
+        acts = acts[:, idx.to(acts.device)]
+    if torch.is_floating_point(acts):
+        nan = torch.isnan(acts).any(0).cpu()
+        if bool(nan.any()):
+            bad = idx[nan].tolist()
+            raise ValueError(
+                f"activations contain NaN for neurons {bad[:20]}"
+                f"{' ...' if len(bad) > 20 else ''} ({len(bad)} of {len(idx)}). Fix the layer or "
+                "leave those neurons out with neurons=[...]."
+            )
+    return acts, concepts, concept_names, idx
+
+
+# ---------------------------------------------------------------------------------- search
+class _Search:
+    """Beam search over formulas for a batch of neurons at a time (see the module doc)."""
+
+    def __init__(
+        self,
+        concepts: torch.Tensor,
+        names: list[str],
+        max_length: int,
+        beam_size: int,
+        min_fraction: float,
+        max_fraction: float,
+        max_operands: int | None,
+        memory_budget: int,
+        timings: dict,
+        seed: int = 0,
+    ) -> None:
+        device = concepts.device
+        self.device = device
+        self.n, self.K = concepts.shape
+        self.names = names
+        self.L, self.B = max_length, beam_size
+        self.max_operands = max_operands
+        self.memory_budget = memory_budget
+        self.timings = timings
+        n, K = self.n, self.K
+        self.Ct = concepts.T.contiguous()  # [K, n] bool: rows to build masks from
+        self.Cf = concepts.to(torch.float32)  # [n, K] for the products
+        self.cnt_c = concepts.sum(0).to(torch.int64)  # [K]
+        self.lo = max(1, math.ceil(min_fraction * n - 1e-9))
+        self.hi = min(n - 1, math.floor(max_fraction * n + 1e-9))
+        # integer hash weights: sums of at most n of them stay below 2^52 (exact in float64)
+        bits = max(8, 52 - math.ceil(math.log2(n + 1)))
+        gen = torch.Generator().manual_seed(seed)
+        H = torch.randint(0, 2**bits, (n, 2), generator=gen, dtype=torch.int64).to(
+            device=device, dtype=torch.float64
+        )
+        self.HW = torch.cat([H, torch.ones(n, 1, dtype=torch.float64, device=device)], dim=1)
+        sig_c = concepts.to(torch.float64).T @ H  # [K, 2]
+        total = H.sum(0)
+        sig = torch.cat([sig_c, total - sig_c])  # [2K, 2]
+        # one sortable key per atom (both hashes folded; the pair is compared exactly later)
+        self.atom_sig2 = sig
+        self.atom_sig = sig[:, 0]
+        self.atom_cnt = torch.cat([self.cnt_c, n - self.cnt_c])  # [2K]
+        self.atom_valid = (self.atom_cnt >= self.lo) & (self.atom_cnt <= self.hi)
+        self._text_cache: dict[tuple, str] = {}
+        self._canonical_atoms()
+
+    # -- helpers -----------------------------------------------------------------------
+    def _atom_masks(self, atoms: torch.Tensor) -> torch.Tensor:
+        """Masks of atom indices (any shape) -> bool [..., n]."""
+        rows = self.Ct[atoms % self.K]
+        return rows ^ (atoms >= self.K)[..., None]
+
+    def _text(self, atoms: tuple, ops: tuple) -> str:
+        key = (atoms, ops)
+        text = self._text_cache.get(key)
+        if text is None:
+            text = _formula_text(atoms, ops, self.names)
+            self._text_cache[key] = text
+        return text
+
+    def _canonical_atoms(self) -> None:
+        """Map every atom to the lexicographically first atom with the same mask."""
+        K2 = 2 * self.K
+        texts = [_atom_text(a, self.names) for a in range(K2)]
+        lex = torch.empty(K2, dtype=torch.int64)
+        lex[torch.tensor(sorted(range(K2), key=lambda a: (texts[a], a)))] = torch.arange(K2)
+        lex = lex.to(self.device)
+        key = torch.cat([self.atom_sig2, self.atom_cnt[:, None].to(torch.float64)], dim=1)
+        _, group = torch.unique(key, dim=0, return_inverse=True)
+        best = torch.full((K2,), K2, dtype=torch.int64, device=self.device)
+        best.scatter_reduce_(0, group, lex, reduce="amin")
+        by_lex = torch.empty_like(lex)
+        by_lex[lex] = torch.arange(K2, device=self.device)
+        self.canon = by_lex[best[group]]
+        order = torch.argsort(self.atom_sig, stable=True)
+        self.sig_sorted = self.atom_sig[order].contiguous()
+        self.sig_order = order
+
+    def _timed(self, key: str, start: float) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
+
+    # -- one batch of neurons -----------------------------------------------------------
+    def run(self, q: torch.Tensor) -> dict:
+        """Beam search for a batch of neurons. ``q``: int64 [Nb, n] doubled centred ranks
+        (negated for the negative mode). Returns the final beams (dict of tensors)."""
+        n, K, B, L = self.n, self.K, self.B, self.L
+        Nb = q.shape[0]
+        qf = q.to(torch.float32)
+        # exact sums of a mask: doubled centred ranks, two integer hashes, count
+        W = torch.cat(
+            [q.to(torch.float64)[:, :, None], self.HW.expand(Nb, n, 3)], dim=2
+        )  # [Nb, n, 4]
+
+        t0 = time.perf_counter()
+        s_atom = qf @ self.Cf  # [Nb, K] approximate rank sums of the concepts
+        self._timed("products_s", t0)
+        self.timings["product_flops"] = self.timings.get("product_flops", 0) + 2.0 * Nb * n * K
+        cntf = self.cnt_c.to(torch.float32)
+        den = 2.0 * cntf * (n - cntf)
+        auc_c = torch.where(den > 0, 0.5 + s_atom / den.clamp(min=1), 0.5)
+        # operand restriction: top concepts per neuron by |AUC - 0.5|
+        if self.max_operands is not None and self.max_operands < K:
+            top = torch.topk((auc_c - 0.5).abs(), self.max_operands, dim=1).indices
+            allowed_full = torch.zeros(Nb, K, dtype=torch.bool, device=self.device)
+            allowed_full.scatter_(1, top, True)
+            cols = torch.nonzero(allowed_full.any(0)).flatten()
+            allowed = allowed_full[:, cols]
+        else:
+            cols = torch.arange(K, device=self.device)
+            allowed = None
+        Kc = cols.numel()
+        Cf_sub = self.Cf if Kc == K else self.Cf[:, cols].contiguous()
+
+        # ---- length 1: atoms
+        t0 = time.perf_counter()
+        score = torch.cat([auc_c, 1.0 - auc_c], dim=1)
+        score = torch.where(self.atom_valid[None, :], score, -torch.inf)
+
+        def decode_atoms(rows, flat):
+            atoms = flat.clone()
+            return {
+                "atoms": torch.cat(
+                    [atoms[..., None], atoms.new_full((*atoms.shape, L - 1), -1)], dim=-1
+                ),
+                "ops": torch.zeros(*atoms.shape, L, dtype=torch.int8, device=self.device),
+                "length": torch.ones_like(atoms),
+                "masks": self._atom_masks(atoms),
+                "order": atoms.clone(),
+            }
+
+        beam = self._select(score, decode_atoms, None, W)
+        self._timed("select_s", t0)
+
+        # ---- lengths 2..L
+        for _step in range(2, L + 1):
+            t0 = time.perf_counter()
+            m = beam["masks"]  # [Nb, B, n]
+            left = torch.cat(
+                [(m * qf[:, None, :]).reshape(Nb * B, n), m.reshape(Nb * B, n).to(torch.float32)]
+            )
+            prod = (left @ Cf_sub).view(2, Nb, B, Kc)
+            del left
+            self._timed("products_s", t0)
+            self.timings["product_flops"] += 2.0 * (2 * Nb * B) * n * Kc
+            t0 = time.perf_counter()
+            p_s, p_c = prod[0], prod[1]
+            s_phi = beam["s2"].to(torch.float32)[:, :, None]
+            c_phi = beam["cnt"].to(torch.float32)[:, :, None]
+            s_c = s_atom[:, cols][:, None, :]
+            c_c = cntf[cols][None, None, :]
+            sums = torch.stack([p_s, s_phi - p_s, s_phi + s_c - p_s, p_s - s_c], dim=2)
+            cnts = torch.stack([p_c, c_phi - p_c, c_phi + c_c - p_c, n - c_c + p_c], dim=2)
+            del prod, p_s, p_c
+            ok = (cnts >= self.lo) & (cnts <= self.hi) & (cnts != c_phi[..., None])
+            ok &= beam["valid"][:, :, None, None]
+            if allowed is not None:
+                ok &= allowed[:, None, None, :]
+            den = (2.0 * cnts * (n - cnts)).clamp(min=1.0)
+            cand = torch.where(ok, 0.5 + sums / den, -torch.inf).view(Nb, B * 4 * Kc)
+            del sums, cnts, ok, den
+
+            def decode_step(rows, flat, beam=beam):
+                b = flat // (4 * Kc)
+                op = (flat // Kc) % 4
+                k = cols[flat % Kc]
+                r = rows[:, None].expand_as(flat)
+                parent = beam["masks"][r, b]  # [R, T, n]
+                col = self.Ct[k] ^ (op % 2 == 1)[..., None]
+                is_and = (op < 2)[..., None]
+                masks = torch.where(is_and, parent & col, parent | col)
+                atoms = beam["atoms"][r, b].clone()
+                ops = beam["ops"][r, b].clone()
+                plen = beam["length"][r, b]  # shorter formulas stay in the beam
+                slot = plen.clamp(max=L - 1)[..., None]
+                atoms.scatter_(-1, slot, (k + K * (op % 2))[..., None])
+                ops.scatter_(-1, slot, torch.where(op < 2, _AND, _OR).to(torch.int8)[..., None])
+                return {
+                    "atoms": atoms,
+                    "ops": ops,
+                    "length": plen + 1,
+                    "masks": masks,
+                    "order": B + (b * 4 + op) * K + k,
+                }
+
+            beam = self._select(cand, decode_step, beam, W)
+            self._timed("select_s", t0)
+        return beam
+
+    # -- shortlist, exact recount, dedup, sort ---------------------------------------------
+    def _select(self, cand: torch.Tensor, decode, old: dict | None, W: torch.Tensor) -> dict:
+        """New beam from the old one and the candidates' approximate scores [Nb, M]."""
+        Nb, M = cand.shape
+        B = self.B
+        n_valid = (cand > -torch.inf).sum(1)
+        T = min(M, max(3 * B, B + 8))
+        rows = torch.arange(Nb, device=self.device)
+        out: dict | None = None
+        while True:
+            vals, flat = torch.topk(cand[rows], T, dim=1)
+            new = decode(rows, flat)
+            new["valid"] = vals > -torch.inf
+            new["s2"], new["sig"], new["cnt"] = self._exact(new["masks"], W[rows])
+            new["valid"] &= (new["cnt"] >= self.lo) & (new["cnt"] <= self.hi)
+            if old is not None:
+                pool = {
+                    key: torch.cat([old[key][rows], new[key]], dim=1)
+                    for key in ("atoms", "ops", "length", "masks", "valid", "s2", "sig", "cnt")
+                }
+                pool["order"] = torch.cat(
+                    [torch.arange(B, device=self.device).expand(rows.numel(), B), new["order"]],
+                    dim=1,
+                )
+            else:
+                pool = new
+            beam, n_unique = self._dedup_sort(pool)
+            if out is None:
+                out = beam
+            else:
+                for key in out:
+                    out[key][rows] = beam[key]
+            retry = (n_unique < B) & (n_valid[rows] > T)
+            if not bool(retry.any()) or T >= M:
+                return out
+            rows = rows[retry]
+            T = min(M, T * 4)
+
+    def _exact(self, masks: torch.Tensor, W: torch.Tensor):
+        """Exact rank sums, hashes [.., 2] and counts of masks [R, T, n] (float64, chunked).
+
+        All terms are integers and every partial sum stays below 2^53, so the float64
+        products are exact whatever the summation order: equal masks give equal values.
+        """
+        R, T, n = masks.shape
+        per = max(1, int(self.memory_budget // (8 * max(1, R) * n * 2)))
+        out = []
+        for lo in range(0, T, per):
+            out.append(torch.bmm(masks[:, lo : lo + per].to(torch.float64), W))
+        res = torch.cat(out, dim=1)
+        return res[..., 0], res[..., 1:3], res[..., 3].to(torch.int64)
+
+    def _dedup_sort(self, pool: dict):
+        n, K, B = self.n, self.K, self.B
+        valid, sig, cnt, length = pool["valid"], pool["sig"], pool["cnt"], pool["length"]
+        s2 = pool["s2"]
+        R, P = valid.shape
+        # a formula whose mask is an atom's mask becomes that (canonical) atom
+        pos = torch.searchsorted(self.sig_sorted, sig[..., 0].contiguous()).clamp(max=2 * K - 1)
+        atom = self.sig_order[pos]
+        hit = valid & (self.atom_sig2[atom] == sig).all(-1) & (self.atom_cnt[atom] == cnt)
+        hit &= (length > 1) | (pool["atoms"][..., 0] != self.canon[atom])
+        if bool(hit.any()):
+            r, p = torch.nonzero(hit, as_tuple=True)
+            pool["atoms"][r, p] = -1
+            pool["atoms"][r, p, 0] = self.canon[atom[r, p]]
+            pool["ops"][r, p] = 0
+            pool["length"][r, p] = 1
+            length = pool["length"]
+        # duplicates within the pool: keep the shorter, then lexicographically first. Equal
+        # masks have equal (hashes, count, rank sum); distinct masks collide with
+        # probability below 2^-70.
+        eq = (sig[:, :, None, :] == sig[:, None, :, :]).all(-1)
+        eq &= (cnt[:, :, None] == cnt[:, None, :]) & (s2[:, :, None] == s2[:, None, :])
+        eq &= valid[:, :, None] & valid[:, None, :]
+        eq &= torch.ones(P, P, dtype=torch.bool, device=self.device).triu(1)
+        dominated = torch.zeros(R, P, dtype=torch.bool, device=self.device)
+        if bool(eq.any()):
+            r, i, j = torch.nonzero(eq, as_tuple=True)
+            li, lj = length[r, i], length[r, j]
+            i_wins = li < lj
+            tie = li == lj
+            if bool(tie.any()):
+                # rank the texts of the formulas involved in equal-length ties
+                flat_i, flat_j = (r * P + i)[tie], (r * P + j)[tie]
+                uniq, inv = torch.unique(torch.cat([flat_i, flat_j]), return_inverse=True)
+                atoms_u = pool["atoms"].view(R * P, -1)[uniq].tolist()
+                ops_u = pool["ops"].view(R * P, -1)[uniq].tolist()
+                len_u = length.view(-1)[uniq].tolist()
+                texts = [
+                    self._text(tuple(a[:ln]), tuple(o[:ln]))
+                    for a, o, ln in zip(atoms_u, ops_u, len_u)
+                ]
+                rank_of = {t: k for k, t in enumerate(sorted(set(texts)))}
+                rank = torch.tensor([rank_of[t] for t in texts], device=self.device)
+                ri, rj = rank[inv[: flat_i.numel()]], rank[inv[flat_i.numel() :]]
+                oi = pool["order"].view(-1)[flat_i]
+                oj = pool["order"].view(-1)[flat_j]
+                i_wins[tie] = (ri < rj) | ((ri == rj) & (oi <= oj))
+            loser = torch.where(i_wins, j, i)
+            dominated[r, loser] = True
+        keep = valid & ~dominated
+        auc = 0.5 + pool["s2"] / (2.0 * cnt * (n - cnt)).clamp(min=1).to(torch.float64)
+        key_auc = torch.where(keep, auc, -torch.inf)
+        # sort by (-auc, length, order): successive stable sorts, least significant first
+        perm = torch.argsort(pool["order"], dim=1, stable=True)
+        perm = perm.gather(1, torch.argsort(length.gather(1, perm), dim=1, stable=True))
+        perm = perm.gather(1, torch.argsort(-key_auc.gather(1, perm), dim=1, stable=True))
+        sel = perm[:, : min(B, P)]
+        rr = torch.arange(R, device=self.device)[:, None]
+        beam = {key: pool[key][rr, sel] for key in ("atoms", "ops", "length", "masks", "s2", "sig", "cnt")}
+        beam["valid"] = keep[rr, sel]
+        beam["auc"] = auc[rr, sel]
+        if sel.shape[1] < B:  # fewer candidates than beam slots: pad with invalid entries
+            pad = B - sel.shape[1]
+            for key, value in beam.items():
+                filler = value[:, :1].expand(R, pad, *value.shape[2:]).clone()
+                if key == "valid":
+                    filler[:] = False
+                elif key == "masks":
+                    filler[:] = False
+                beam[key] = torch.cat([value, filler], dim=1)
+        return beam, keep.sum(1)
+
+
+# ---------------------------------------------------------------------------------- core
+def explain_activations(
+    acts: torch.Tensor,
+    concepts: torch.Tensor,
+    concept_names: Sequence[str] | None = None,
+    max_length: int = 3,
+    beam_size: int = 5,
+    min_fraction: float = 0.0,
+    max_fraction: float = 0.5,
+    mode: str = "positive",
+    neurons: Sequence[int] | torch.Tensor | None = None,
+    return_beam: bool = False,
+    max_operands: int | None = None,
+    top_k: int = 16,
+    continuity: bool = True,
+    memory_budget_mb: float = 1024,
+    batch_size: int | None = None,
+    layer: str | None = None,
+    progress: bool = True,
+) -> InvertResult:
+    """Explain every neuron of ``acts`` with its best formula over ``concepts``.
+
+    Args:
+        acts: [n, N] activations of N neurons on n samples (a 1-D [n] is one neuron).
+            Computation runs on this tensor's device.
+        concepts: bool [n, K]: concept k is present in sample i (0/1 accepted).
+        concept_names: K names (default ``concept_0`` ...).
+        max_length: longest formula (number of atoms), L >= 1.
+        beam_size: formulas kept per step, B >= 1.
+        min_fraction, max_fraction: a formula's mask must cover a share of samples in
+            [min_fraction, max_fraction] (and at least one sample, not all).
+        mode: ``"positive"`` (high activation = concept present, maximise AUC) or
+            ``"negative"`` (low activation = concept present, minimise AUC).
+        neurons: indices of the neurons to explain (default all).
+        return_beam: also keep each neuron's final beam (``r.beams``, ``r.beam_frame()``).
+        max_operands: combine beam formulas only with each neuron's top concepts by
+            ``|AUC - 0.5|`` (both polarities); None uses all K concepts.
+        top_k: top-activating samples kept per neuron (``r.top_indices``) for images.
+        continuity: continuity correction of the Mann-Whitney p-value (scipy's default).
+        memory_budget_mb: bound on the working memory; sets the neuron batch size.
+        batch_size: neurons per batch (overrides the budget).
+        layer: name stored in the result.
+        progress: show a progress bar over neuron batches.
+
+    Returns:
+        :class:`InvertResult`.
+
+    Raises:
+        ValueError: mismatched lengths, NaN activations (naming the neurons), bad
+            parameters, or no concept whose fraction fits the filter.
+
+    Example:
+        >>> r = explain_activations(acts, concepts, names, max_length=2)   # doctest: +SKIP
+        >>> r.to_frame().sort_values("auc", ascending=False).head()         # doctest: +SKIP
+    """
+    t_start = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    for name, value in (("max_length", max_length), ("beam_size", beam_size)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if not (0.0 <= min_fraction <= max_fraction <= 1.0):
+        raise ValueError(
+            f"Need 0 <= min_fraction <= max_fraction <= 1, got min_fraction={min_fraction}, "
+            f"max_fraction={max_fraction}."
+        )
+    if max_operands is not None and (int(max_operands) < 1):
+        raise ValueError(f"max_operands must be a positive integer or None, got {max_operands!r}.")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}.")
+    acts, concepts, names, idx = _check_inputs(acts, concepts, concept_names, neurons)
+    device = acts.device
+    if device.type == "meta":
+        raise ValueError("acts are on the meta device; pass real activations.")
+    concepts = concepts.to(device)
+    n, K = concepts.shape
+    N = acts.shape[1]
+    max_length, beam_size = int(max_length), int(beam_size)
+    timings: dict = {"ranks_s": 0.0, "products_s": 0.0, "select_s": 0.0, "product_flops": 0.0}
+    memory_budget = int(memory_budget_mb * 2**20)
+
+    search = _Search(
+        concepts, names, max_length, beam_size, min_fraction, max_fraction,
+        None if max_operands is None else int(max_operands), memory_budget, timings,
+    )
+    if not bool(search.atom_valid.any()):
+        frac = search.cnt_c.double() / n
+        raise ValueError(
+            f"No concept (or its negation) covers a fraction of samples within "
+            f"[min_fraction={min_fraction}, max_fraction={max_fraction}] (at least 1 sample, "
+            f"not all): concept fractions range from {float(frac.min()):.4g} to "
+            f"{float(frac.max()):.4g}. Widen the fraction range."
+        )
+
+    B, L = beam_size, max_length
+    kk = min(K, max(1, max_operands or K))
+    T = max(3 * B, B + 8)
+    per_neuron = n * (40 + 9 * B + 10 * T) + 4 * B * kk * 40 + 2 * K * 8
+    nb = int(batch_size) if batch_size else max(1, min(N, memory_budget // max(per_neuron, 1)))
+
+    out_atoms, out_ops, out_len, out_valid, out_auc, out_cnt, out_ties = [], [], [], [], [], [], []
+    sign = 1 if mode == "positive" else -1
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # TF32 would spoil the shortlist products
+    try:
+        batches = range(0, N, nb)
+        for lo in progress_bar(batches, total=len(batches), desc="INVERT", enable=progress):
+            t0 = time.perf_counter()
+            block = acts[:, lo : lo + nb].to(device)
+            q, ties = centered_ranks(block, return_tie_term=True)
+            q = (sign * q).T.contiguous()
+            search._timed("ranks_s", t0)
+            beam = search.run(q)
+            out_atoms.append(beam["atoms"].cpu())
+            out_ops.append(beam["ops"].cpu())
+            out_len.append(beam["length"].cpu())
+            out_valid.append(beam["valid"].cpu())
+            out_auc.append(beam["auc"].cpu())
+            out_cnt.append(beam["cnt"].cpu())
+            out_ties.append(ties.cpu())
+    finally:
+        torch.set_float32_matmul_precision(prev)
+
+    atoms = torch.cat(out_atoms)
+    ops = torch.cat(out_ops)
+    lengths = torch.cat(out_len)
+    valid = torch.cat(out_valid)
+    auc_search = torch.cat(out_auc)  # [N, B], in the search direction
+    cnt = torch.cat(out_cnt)
+    ties = torch.cat(out_ties)
+    auc_raw = auc_search if mode == "positive" else 1.0 - auc_search
+    p, log10_p = mann_whitney_p(auc_raw, cnt, n, ties[:, None], continuity=continuity)
+    frac = cnt.double() / n
+
+    at_l, op_l, len_l, val_l = atoms.tolist(), ops.tolist(), lengths.tolist(), valid.tolist()
+    formulas, beams = [], [] if return_beam else None
+    for j in range(N):
+        if not val_l[j][0]:  # cannot happen when an atom passes the filter; kept for safety
+            raise RuntimeError(f"No formula passed the fraction filter for neuron {int(idx[j])}.")
+        formulas.append(_formula_dict(at_l[j][0][: len_l[j][0]], op_l[j][0][: len_l[j][0]], names))
+        if beams is not None:
+            entries = []
+            for b in range(B):
+                if not val_l[j][b]:
+                    continue
+                entry = _formula_dict(at_l[j][b][: len_l[j][b]], op_l[j][b][: len_l[j][b]], names)
+                entry.update(
+                    auc=float(auc_raw[j, b]),
+                    fraction=float(frac[j, b]),
+                    p_value=float(p[j, b]),
+                    log10_p=float(log10_p[j, b]),
+                )
+                entries.append(entry)
+            beams.append(entries)
+
+    top_indices = top_values = None
+    if top_k > 0:
+        k = min(top_k, n)
+        vals, ind = torch.topk(sign * acts.to(torch.float32), k, dim=0)
+        top_indices = ind.T.contiguous().cpu()
+        top_values = (sign * vals).T.contiguous().cpu()
+
+    timings["total_s"] = time.perf_counter() - t_start
+    timings["neurons_per_batch"] = nb
+    return InvertResult(
+        formulas=formulas,
+        auc=auc_raw[:, 0].contiguous(),
+        fraction=frac[:, 0].contiguous(),
+        p_value=p[:, 0].contiguous(),
+        log10_p=log10_p[:, 0].contiguous(),
+        neurons=idx.clone(),
+        concept_names=list(names),
+        layer=layer,
+        mode=mode,
+        params={
+            "max_length": L,
+            "beam_size": B,
+            "min_fraction": float(min_fraction),
+            "max_fraction": float(max_fraction),
+            "max_operands": None if max_operands is None else int(max_operands),
+            "continuity": bool(continuity),
+            "n_samples": int(n),
+        },
+        beams=beams,
+        top_indices=top_indices,
+        top_values=top_values,
+        timings=timings,
+    )
+
+
+def explain(
+    sess,
+    layer: str,
+    max_length: int = 3,
+    beam_size: int = 5,
+    min_fraction: float = 0.0,
+    max_fraction: float = 0.5,
+    mode: str = "positive",
+    pool: str = "mean",
+    split: str = "test",
+    neurons: Sequence[int] | torch.Tensor | None = None,
+    return_beam: bool = False,
+    **kwargs,
+) -> InvertResult:
+    """Explain the neurons of ``layer`` of a session's model with concept formulas.
+
+    Takes the layer's activations on ``split`` (spatially pooled with ``pool``) and the
+    split's concept labels from the session, and runs :func:`explain_activations`
+    (extra keyword arguments go there) on the session's device.
+
+    Example:
+        >>> import repwidgets as rw
+        >>> sess = rw.demo_session()                                   # doctest: +SKIP
+        >>> r = rw.invert.explain(sess, "features.conv4", max_length=2)  # doctest: +SKIP
+        >>> r.to_frame().sort_values("auc").tail()                      # doctest: +SKIP
+    """
+    if pool is None:
+        raise ValueError(
+            "INVERT needs one value per sample and neuron: use pool='mean' or pool='max', "
+            "not None."
+        )
+    acts = sess.activations(layer, split=split, pool=pool)
+    if acts.ndim != 2:
+        raise ValueError(
+            f"Layer {layer!r} gives activations of shape {tuple(acts.shape)}; INVERT needs "
+            "[n, C]. Use pool='mean' or 'max'."
+        )
+    concepts = sess.concepts(split)
+    kwargs.setdefault("progress", getattr(sess, "progress", True))
+    device = getattr(sess, "device", acts.device)
+    r = explain_activations(
+        acts.to(device),
+        concepts,
+        sess.concept_names,
+        max_length=max_length,
+        beam_size=beam_size,
+        min_fraction=min_fraction,
+        max_fraction=max_fraction,
+        mode=mode,
+        neurons=neurons,
+        return_beam=return_beam,
+        layer=layer,
+        **kwargs,
+    )
+    r.split, r.pool = split, pool
+    r._session = sess
+    return r
+
+
+# ---------------------------------------------------------------------------------- plots
+def plot_results(results: Sequence[InvertResult], top_concepts: int = 25):
+    """AUC distribution per result (layer) and concept frequency among the formulas."""
+    from bokeh.layouts import row
+    from bokeh.models import ColumnDataSource
+    from bokeh.palettes import Category10_10
+    from bokeh.plotting import figure
+
+    if not results:
+        raise ValueError("Give at least one InvertResult to plot.")
+    fig = figure(
+        title="INVERT: AUC of each neuron's best formula",
+        width=520,
+        height=320,
+        x_axis_label="AUC",
+        y_axis_label="neurons",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+    )
+    edges = np.linspace(0.0, 1.0, 41)
+    for i, r in enumerate(results):
+        values = r.auc.cpu().double().numpy()
+        counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
+        label = r.layer or f"result {i}"
+        fig.quad(
+            top=counts, bottom=0, left=edges[:-1], right=edges[1:],
+            fill_color=Category10_10[i % 10], line_color=Category10_10[i % 10],
+            fill_alpha=0.45, legend_label=f"{label} (n={len(values)})",
+        )
+    fig.legend.location = "top_left"
+    counts: dict[str, int] = {}
+    for r in results:
+        for name, c in r.concept_counts().items():
+            counts[name] = counts.get(name, 0) + c
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_concepts]
+    names = [k for k, _ in items]
+    source = ColumnDataSource({"concept": names, "neurons": [v for _, v in items]})
+    bars = figure(
+        x_range=names,
+        title="Concepts in the formulas",
+        width=max(420, 26 * len(names)),
+        height=320,
+        y_axis_label="neurons whose formula uses it",
+        tools="hover,save",
+        tooltips=[("concept", "@concept"), ("neurons", "@neurons")],
+    )
+    bars.vbar(x="concept", top="neurons", width=0.8, source=source, color=Category10_10[0])
+    bars.xaxis.major_label_orientation = 0.9 if len(names) > 6 else 0
+    return row(fig, bars)
+
+
+# ---------------------------------------------------------------------------------- demo
+def demo_section(sess, layer: str | None = None, max_length: int = 3) -> dict:
+    """Run INVERT on a demo session layer and summarise it for the report.
+
+    Returns ``{"title", "summary_lines", "figures"}``.
+    """
+    if layer is None:
+        layers = sess.layers()
+        convs = [name for name in layers if name.split(".")[-1].startswith("conv")]
+        layer = convs[-1] if convs else layers[-1]
+    r = explain(sess, layer, max_length=max_length, beam_size=5, min_fraction=0.01, progress=False)
+    frame = r.to_frame().sort_values("auc", ascending=False)
+    lines = [
+        f"INVERT on {layer}: {len(frame)} neurons explained with formulas of up to "
+        f"{max_length} concepts in {r.timings.get('total_s', 0.0):.2f} s.",
+        f"Median AUC {frame.auc.median():.3f}; {int((frame.auc >= 0.9).sum())} neurons with "
+        "AUC >= 0.9.",
+    ]
+    names = sess.concept_names
+    artifact = names[-1] if names else None
+    data_cfg = getattr(getattr(sess, "data", None), "config", {}) or {}
+    if data_cfg.get("artifact") in names:
+        artifact = data_cfg["artifact"]
+    if artifact is not None:
+        uses = [
+            int(n) for n, f in zip(r.neurons.tolist(), r.formulas)
+            if any(c["concept"] == artifact for c in f["clauses"])
+        ]
+        lines.append(
+            f"{len(uses)} neurons have a formula that mentions {artifact!r}: {uses[:12]}"
+            f"{' ...' if len(uses) > 12 else ''}"
+        )
+    for row in frame.head(5).itertuples():
+        lines.append(
+            f"neuron {row.neuron}: {row.formula}  (AUC {row.auc:.3f}, log10 p {row.log10_p:.1f})"
+        )
+    return {"title": f"INVERT: neuron labels ({layer})", "summary_lines": lines,
+            "figures": [r.plot()]}

@@ -1,0 +1,148 @@
+"""Seeded Johnson-Lindenstrauss projections, generated in blocks of rows.
+
+TRAK compresses per-sample gradients (one number per model parameter, often
+millions) to a few thousand numbers with a random matrix ``P`` [D, p] whose
+entries are i.i.d. Rademacher (+-1) or standard normal, scaled by ``1/sqrt(p)``
+so that inner products are preserved in expectation: E[(Px)^T(Py)] = x^T y.
+
+The matrix is never built whole when it is large: its rows are cut into blocks of
+``block_rows`` rows and every block has its own seed (derived from the projection's
+seed and the block's index), so a block can be regenerated anywhere, in any order,
+on any process, and always comes out the same. Blocks are kept in memory after
+their first use while the whole matrix fits in ``cache_mb``; otherwise they are
+regenerated on every call (amortise that by projecting large batches).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["JLProjection", "block_seed"]
+
+KINDS = ("rademacher", "gaussian")
+
+
+def block_seed(seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed for block ``index`` of a projection seeded with ``seed``.
+
+    Example:
+        >>> block_seed(0, 1) != block_seed(1, 0)
+        True
+    """
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(
+        2, dtype=np.uint32
+    )
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+class JLProjection:
+    """A random projection ``x -> x @ P`` with ``P`` [in_dim, proj_dim], made block by block.
+
+    Args:
+        in_dim: D, the dimension of the vectors to project (e.g. the number of parameters).
+        proj_dim: p, the dimension after projection.
+        kind: ``"rademacher"`` (entries +-1/sqrt(p)) or ``"gaussian"`` (N(0, 1/p)).
+        seed: the projection's seed; the same seed on the same device gives the same matrix.
+        device: where blocks are generated and multiplied.
+        dtype: the matrix's dtype (float32 by default).
+        block_rows: rows per generated block (memory of one block: block_rows * p * 4 bytes).
+        cache_mb: keep generated blocks in memory while the whole matrix needs at most
+            this many MiB; 0 regenerates every block on every call.
+
+    Example:
+        >>> proj = JLProjection(in_dim=10_000, proj_dim=256, seed=0)
+        >>> z = proj.project(torch.randn(8, 10_000))   # [8, 256]
+        >>> z.shape
+        torch.Size([8, 256])
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        proj_dim: int,
+        kind: str = "rademacher",
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        block_rows: int = 16384,
+        cache_mb: float = 1024.0,
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+        if int(in_dim) < 1 or int(proj_dim) < 1:
+            raise ValueError(
+                f"in_dim and proj_dim must be positive, got in_dim={in_dim}, proj_dim={proj_dim}."
+            )
+        if int(block_rows) < 1:
+            raise ValueError(f"block_rows must be at least 1, got {block_rows}.")
+        self.in_dim = int(in_dim)
+        self.proj_dim = int(proj_dim)
+        self.kind = kind
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.block_rows = int(block_rows)
+        self.n_blocks = math.ceil(self.in_dim / self.block_rows)
+        nbytes = self.in_dim * self.proj_dim * torch.empty((), dtype=dtype).element_size()
+        self.cached = nbytes <= cache_mb * 2**20
+        self._blocks: dict[int, torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"JLProjection(in_dim={self.in_dim}, proj_dim={self.proj_dim}, kind={self.kind!r}, "
+            f"seed={self.seed}, device={self.device}, cached={self.cached})"
+        )
+
+    def rows(self, index: int) -> slice:
+        """The rows of ``P`` that block ``index`` holds."""
+        start = index * self.block_rows
+        return slice(start, min(start + self.block_rows, self.in_dim))
+
+    def block(self, index: int) -> torch.Tensor:
+        """Block ``index`` of ``P``: rows ``rows(index)``, shape [rows, proj_dim], scaled."""
+        if not 0 <= index < self.n_blocks:
+            raise IndexError(f"Block {index} out of range: the projection has {self.n_blocks}.")
+        cached = self._blocks.get(index)
+        if cached is not None:
+            return cached
+        rows = self.rows(index)
+        n_rows = rows.stop - rows.start
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(block_seed(self.seed, index))
+        scale = 1.0 / math.sqrt(self.proj_dim)
+        shape = (n_rows, self.proj_dim)
+        if self.kind == "rademacher":
+            out = torch.randint(0, 2, shape, generator=gen, device=self.device, dtype=self.dtype)
+            out.mul_(2 * scale).sub_(scale)
+        else:
+            out = torch.randn(shape, generator=gen, device=self.device, dtype=self.dtype)
+            out.mul_(scale)
+        if self.cached:
+            self._blocks[index] = out
+        return out
+
+    def matrix(self) -> torch.Tensor:
+        """The whole matrix ``P`` [in_dim, proj_dim] (for small projections and tests)."""
+        return torch.cat([self.block(k) for k in range(self.n_blocks)], dim=0)
+
+    def project(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Project a batch ``x`` [B, in_dim] to [B, proj_dim] (added into ``out`` if given)."""
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(
+                f"Expected a batch of shape [B, {self.in_dim}], got {tuple(x.shape)}: the "
+                "projection was made for vectors of that length."
+            )
+        if out is None:
+            out = torch.zeros(x.shape[0], self.proj_dim, device=x.device, dtype=self.dtype)
+        x = x.to(self.dtype)
+        for k in range(self.n_blocks):
+            rows = self.rows(k)
+            out.addmm_(x[:, rows], self.block(k))
+        return out
+
+    def free(self) -> None:
+        """Forget cached blocks (they are regenerated identically when needed)."""
+        self._blocks.clear()

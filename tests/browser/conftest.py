@@ -1,0 +1,97 @@
+"""Fixtures for browser tests: Debian's Chromium driven by Playwright, the built bundle.
+
+A missing piece (Chromium, Playwright, the JS build) skips the test with a message
+naming it; on CI (CI=true) it fails instead, since nothing may be skipped there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "repwidgets" / "static"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(condition: bool, missing: str) -> None:
+    """Skip when a piece is missing, naming it; on CI a missing piece is a failure."""
+    if condition:
+        return
+    if ON_CI:
+        pytest.fail(f"{missing} is missing, and nothing may be skipped on CI.")
+    pytest.skip(f"{missing} is missing")
+
+
+def ensure_bundle(name: str = "gallery") -> Path:
+    """The built widget bundle, building it with npm when the sources are newer."""
+    out = STATIC / f"{name}.js"
+    js = ROOT / "js"
+    sources = list((js / "src").rglob("*.ts"))
+    stale = not out.is_file() or any(s.stat().st_mtime > out.stat().st_mtime for s in sources)
+    if stale and (js / "node_modules").is_dir() and shutil.which("npm"):
+        subprocess.run(["npm", "run", "--silent", "build"], cwd=js, check=True, timeout=300)
+    need(
+        out.is_file(),
+        f"the JS build repwidgets/static/{name}.js (run `cd js && npm ci && npm run build`)",
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    return ensure_bundle("gallery")
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    """A Playwright browser context on Debian's Chromium with a fresh user-data dir."""
+    need(Path(CHROMIUM).is_file(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "the Python package playwright")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1100, "height": 800},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(chromium):
+    p = chromium.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    p.errors = errors  # type: ignore[attr-defined]
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,248 @@
+"""All the way round: a real kernel, the gallery displayed in JupyterLab 4 / Notebook 7,
+clicks in Chromium, and the selection read back from the kernel with jupyter_client."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, need
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+
+SETUP_CELL = f"""\
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]
+from harness import make_cards, thumbnail
+from repwidgets.widgets import NeuronGallery
+
+g = NeuronGallery(
+    make_cards(64, 8),
+    image_source=lambda keys: [thumbnail(int(k)) for k in keys],
+    title="kernel round trip",
+    height=420,
+)
+g"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+class Server:
+    """A Jupyter server (JupyterLab or Notebook 7) on 127.0.0.1 with no token."""
+
+    def __init__(self, app: str, root: Path, home: Path) -> None:
+        self.app = app
+        self.port = free_port()
+        self.runtime = home / "runtime"
+        self.log = open(home / f"{app}.log", "w")  # noqa: SIM115 - closed in stop()
+        env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(self.runtime),
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        module = "jupyterlab" if app == "lab" else "notebook"
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--no-browser",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            f"--ServerApp.root_dir={root}",
+            "--expose-app-in-browser",
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the {self.app} server exited: see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/status", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"the {self.app} server did not start in {timeout} s")
+
+    def api(self, path: str):
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def kernel_eval(server: Server, code: str, timeout: float = 60) -> str:
+    """Run ``code`` in the notebook's own kernel and return what it printed."""
+    from jupyter_client import BlockingKernelClient
+
+    sessions = server.api("/api/sessions")
+    assert len(sessions) == 1, sessions
+    kernel_id = sessions[0]["kernel"]["id"]
+    client = BlockingKernelClient(connection_file=str(server.runtime / f"kernel-{kernel_id}.json"))
+    client.load_connection_file()
+    client.start_channels()
+    try:
+        msg_id = client.execute(code, store_history=False)
+        out = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                msg = client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+        raise TimeoutError(f"no answer from the kernel to {code!r}")
+    finally:
+        client.stop_channels()
+
+
+def selected_in_kernel(server: Server, expected: list[int], timeout: float = 30) -> list[int]:
+    """Poll ``g.selected`` in the kernel until it equals ``expected`` (or time runs out)."""
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = json.loads(kernel_eval(server, "import json; print(json.dumps(g.selected))"))
+        if value == expected:
+            return value
+        time.sleep(0.5)
+    return value
+
+
+@pytest.fixture(params=["lab", "notebook"])
+def server(request, tmp_path):
+    app = request.param
+    need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
+    if app == "notebook":
+        need(importlib.util.find_spec("notebook") is not None, "the Python package notebook (7)")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "gallery.ipynb")
+    srv = Server(app, root, tmp_path)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifacts):
+    page = chromium.new_page()
+    try:
+        path = "lab/tree/gallery.ipynb" if server.app == "lab" else "notebooks/gallery.ipynb"
+        page.goto(f"{server.url}/{path}", timeout=120_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        )
+        page.wait_for_function("() => window.jupyterapp.started.then(() => true)", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        # run the cell once the kernel is up (retry: early commands can be ignored)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            try:
+                page.wait_for_selector(".rw-card[data-id='6']", timeout=20_000)
+                break
+            except Exception:
+                continue
+        page.wait_for_selector(".rw-card[data-id='6']", timeout=10_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.rw-card[data-id=\"1\"] img.rw-thumb')]"
+            ".every(i => i.complete && i.naturalWidth > 0)",
+            timeout=60_000,
+        )
+
+        page.click(".rw-card[data-id='1'] .rw-card-label")
+        page.click(".rw-card[data-id='6'] .rw-card-label")
+        assert selected_in_kernel(server, [1, 6]) == [1, 6]
+
+        # keyboard: right arrow moves to card 7, space selects it; the notebook ignores the keys
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("Space")
+        assert selected_in_kernel(server, [1, 6, 7]) == [1, 6, 7]
+        page.screenshot(path=str(artifacts / f"gallery-{server.app}.png"))
+
+        # Python -> browser: the kernel clears the selection and the page follows
+        kernel_eval(server, "g.selected = [3]")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.rw-card.rw-selected')]"
+            ".map(e => e.dataset.id).join() === '3'",
+            timeout=30_000,
+        )
+
+        # theme: the widget follows the notebook's dark theme
+        page.evaluate(
+            "() => window.jupyterapp.commands.execute('apputils:change-theme', "
+            "{theme: 'JupyterLab Dark'})"
+        )
+        page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000
+        )
+        page.wait_for_timeout(500)
+        bg = page.eval_on_selector(".rw-gallery", "e => getComputedStyle(e).backgroundColor")
+        rgb = [int(x) for x in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3]]
+        assert sum(rgb) / 3 < 80, bg
+        page.screenshot(path=str(artifacts / f"gallery-{server.app}-dark.png"))
+    finally:
+        page.close()

@@ -1,0 +1,403 @@
+"""Oracle tests of concept discovery (repwidgets.engines.concepts)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repwidgets.engines import concepts as cd
+from repwidgets.engines.ranks import auc_matrix
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm()
+
+
+def _planted(n=1500, C=48, frac=0.1, strength=3.0, seed=0):
+    """Non-negative noise plus a planted direction u on a fraction of the samples."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, C, generator=g) * 0.5
+    u = _unit(torch.rand(C, generator=g) * (torch.rand(C, generator=g) < 0.3))
+    has = torch.rand(n, generator=g) < frac
+    X[has] += strength * u
+    return X, u, has
+
+
+# ------------------------------------------------------------------ decomposition
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("n", [300, 40])  # Gram path (n >= 2C) and direct SVD (n < 2C)
+def test_decompose_matches_numpy_svd(n, center):
+    g = torch.Generator().manual_seed(1)
+    X = torch.rand(n, 32, generator=g) ** 2
+    V, S, share, mean = cd.decompose(X, n_components=5, center=center)
+    A = X.double().numpy()
+    if center:
+        A = A - A.mean(0)
+    _, s_np, vt_np = np.linalg.svd(A, full_matrices=False)
+    np.testing.assert_allclose(S.numpy(), s_np[:5], rtol=1e-4)
+    np.testing.assert_allclose(np.abs((V.double().numpy() * vt_np[:5]).sum(1)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(share.numpy(), s_np[:5] ** 2 / (s_np**2).sum(), rtol=1e-4)
+    np.testing.assert_allclose(mean.numpy(), X.mean(0).numpy(), atol=1e-6)
+
+
+def test_variance_share_chooses_the_count():
+    X, _, _ = _planted()
+    _, S, share, _ = cd.decompose(X, n_components=32)
+    target = float(share[:3].sum()) - 1e-4  # three directions are needed to reach this
+    V, _, _, _ = cd.decompose(X, n_components=target)
+    assert V.shape[0] == 3
+
+
+def test_planted_direction_is_recovered():
+    X, u, has = _planted()
+    r = cd.discover_activations(X, n_components=4, center=True, embedding=None, progress=False)
+    assert abs(float(r.directions[0] @ u)) > 0.9
+    assert r.centered
+    # the concept refined from that direction points the same way, and so do its members
+    j = int((r.source_direction == 0).nonzero()[0])
+    assert float(r.vectors[j] @ u) > 0.9
+    assert float(has[r.members(j)].float().mean()) > 0.9
+    # uncentered (the default): d0 is the mean direction; u lies in the span of d0, d1
+    r0 = cd.discover_activations(X, n_components=4, embedding=None, progress=False)
+    assert not r0.centered
+    assert float((r0.directions[:2] @ u).norm()) > 0.9
+    mean_dir = _unit(X.mean(0))
+    assert float(r0.directions[0] @ mean_dir) > 0.9
+
+
+def test_directions_are_oriented_towards_their_tail():
+    X, u, _ = _planted()
+    r = cd.discover_activations(-X, n_components=2, center=True, embedding=None, progress=False)
+    # the planted samples form the tail; whatever the data's sign, the tail is positive
+    proj = (-X - (-X).mean(0)) @ r.directions[0]
+    assert float(proj.max()) > float(-proj.min())
+
+
+# ------------------------------------------------------------------ relevance
+def _linear_head(C, K, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        OrderedDict(
+            layer=nn.Identity(), pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(C, K)
+        )
+    )
+
+
+def test_relevance_on_a_linear_head_equals_the_closed_form():
+    # logits = W h + b with h = mean_hw A: d logit_k / d A[c, h, w] = W[k, c] / (H W), so
+    # relevance_c = mean_hw(W[k, c] / (H W) * relu(A[c, h, w])) = W[k, c] / (H W) * mean relu(A_c)
+    C, K, H, W = 6, 3, 4, 5
+    model = _linear_head(C, K)
+    A = torch.randn(20, C, H, W)
+    y = torch.randint(0, K, (20,))
+    batches = [(A[:7], y[:7]), (A[7:], y[7:])]
+    R, pred = cd.layer_relevance(model, model.layer, batches, progress=False)
+    Wt = model.fc.weight.detach()
+    logits = model(A).detach()
+    assert torch.equal(pred, logits.argmax(1))
+    pos = F.relu(A).mean((2, 3))
+    torch.testing.assert_close(R, Wt[pred] / (H * W) * pos)
+    # the true-class score, and the loss (d CE / d logits = softmax - onehot)
+    R_label, _ = cd.layer_relevance(model, model.layer, batches, objective="label", progress=False)
+    torch.testing.assert_close(R_label, Wt[y] / (H * W) * pos)
+    R_loss, _ = cd.layer_relevance(
+        model, model.layer, batches, objective="loss", sign=-1.0, progress=False
+    )
+    dlogits = logits.softmax(1) - F.one_hot(y, K).float()
+    torch.testing.assert_close(R_loss, -(dlogits @ Wt) / (H * W) * pos)
+
+
+def test_relevance_through_an_inplace_relu_matches_autograd():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 5, 3),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(5, 4, 3),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    x = torch.randn(6, 3, 9, 9)
+    R, _ = cd.layer_relevance(model, model[0], [x], progress=False)
+    a = model[0](x).detach().requires_grad_(True)
+    logits = nn.Sequential(*list(model)[1:])(a.clone())
+    (g,) = torch.autograd.grad(logits.max(1).values.sum(), a)
+    torch.testing.assert_close(R, (g * a.detach().clamp_min(0)).mean((2, 3)))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_relevance_z_matches_the_formula():
+    g = torch.Generator().manual_seed(3)
+    P = torch.randn(200, 4, generator=g, dtype=torch.float64)
+    pred = torch.randint(0, 3, (200,), generator=g)
+    z = cd.relevance_z(P, pred, 4)
+    for k in range(3):
+        inside, others = P[pred == k].numpy(), P[pred != k].numpy()
+        expect = (inside.mean(0) - others.mean(0)) / others.std(0, ddof=1)
+        np.testing.assert_allclose(z[k].numpy(), expect, rtol=1e-5)
+    assert torch.isnan(z[3]).all()  # no sample predicted as class 3
+
+
+def test_result_relevance_projects_on_the_right_singular_vectors():
+    X, _, _ = _planted(n=600, C=16)
+    G = torch.randn(600, 16, generator=torch.Generator().manual_seed(5))
+    pred = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(6))
+    r = cd.discover_activations(
+        X, n_components=4, grads=G, predictions=pred, embedding=None, progress=False
+    )
+    R = G * X.clamp_min(0)
+    expect = cd.relevance_z(R @ r.directions.T, pred, 3)
+    torch.testing.assert_close(r.relevance, expect)
+    # a direction's relevance is its transpose's negative: flipping V flips z
+    flipped = cd.relevance_z(R @ (-r.directions).T, pred, 3)
+    torch.testing.assert_close(flipped, -expect)
+
+
+# ------------------------------------------------------------------ clustering
+def _modes(n_modes: int, n=1000, C=24, seed=0):
+    """Bulk noise plus 100 samples sharing direction u, split into n_modes sub-groups."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, C, generator=g) * 0.3
+    basis = torch.eye(C)
+    u = _unit(basis[:4].sum(0))
+    group = torch.full((n,), -1)
+    group[:100] = torch.arange(100) % n_modes
+    for m in range(n_modes):
+        w = _unit(basis[4 + 3 * m : 7 + 3 * m].sum(0))
+        X[group == m] += 3.0 * u + 1.5 * w
+    return X, group
+
+
+@pytest.mark.parametrize("n_modes", [1, 2, 3])
+def test_cluster_count_follows_the_modes(n_modes):
+    X, group = _modes(n_modes)
+    r = cd.discover_activations(
+        X, n_components=1, center=True, top_t=100, embedding=None, progress=False
+    )
+    assert r.n_concepts == n_modes
+    for j in range(r.n_concepts):
+        g = group[r.members(j)]
+        assert int((g >= 0).sum()) == len(g)  # only the planted samples
+        assert len(torch.unique(g)) == 1  # one mode per concept
+    assert set(r.assignment[:100].tolist()) == set(range(n_modes))
+
+
+def test_far_members_and_tiny_clusters_are_dropped():
+    X, group = _modes(1)
+    X[0] += 6.0 * _unit(torch.eye(X.shape[1])[20])  # one member pushed far from the others
+    r = cd.discover_activations(
+        X, n_components=1, center=True, top_t=100, embedding=None, progress=False
+    )
+    assert r.n_concepts == 1
+    assert 0 not in r.members(0).tolist()
+    out = r.outliers()
+    far = out[out["kind"] == "far from every cluster"]
+    assert 0 in far["index"].tolist()
+
+
+def test_other_class_outliers_are_the_wrongly_labelled_top_samples():
+    X, group = _modes(1)
+    labels = torch.zeros(len(X), dtype=torch.long)
+    labels[100:] = torch.randint(1, 3, (len(X) - 100,), generator=torch.Generator().manual_seed(0))
+    wrong = torch.tensor([3, 17, 42, 77])
+    labels[wrong] = 2  # planted samples with the wrong class
+    r = cd.discover_activations(
+        X, n_components=1, center=True, top_t=100, labels=labels, embedding=None, progress=False
+    )
+    assert int(r.dominant_class[0]) == 0
+    out = r.outliers()
+    other = out[out["kind"] == "other class"]
+    assert set(other["index"].tolist()) == set(wrong.tolist())
+    assert other["score"].is_monotonic_decreasing
+    assert all("concept 0" in s for s in other["reason"])
+
+
+# ------------------------------------------------------------------ labels, frame, io
+def test_concepts_are_described_by_the_labels_they_separate():
+    X, u, has = _planted()
+    noise = torch.rand(len(X), generator=torch.Generator().manual_seed(9)) < 0.4
+    labels = torch.stack([noise, has], 1)
+    r = cd.discover_activations(
+        X,
+        n_components=3,
+        center=True,
+        concepts=labels,
+        concept_names=["noise", "planted"],
+        embedding=None,
+        progress=False,
+    )
+    torch.testing.assert_close(r.concept_auc, auc_matrix(r.scores, labels).float())
+    j = int(r.concept_auc[:, 1].argmax())
+    assert float(r.concept_auc[j, 1]) > 0.95
+    assert r.describe(j).startswith("mostly: planted")
+    frame = r.to_frame()
+    assert list(frame.columns[:6]) == [
+        "concept", "source_direction", "end", "cosine", "size", "dominant_class"
+    ]
+    assert frame.loc[j, "best_label"] == "planted"
+    np.testing.assert_allclose(frame["size"].to_numpy(), r.sizes.numpy())
+
+
+def test_save_load_round_trip_and_plot(tmp_path):
+    from bokeh.model import Model
+
+    X, _, has = _planted(n=400, C=16)
+    pred = has.long()
+    r = cd.discover_activations(
+        X,
+        n_components=4,
+        top_t=40,
+        grads=torch.randn(400, 16),
+        predictions=pred,
+        labels=pred.clone(),
+        concepts=has[:, None],
+        concept_names=["planted"],
+        class_names=["a", "b"],
+        embedding="pca",
+        progress=False,
+    )
+    assert r.embedding.shape == (400, 2) and r.embedding_method == "pca"
+    r2 = type(r).load(r.save(tmp_path / "c.safetensors"))
+    assert r2.to_frame().equals(r.to_frame())
+    assert r2.outliers().equals(r.outliers())
+    torch.testing.assert_close(r2.directions, r.directions)
+    assert isinstance(r.plot(), Model)
+
+
+@pytest.mark.slow
+def test_umap_embedding_shape():
+    pytest.importorskip("umap")
+    X, _, _ = _planted(n=200, C=8)
+    emb, method = cd._embed(X, "umap", seed=0)
+    assert method == "umap" and emb.shape == (200, 2) and torch.isfinite(emb).all()
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_input_gets_clear_errors():
+    X = torch.rand(10, 8)
+    with pytest.raises(ValueError, match="n_components=32 but X has only n=10 samples"):
+        cd.discover_activations(X, progress=False, embedding=None)
+    with pytest.raises(ValueError, match="exceeds the C=8 channels"):
+        cd.discover_activations(torch.rand(50, 8), n_components=9, embedding=None)
+    with pytest.raises(ValueError, match="no variation"):
+        cd.discover_activations(torch.ones(50, 8), n_components=2, embedding=None)
+    with pytest.raises(ValueError, match="no variation"):
+        cd.discover_activations(
+            torch.ones(50, 8) * torch.rand(8), n_components=2, center=True, embedding=None
+        )
+    Xn = torch.rand(50, 8)
+    Xn[3, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"columns \(neurons\) \[5\]"):
+        cd.discover_activations(Xn, n_components=2, embedding=None)
+    with pytest.raises(ValueError, match="mean\\(dim=\\(2, 3\\)\\)"):
+        cd.discover_activations(torch.rand(50, 8, 2, 2), n_components=2, embedding=None)
+    with pytest.raises(ValueError, match="labels has 3 entries but X has 50"):
+        cd.discover_activations(torch.rand(50, 8), n_components=2, labels=[0, 1, 2])
+    with pytest.raises(ValueError, match="pass predictions"):
+        cd.discover_activations(torch.rand(50, 8), n_components=2, grads=torch.rand(50, 8))
+    with pytest.raises(ValueError, match="objective must be one of"):
+        cd.layer_relevance(_linear_head(2, 2), nn.Identity(), [torch.rand(1, 2, 1, 1)], objective="x")
+    with pytest.raises(ValueError, match="not part of"):
+        cd.layer_relevance(_linear_head(2, 2), nn.Identity(), [torch.rand(1, 2, 1, 1)])
+
+
+# ------------------------------------------------------------------ maps and sessions
+def test_concept_map_activations_is_the_projection_per_position():
+    A = torch.randn(3, 5, 4, 4)
+    v = torch.randn(5)
+    maps = cd.concept_map_activations(A, v)
+    torch.testing.assert_close(maps, (A * v[None, :, None, None]).sum(1))
+    up = cd.concept_map_activations(A, v, size=(16, 16))
+    assert up.shape == (3, 16, 16)
+    torch.testing.assert_close(up.mean((1, 2)), maps.mean((1, 2)), atol=0.3, rtol=0.2)
+    with pytest.raises(ValueError, match="convolutional layer"):
+        cd.concept_map_activations(torch.rand(3, 5), v)
+
+
+def _tiny_session():
+    from repwidgets.session import Session
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(120, 3, 8, 8, generator=g)
+    y = torch.randint(0, 3, (120,), generator=g)
+    images[y == 1, 0] += 0.5  # something to learn
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(3, 12, 3, padding=1),
+            relu=nn.ReLU(),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(12, 3),
+        )
+    )
+    return Session(model, (images.clamp(0, 1), y), device="cpu", batch_size=32, progress=False)
+
+
+def test_session_entry_point_and_concept_map():
+    sess = _tiny_session()
+    r = cd.discover(sess, "relu", n_components=4, top_t=30, embedding=None)
+    assert r.layer == "relu" and r.split == "test" and r._session is sess
+    X = sess.activations("relu")
+    loader = torch.utils.data.DataLoader(sess.dataset("test"), batch_size=50)
+    R, pred = cd.layer_relevance(sess.model, sess.module("relu"), loader, progress=False)
+    torch.testing.assert_close(
+        r.relevance, cd.relevance_z(R @ r.directions.T, pred, 3), equal_nan=True
+    )
+    assert torch.equal(r.predictions, sess.predictions())
+    assert torch.equal(r.labels, sess.targets())
+    torch.testing.assert_close(r.scores, X @ r.vectors.T)
+    maps = cd.concept_map(sess, r, 0, indices=[0, 5, 7])
+    assert maps.shape == (3, 8, 8)
+    A = torch.relu(sess.model.conv(sess.images([0, 5, 7])))
+    torch.testing.assert_close(maps, cd.concept_map_activations(A, r.vectors[0]))
+    with pytest.raises(ValueError, match="Unknown layer"):
+        cd.discover(sess, "nope")
+    with pytest.raises(IndexError, match="out of range"):
+        cd.concept_map(sess, r, 99)
+
+
+# ------------------------------------------------------------------ demo session
+@pytest.fixture(scope="module")
+def demo_result(demo_session):
+    return cd.discover(
+        demo_session, "features.conv4", n_components=16, top_t=100, embedding=None, progress=False
+    )
+
+
+@pytest.mark.demo
+def test_demo_a_concept_separates_the_artifact(demo_result, demo_session):
+    r = demo_result
+    artifact = demo_session.data.config["artifact"]
+    a = r.concept_names.index(artifact)
+    best = float(r.concept_auc[:, a].max())
+    assert best >= 0.95, r.to_frame().to_string()
+    j = int(r.concept_auc[:, a].argmax())
+    assert artifact in r.describe(j)
+
+
+@pytest.mark.demo
+def test_demo_outliers_are_enriched_in_artifact_samples_of_the_wrong_class(
+    demo_result, demo_session
+):
+    r = demo_result
+    data = demo_session.data
+    has = data.concepts("test")[:, data.concept_index(data.config["artifact"])]
+    wrong = has & (data.targets("test") != data.config["spurious_class"])
+    out = r.outliers()
+    assert len(out) >= 10
+    flagged = float(wrong[torch.as_tensor(out["index"].to_numpy())].float().mean())
+    base = float(wrong.float().mean())
+    assert flagged > base + 0.15, (flagged, base)
+
+
+@pytest.mark.demo
+def test_demo_concept_maps_cover_the_image(demo_result, demo_session):
+    maps = cd.concept_map(demo_session, demo_result, 0)
+    assert maps.shape == (8, *demo_session.input_shape[1:])
+    assert torch.isfinite(maps).all()
