@@ -8,25 +8,43 @@ Prints one JSON object:
 - ``relevance``: gradient x activation relevance of a layer of C channels over n samples
   against the plain forward pass and a plain forward + ``backward()`` of the same model;
 - ``discover``: the whole tensor-level core (decomposition, relevance z-scores,
-  clustering of 32 directions, outliers, label AUCs; no 2-D embedding).
+  clustering of 32 directions, outliers, label AUCs; no 2-D embedding);
+- ``scatter``: the ConceptBrowser's frame time (rasterise every point, put the image,
+  draw the overlay) at 10,000 and 100,000 points in headless Chromium (skipped, with
+  the reason, when Chromium, Playwright or the JS build is missing).
 
-Usage: python benchmarks/bench_concepts.py [--quick | --full] [--device cpu|cuda]
+Usage: python benchmarks/bench_concepts.py [--quick | --full] [--device cpu|cuda] [--no-browser]
 (default n = 20,000; --full n = 50,000; --quick n = 2,000 with small C).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from repwidgets.engines import concepts as cd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _sync(device: torch.device) -> None:
@@ -144,12 +162,83 @@ def bench_discover(n: int, C: int, m: int, device: torch.device) -> dict:
     return {"n": n, "C": C, "m": m, "seconds": round(secs, 3), "concepts": r.n_concepts}
 
 
+def _scatter_widget(n: int, seed: int = 0):
+    from repwidgets.widgets.clusters import ConceptBrowser
+
+    rng = np.random.default_rng(seed)
+    k = 20
+    centres = rng.normal(0, 8, size=(k, 2))
+    member = rng.integers(-1, k, size=n)
+    xy = centres[np.maximum(member, 0)] + rng.normal(0, 1.2, size=(n, 2))
+    return ConceptBrowser(
+        xy.astype(np.float32),
+        {"concept": (member + 1, ["none", *[f"c{j}" for j in range(k)]], True)},
+        membership=member,
+        point_size=3,
+    )
+
+
+_FRAMES_JS = """async (frames) => {
+  const h = document.querySelector('.rw-browser').__rw;
+  const out = [];
+  for (let k = 0; k < frames; k++) {
+    out.push(h.draw());
+    await new Promise((r) => requestAnimationFrame(r));
+  }
+  return out;
+}"""
+
+
+def bench_scatter(sizes: tuple[int, ...], frames: int = 40) -> dict:
+    """Frame time of the ConceptBrowser scatter in headless Chromium (milliseconds)."""
+    bundle = ROOT / "repwidgets" / "static" / "clusters.js"
+    if not Path(CHROMIUM).is_file():
+        return {"skipped": f"Chromium not found at {CHROMIUM}"}
+    if not bundle.is_file():
+        return {"skipped": "repwidgets/static/clusters.js not built (cd js && npm run build)"}
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"skipped": "the Python package playwright is not installed"}
+    sys.path.insert(0, str(ROOT / "tests" / "browser"))
+    from harness import Harness
+
+    rows = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            for n in sizes:
+                page = browser.new_page(viewport={"width": 1100, "height": 800})
+                Harness(page, _scatter_widget(n), bundle, mode="page", pool=[b""]).open()
+                load_ms = page.evaluate("() => window.__rwT1 - window.__rwT0")
+                times = np.array(page.evaluate(_FRAMES_JS, frames))
+                size = page.evaluate(
+                    "() => { const c = document.querySelector('canvas.rw-points');"
+                    " return [c.width, c.height]; }"
+                )
+                rows.append(
+                    {
+                        "points": n,
+                        "canvas_px": size,
+                        "first_render_ms": round(float(load_ms), 1),
+                        "frame_ms_median": round(float(np.median(times)), 2),
+                        "frame_ms_p95": round(float(np.percentile(times, 95)), 2),
+                        "fps_at_median": round(1000.0 / max(float(np.median(times)), 1e-3), 1),
+                    }
+                )
+                page.close()
+        finally:
+            browser.close()
+    return {"renderer": "canvas 2D ImageData (no WebGL)", "chromium": CHROMIUM, "sizes": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     size.add_argument("--full", action="store_true", help="n = 50,000 (the issue's sizes)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--no-browser", action="store_true", help="skip the scatter frame time")
     args = parser.parse_args()
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -164,24 +253,17 @@ def main() -> None:
         n, channels = 20_000, (512, 2048)
     m = 32
 
-    result = {
-        "benchmark": "concepts",
+    figures = {
         "mode": "quick" if args.quick else "full" if args.full else "default",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        },
+        "device": str(device),
+        "numpy": np.__version__,
         "svd": [bench_svd(n, C, m, device) for C in channels],
         "relevance": [bench_relevance(n, C, device) for C in channels],
         "discover": bench_discover(n, channels[0], m, device),
     }
-    print(json.dumps(result, indent=2))
+    if not args.no_browser:
+        figures["scatter"] = bench_scatter((2_000,) if args.quick else (10_000, 100_000))
+    emit("concepts", figures)
 
 
 if __name__ == "__main__":

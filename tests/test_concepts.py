@@ -237,7 +237,12 @@ def test_concepts_are_described_by_the_labels_they_separate():
     assert r.describe(j).startswith("mostly: planted")
     frame = r.to_frame()
     assert list(frame.columns[:6]) == [
-        "concept", "source_direction", "end", "cosine", "size", "dominant_class"
+        "concept",
+        "source_direction",
+        "end",
+        "cosine",
+        "size",
+        "dominant_class",
     ]
     assert frame.loc[j, "best_label"] == "planted"
     np.testing.assert_allclose(frame["size"].to_numpy(), r.sizes.numpy())
@@ -301,7 +306,9 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="pass predictions"):
         cd.discover_activations(torch.rand(50, 8), n_components=2, grads=torch.rand(50, 8))
     with pytest.raises(ValueError, match="objective must be one of"):
-        cd.layer_relevance(_linear_head(2, 2), nn.Identity(), [torch.rand(1, 2, 1, 1)], objective="x")
+        cd.layer_relevance(
+            _linear_head(2, 2), nn.Identity(), [torch.rand(1, 2, 1, 1)], objective="x"
+        )
     with pytest.raises(ValueError, match="not part of"):
         cd.layer_relevance(_linear_head(2, 2), nn.Identity(), [torch.rand(1, 2, 1, 1)])
 
@@ -356,6 +363,9 @@ def test_session_entry_point_and_concept_map():
     assert maps.shape == (3, 8, 8)
     A = torch.relu(sess.model.conv(sess.images([0, 5, 7])))
     torch.testing.assert_close(maps, cd.concept_map_activations(A, r.vectors[0]))
+    from bokeh.model import Model
+
+    assert isinstance(cd.plot_concept_maps(sess, r, 0, indices=[0, 5]), Model)
     with pytest.raises(ValueError, match="Unknown layer"):
         cd.discover(sess, "nope")
     with pytest.raises(IndexError, match="out of range"):
@@ -366,7 +376,7 @@ def test_session_entry_point_and_concept_map():
 @pytest.fixture(scope="module")
 def demo_result(demo_session):
     return cd.discover(
-        demo_session, "features.conv4", n_components=16, top_t=100, embedding=None, progress=False
+        demo_session, "features.relu4", n_components=16, top_t=100, embedding=None, progress=False
     )
 
 
@@ -401,3 +411,47 @@ def test_demo_concept_maps_cover_the_image(demo_result, demo_session):
     maps = cd.concept_map(demo_session, demo_result, 0)
     assert maps.shape == (8, *demo_session.input_shape[1:])
     assert torch.isfinite(maps).all()
+
+
+# ------------------------------------------------------------------ widget (Python side)
+def test_concept_browser_from_a_result():
+    from repwidgets.widgets._transport import decode_array, decode_image_batch
+    from repwidgets.widgets.clusters import ConceptBrowser
+
+    sess = _tiny_session()
+    r = cd.discover(sess, "relu", n_components=3, top_t=30, embedding="pca")
+    b = r.widget()
+    assert isinstance(b, ConceptBrowser) and b.n == sess.n()
+    xy = decode_array(b.points["xy"]["buffer"], "float32", b.points["xy"]["shape"])
+    np.testing.assert_allclose(xy, r.embedding.numpy())
+    member = b.points["membership"]
+    np.testing.assert_array_equal(
+        decode_array(member["buffer"], member["dtype"], member["shape"]), r.assignment.numpy()
+    )
+    assert b.coloring_names[:3] == ["concept", "class", "predicted"]
+    codes = decode_array(b.codes["buffer"], b.codes["dtype"], b.codes["shape"])
+    np.testing.assert_array_equal(codes, r.assignment.numpy() + 1)
+    b.color_by = "class"  # Python recomputes the codes on screen
+    codes = decode_array(b.codes["buffer"], b.codes["dtype"], b.codes["shape"])
+    np.testing.assert_array_equal(codes, sess.targets().numpy())
+    b.selected = [3, 1, 3]
+    frame = b.selected_frame()
+    assert frame["index"].tolist() == [3, 1]
+    assert frame["class"].tolist() == [sess.class_names[int(sess.targets()[i])] for i in (3, 1)]
+    # the browser asks for thumbnails by sample index; they are the session's
+    sent = []
+    b.send = lambda content, buffers=None: sent.append((content, buffers))
+    b._router.handle({"type": "fetch", "request_id": "x", "keys": [7, 2]}, [])
+    content, buffers = sent[-1]
+    assert content["ok"] and content["keys"] == [7, 2]
+    assert decode_image_batch(content, buffers[0]) == sess.thumbnails([7, 2], size=64)
+    assert b.clusters[0]["images"] == r.top_samples(0, 16).tolist()
+    import traitlets
+
+    with pytest.raises(traitlets.TraitError, match="out of range"):
+        b.selected = [10_000]
+    with pytest.raises(traitlets.TraitError, match="not a colouring"):
+        b.color_by = "nope"
+    r.embedding = None
+    with pytest.raises(ValueError, match="embedding='umap'"):
+        r.widget()

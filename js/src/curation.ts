@@ -21,6 +21,8 @@ export type Mark = "keep" | "spurious" | "exclude";
 export const MARKS: Mark[] = ["keep", "spurious", "exclude"];
 const KEY_TO_MARK: Record<string, Mark | null> = { k: "keep", s: "spurious", x: "exclude", "0": null, Backspace: null, Delete: null };
 
+const BUTTON_TEXT: Record<Mark, string> = { keep: "K", spurious: "S", exclude: "X" };
+
 export interface ItemsState {
   samples?: ArrayMeta;
   scores?: ArrayMeta;
@@ -144,6 +146,23 @@ export function filterItems(samples: ArrayLike<number>, marks: Record<string, Ma
   return out;
 }
 
+/** The fraction of samples below `value`, from a histogram over `range` (linear in a bin). */
+export function quantileOf(value: number, counts: ArrayLike<number>, range: number[]): number {
+  const n = counts.length;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += counts[i];
+  if (n === 0 || total <= 0) return 0;
+  const span = range[1] - range[0];
+  if (!(span > 0)) return value < range[0] ? 0 : 1;
+  const pos = ((value - range[0]) / span) * n;
+  if (pos <= 0) return 0;
+  if (pos >= n) return 1;
+  const bin = Math.floor(pos);
+  let below = 0;
+  for (let i = 0; i < bin; i++) below += counts[i];
+  return Math.min(1, Math.max(0, (below + counts[bin] * (pos - bin)) / total));
+}
+
 /** Counts per mark over all marks (the band's and earlier bands'). */
 export function countMarks(marks: Record<string, Mark>): Record<Mark, number> {
   const c: Record<Mark, number> = { keep: 0, spurious: 0, exclude: 0 };
@@ -238,7 +257,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   }
   function ensureGrid() {
     const t = thumb();
-    const cellWidth = Math.max(96, t + 10);
+    const cellWidth = Math.max(104, t + 10);
     const cellHeight = t + 10 + 3 * 14 + 22;
     const h0 = Number(get("height"));
     viewport.style.height = `${Number.isFinite(h0) && h0 > 100 ? h0 : 480}px`;
@@ -273,7 +292,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     const l2 = h("div", { class: "rw-cur-line" });
     const l3 = h("div", { class: "rw-cur-line rw-dim" });
     const btns = MARKS.map((m) =>
-      h("button", { text: m[0].toUpperCase(), title: m, attrs: { type: "button", "data-set": m, "aria-pressed": "false", tabindex: "-1" } }),
+      h("button", { text: BUTTON_TEXT[m], title: `${m} (${BUTTON_TEXT[m].toLowerCase()})`, attrs: { type: "button", "data-set": m, "aria-pressed": "false", tabindex: "-1" } }),
     );
     const cell = h("div", { class: "rw-cur-cell", attrs: { role: "gridcell" } }, [img, l1, l2, l3, h("div", { class: "rw-cur-btns" }, btns)]) as unknown as Cell;
     cell._img = img;
@@ -307,7 +326,8 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     cell.setAttribute("aria-selected", i === cursor ? "true" : "false");
     for (const b of cell._btns) b.setAttribute("aria-pressed", b.dataset.set === mark ? "true" : "false");
     const score = items.scores ? items.scores.data[p] : NaN;
-    setText(cell._l1, `#${sample}  ${get("score_name") || "score"} ${fmt(score)}`);
+    setText(cell._l1, `#${sample} · ${fmt(score)}`);
+    cell._l1.title = `sample ${sample}, ${get("score_name") || "score"} ${score}`;
     const classNames = get("class_names");
     const y = items.labels ? items.labels.data[p] : -1;
     const yhat = items.predictions ? items.predictions.data[p] : -1;
@@ -345,19 +365,12 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
 
   // ----- band panel -----
   function drawBand() {
-    const state = get("histogram") ?? {};
+    const { counts: countsArr, range } = histState();
     const width = Math.max(100, hist.clientWidth || (options.measure ? options.measure().width - 200 : 400));
-    let countsArr: ArrayLike<number> = [];
-    try {
-      if (state.counts && state.counts.buffer != null) countsArr = decodeArray(state.counts).data;
-    } catch {
-      countsArr = [];
-    }
     drawHistogram(canvas as HTMLCanvasElement, countsArr, width, 40, {
       bar: cssVar(root, "--rw-fg2", "#888"),
       baseline: cssVar(root, "--rw-border", "#999"),
     });
-    const range = state.range ?? [0, 1];
     const limits = get("limits") ?? [0, 0];
     const span = range[1] - range[0] || 1;
     const a = Math.max(0, Math.min(1, (limits[0] - range[0]) / span));
@@ -366,47 +379,58 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     shade.style.width = `${Math.max(0, b - a) * 100}%`;
   }
 
-  function sliderScale(): [number, number] {
-    if (!get("absolute")) return [0, 1];
-    const r = get("histogram")?.range ?? [0, 1];
-    return [r[0], r[1]];
+  // The sliders move over score values, aligned with the histogram above them; for a
+  // band of quantiles the values are turned into quantiles with the histogram's
+  // cumulative counts (linear inside a bin), and Python places the exact band.
+  function histState(): { counts: ArrayLike<number>; range: number[] } {
+    const state = get("histogram") ?? {};
+    let counts: ArrayLike<number> = [];
+    try {
+      if (state.counts && state.counts.buffer != null) counts = decodeArray(state.counts).data;
+    } catch {
+      counts = [];
+    }
+    return { counts, range: state.range ?? [0, 1] };
   }
 
   function syncSliders() {
-    const [a, b] = sliderScale();
-    const step = get("absolute") ? String((b - a) / 200 || 0.01) : "0.01";
+    const { range } = histState();
+    const step = String((range[1] - range[0]) / 500 || 0.01);
     for (const s of [lo, hi]) {
-      s.min = String(a);
-      s.max = String(b);
+      s.min = String(range[0]);
+      s.max = String(range[1]);
       s.step = step;
       s.disabled = !get("can_move_band");
     }
+    const limits = get("limits") ?? [0, 0];
+    if (document.activeElement !== lo) lo.value = String(limits[0]);
+    if (document.activeElement !== hi) hi.value = String(limits[1]);
     const band = get("band") ?? [0.25, 0.75];
-    if (document.activeElement !== lo) lo.value = String(band[0]);
-    if (document.activeElement !== hi) hi.value = String(band[1]);
-    updateBandText(band[0], band[1]);
+    updateBandText(band[0], band[1], limits[0], limits[1]);
   }
 
-  function updateBandText(a: number, b: number, waiting = false) {
-    const limits = get("limits") ?? [0, 0];
+  function updateBandText(a: number, b: number, va: number, vb: number, waiting = false) {
     const n = items ? items.samples.data.length : 0;
-    const kind = get("absolute") ? "values" : "quantiles";
-    const lim = get("absolute") ? "" : ` → ${get("score_name")} ${fmt(limits[0])} … ${fmt(limits[1])}`;
-    setText(bandText, `band ${kind} ${fmt(a)} – ${fmt(b)}${lim} · ${waiting ? "…" : `${n} samples`}`);
+    const score = get("score_name") || "score";
+    const what = get("absolute") ? `${score} ${fmt(va)} … ${fmt(vb)}` : `quantiles ${fmt(a)} – ${fmt(b)} → ${score} ${fmt(va)} … ${fmt(vb)}`;
+    setText(bandText, `band ${what} · ${waiting ? "…" : `${n} samples`}`);
   }
 
   let bandTimer: ReturnType<typeof setTimeout> | null = null;
   let bandToken = 0;
   function onSlider(ev: Event) {
-    let a = Number(lo.value);
-    let b = Number(hi.value);
-    if (a > b) {
-      if (ev.target === lo) b = a;
-      else a = b;
-      lo.value = String(a);
-      hi.value = String(b);
+    let va = Number(lo.value);
+    let vb = Number(hi.value);
+    if (va > vb) {
+      if (ev.target === lo) vb = va;
+      else va = vb;
+      lo.value = String(va);
+      hi.value = String(vb);
     }
-    updateBandText(a, b, true);
+    const { counts, range } = histState();
+    const a = get("absolute") ? va : Math.round(quantileOf(va, counts, range) * 1000) / 1000;
+    const b = get("absolute") ? vb : Math.round(quantileOf(vb, counts, range) * 1000) / 1000;
+    updateBandText(a, b, va, vb, true);
     if (bandTimer) clearTimeout(bandTimer);
     bandTimer = setTimeout(() => requestBand(a, b), options.bandDelay ?? 250);
   }

@@ -370,9 +370,8 @@ def _from_tensors(X: Any, y: Any) -> TensorImageDataset:
         )
     if yt.ndim != 1:
         raise ValueError(f"y must have shape [n] (one class id per image); got {tuple(yt.shape)}.")
-    if torch.is_floating_point(yt):
-        if not torch.equal(yt, yt.round()):
-            raise ValueError("y must hold integer class ids; got non-integer floats.")
+    if torch.is_floating_point(yt) and not torch.equal(yt, yt.round()):
+        raise ValueError("y must hold integer class ids; got non-integer floats.")
     if Xt.shape[0] != yt.shape[0]:
         raise ValueError(
             f"X and y have different lengths: X has {Xt.shape[0]} samples, y has "

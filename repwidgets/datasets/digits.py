@@ -10,6 +10,7 @@ artifact.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,21 @@ class DigitsDataset(Dataset):
         return f"DigitsDataset(split={self.split!r}, n={len(self)})"
 
 
+@functools.lru_cache(maxsize=1)
+def _load_raw() -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 images in [0, 1] (float32 [1797, 8, 8]) and labels, read once per process."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
+        raise ImportError("digits() needs scikit-learn: pip install scikit-learn") from err
+    raw = load_digits()
+    images = raw.images.astype(np.float32) / 16.0
+    labels = raw.target.astype(np.int64)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
 def digits(
     artifact: str | None = "border",
     spurious_class: int = 0,
@@ -109,10 +125,6 @@ def digits(
         >>> data.class_names[:3], data.concept_names[-1]
         (['0', '1', '2'], 'border')
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
-        raise ImportError("digits() needs scikit-learn: pip install scikit-learn") from err
     if artifact is not None and artifact not in ARTIFACTS:
         raise ValueError(f"Unknown artifact {artifact!r}; choose one of {list(ARTIFACTS)} or None.")
     if not 0 <= int(spurious_class) <= 9:
@@ -124,7 +136,7 @@ def digits(
     ):
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"{label} must be in [0, 1]; got {value!r}.")
-    if not (0 < val_fraction and 0 < test_fraction and val_fraction + test_fraction < 0.9):
+    if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 0.9):
         raise ValueError(
             f"val_fraction and test_fraction must be > 0 and sum to < 0.9; got {val_fraction} "
             f"and {test_fraction}."
@@ -132,9 +144,7 @@ def digits(
     if int(image_size) < 8:
         raise ValueError(f"image_size must be >= 8; got {image_size}.")
     S = int(image_size)
-    raw = load_digits()
-    images8 = raw.images.astype(np.float32) / 16.0  # [N, 8, 8]
-    labels = raw.target.astype(np.int64)
+    images8, labels = _load_raw()
     N = len(labels)
 
     # Stroke thickness: thirds of the ink mass within each digit (whole data set).
@@ -167,8 +177,9 @@ def digits(
                     idx = rng.permutation(np.flatnonzero(in_split & (labels == d)))
                     has_art[idx[: int(round(len(idx) * test_artifact_fraction))]] = True
 
-    up = F.interpolate(torch.from_numpy(images8)[:, None], size=(S, S), mode="bicubic",
-                       align_corners=False).clamp(0, 1)
+    up = F.interpolate(
+        torch.tensor(images8)[:, None], size=(S, S), mode="bicubic", align_corners=False
+    ).clamp(0, 1)
     rgb = up.repeat(1, 3, 1, 1).numpy().copy()
     if artifact is not None and has_art.any():
         art_idx = np.flatnonzero(has_art)

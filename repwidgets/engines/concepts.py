@@ -81,6 +81,7 @@ __all__ = [
     "discover",
     "discover_activations",
     "layer_relevance",
+    "plot_concept_maps",
     "relevance_z",
 ]
 
@@ -446,7 +447,7 @@ def decompose(
     X = _as_float_matrix(X)
     n, C = X.shape
     _check_components(n_components, n, C)
-    if n > 1 and bool((X == X[:1]).all()):
+    if n > 1 and bool((X[:1] == X).all()):
         raise ValueError(
             "X has no variation: every sample has the same activation vector, so there is "
             "nothing to discover. Check that the layer is not dead (e.g. all zeros after a "
@@ -481,7 +482,7 @@ def decompose(
         )
     share = (S * S) / total
     m = _n_kept(n_components, share)
-    rank = int((S > 1e-6 * S[0]).sum())
+    rank = int((1e-6 * S[0] < S).sum())
     if rank < m:
         warnings.warn(
             f"X has rank {rank} (numerically), fewer than the {m} directions asked for: "
@@ -715,8 +716,10 @@ def _cluster_pool(
         return [np.arange(t)] if t >= min_size else []
     # A Ward merge of height h adds h^2 / 2 to the sum of squares, so cutting at
     # sqrt(2 * share * SSE) splits wherever one merge would explain more than `share`.
-    thr = distance_threshold if distance_threshold is not None else math.sqrt(
-        2.0 * min_merge_share * sse
+    thr = (
+        distance_threshold
+        if distance_threshold is not None
+        else math.sqrt(2.0 * min_merge_share * sse)
     )
     ward = AgglomerativeClustering(n_clusters=None, distance_threshold=thr, linkage="ward")
     labels = ward.fit_predict(Z)
@@ -869,7 +872,9 @@ def discover_activations(
             n_classes = int(max(int(t.max()) for t in known)) + 1
         else:
             n_classes = 0
-    class_names = list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
+    class_names = (
+        list(class_names) if class_names is not None else [str(k) for k in range(n_classes)]
+    )
 
     # 1-2. decomposition, oriented directions
     V, S, share, mean = decompose(X, n_components, center)
@@ -878,7 +883,6 @@ def discover_activations(
     signs = _orient(P, top_t)
     V = V * signs[:, None]
     P = P * signs[None, :]
-    m = V.shape[0]
 
     # 3. relevance of directions
     rel_z = None
@@ -886,48 +890,25 @@ def discover_activations(
         rel_z = relevance_z(relevance @ V.T, predictions, n_classes).cpu()
 
     # 4. clustering of each direction's top samples
-    Xn = Xc.detach().cpu().numpy().astype(np.float64)
-    Vn = V.detach().cpu().numpy().astype(np.float64)
-    Pn = P.detach().cpu().numpy()
-    concepts_found: list[dict] = []
-    pools: list[np.ndarray] = []
-    tasks = [(d, s) for d in range(m) for s in ((1, -1) if ends == "both" else (1,))]
-    for d, s in progress_bar(tasks, total=len(tasks), desc="clustering", enable=progress):
-        pool = np.argsort(-s * Pn[:, d], kind="stable")[:top_t]
-        pools.append(pool)
-        clusters = _cluster_pool(
-            Xn[pool],
-            distance_threshold=distance_threshold,
-            min_merge_share=min_merge_share,
-            max_clusters=max_clusters,
-            min_size=min_size,
-            outlier_mad=outlier_mad,
-            seed=seed,
-        )
-        for rows in clusters:
-            members = np.sort(pool[rows])
-            if any(_jaccard(members, c["members"]) >= dedupe_overlap for c in concepts_found):
-                continue
-            centroid = Xn[members].mean(axis=0)
-            norm = float(np.linalg.norm(centroid))
-            if norm <= 0:
-                continue
-            vec = centroid / norm
-            dist = np.linalg.norm(Xn[members] - centroid, axis=1)
-            med, scale, _ = _robust_cut(dist, outlier_mad)
-            concepts_found.append(
-                {
-                    "members": members,
-                    "direction": d,
-                    "sign": s,
-                    "vector": vec,
-                    "cosine": float(vec @ (s * Vn[d])),
-                    "centroid": centroid,
-                    "med": med,
-                    "scale": scale,
-                }
-            )
-    k = len(concepts_found)
+    def rows(idx: np.ndarray) -> np.ndarray:  # float64 copies of a few rows, never all of X
+        return Xc[torch.as_tensor(idx, device=dev)].detach().cpu().numpy().astype(np.float64)
+
+    found, pools = _refine(
+        rows,
+        P.detach().cpu().numpy(),
+        V.detach().cpu().numpy().astype(np.float64),
+        top_t=top_t,
+        ends=ends,
+        dedupe_overlap=dedupe_overlap,
+        progress=progress,
+        distance_threshold=distance_threshold,
+        min_merge_share=min_merge_share,
+        max_clusters=max_clusters,
+        min_size=min_size,
+        outlier_mad=outlier_mad,
+        seed=seed,
+    )
+    k = len(found)
     if k == 0:
         warnings.warn(
             "No concept survived the clustering (every cluster was smaller than "
@@ -935,72 +916,41 @@ def discover_activations(
             stacklevel=2,
         )
     vectors = (
-        torch.tensor(np.stack([c["vector"] for c in concepts_found]), dtype=torch.float32)
+        torch.tensor(np.stack([c.vector for c in found]), dtype=torch.float32)
         if k
-        else torch.zeros(0, C)
+        else (torch.zeros(0, C))
     )
     scores = (Xc @ vectors.to(dev).T).cpu() if k else torch.zeros(n, 0)
 
-    # class bookkeeping
+    # class of each concept: the most frequent prediction among its members
     owner = predictions if predictions is not None else labels
     truth = labels if labels is not None else predictions
     dominant = torch.full((k,), -1, dtype=torch.long)
     purity = torch.full((k,), float("nan"))
     if owner is not None:
-        for j, c in enumerate(concepts_found):
-            counts = torch.bincount(owner[torch.from_numpy(c["members"])], minlength=n_classes)
+        for j, c in enumerate(found):
+            counts = torch.bincount(owner[torch.from_numpy(c.members)], minlength=n_classes)
             dominant[j] = int(counts.argmax())
-            purity[j] = float(counts.max()) / len(c["members"])
+            purity[j] = float(counts.max()) / len(c.members)
 
     # 5. outliers
-    out_i, out_s, out_c, out_k = [], [], [], []
-    if truth is not None and k:
-        S_all = scores.to(torch.float64)
-        mu, sd = S_all.mean(dim=0), S_all.std(dim=0).clamp_min(1e-12)
-        for j in range(k):
-            if dominant[j] < 0 or not purity[j] >= min_purity:
-                continue
-            top = S_all[:, j].topk(top_t).indices
-            wrong = top[truth[top] != dominant[j]]
-            out_i += wrong.tolist()
-            out_s += ((S_all[wrong, j] - mu[j]) / sd[j]).tolist()
-            out_c += [j] * len(wrong)
-            out_k += [0] * len(wrong)
-    if k:
-        member_set = np.unique(np.concatenate([c["members"] for c in concepts_found]))
-        candidates = np.setdiff1d(np.unique(np.concatenate(pools)), member_set)
-        if candidates.size:
-            zdist = np.stack(
-                [
-                    (np.linalg.norm(Xn[candidates] - c["centroid"], axis=1) - c["med"]) / c["scale"]
-                    for c in concepts_found
-                ],
-                axis=1,
-            )
-            nearest = zdist.argmin(axis=1)
-            zmin = zdist[np.arange(candidates.size), nearest]
-            far = zmin > outlier_mad
-            out_i += candidates[far].tolist()
-            out_s += zmin[far].tolist()
-            out_c += nearest[far].tolist()
-            out_k += [1] * int(far.sum())
+    outliers = _outliers(
+        rows, scores, found, pools, truth, dominant, purity, top_t, min_purity, outlier_mad
+    )
 
-    # membership, ragged
+    # membership (a sample in several clusters goes to the one it sits most centrally in)
     assignment = torch.full((n,), -1, dtype=torch.long)
     best = torch.full((n,), math.inf, dtype=torch.float64)
-    for j, c in enumerate(concepts_found):
-        mem = torch.from_numpy(c["members"])
-        z = torch.from_numpy(
-            (np.linalg.norm(Xn[c["members"]] - c["centroid"], axis=1) - c["med"]) / c["scale"]
-        )
-        closer = z < best[mem]
+    for j, c in enumerate(found):
+        mem = torch.from_numpy(c.members)
+        closer = torch.from_numpy(c.zdist) < best[mem]
         assignment[mem[closer]] = j
-        best[mem[closer]] = z[closer]
-    sizes = torch.tensor([len(c["members"]) for c in concepts_found], dtype=torch.long)
+        best[mem[closer]] = torch.from_numpy(c.zdist)[closer]
+    sizes = torch.tensor([len(c.members) for c in found], dtype=torch.long)
     offsets = torch.zeros(k + 1, dtype=torch.long)
     offsets[1:] = sizes.cumsum(0) if k else offsets[1:]
     member_index = (
-        torch.from_numpy(np.concatenate([c["members"] for c in concepts_found])).long()
+        torch.from_numpy(np.concatenate([c.members for c in found])).long()
         if k
         else torch.zeros(0, dtype=torch.long)
     )
@@ -1023,9 +973,9 @@ def discover_activations(
         mean=mean.cpu(),
         centered=bool(center),
         vectors=vectors,
-        source_direction=torch.tensor([c["direction"] for c in concepts_found], dtype=torch.long),
-        source_sign=torch.tensor([c["sign"] for c in concepts_found], dtype=torch.long),
-        cosine=torch.tensor([c["cosine"] for c in concepts_found], dtype=torch.float32),
+        source_direction=torch.tensor([c.direction for c in found], dtype=torch.long),
+        source_sign=torch.tensor([c.sign for c in found], dtype=torch.long),
+        cosine=torch.tensor([c.cosine for c in found], dtype=torch.float32),
         sizes=sizes,
         dominant_class=dominant,
         purity=purity,
@@ -1033,10 +983,10 @@ def discover_activations(
         member_offsets=offsets,
         scores=scores.float(),
         assignment=assignment,
-        outlier_index=torch.tensor(out_i, dtype=torch.long),
-        outlier_score=torch.tensor(out_s, dtype=torch.float32),
-        outlier_concept=torch.tensor(out_c, dtype=torch.long),
-        outlier_kind=torch.tensor(out_k, dtype=torch.long),
+        outlier_index=outliers[0],
+        outlier_score=outliers[1],
+        outlier_concept=outliers[2],
+        outlier_kind=outliers[3],
         relevance=rel_z,
         concept_relevance=concept_rel,
         concept_auc=concept_auc,
@@ -1059,6 +1009,122 @@ def discover_activations(
             "min_purity": min_purity,
             "seed": seed,
         },
+    )
+
+
+@dataclass
+class _Found:
+    """A concept while it is being found (internal)."""
+
+    members: np.ndarray  # sorted sample indices
+    direction: int
+    sign: int
+    vector: np.ndarray  # unit-normalised centroid
+    cosine: float
+    centroid: np.ndarray
+    med: float  # median distance of members to the centroid
+    scale: float  # robust std of those distances
+    zdist: np.ndarray  # robust z of each member's distance
+
+
+def _refine(
+    rows,
+    P: np.ndarray,
+    V: np.ndarray,
+    *,
+    top_t: int,
+    ends: str,
+    dedupe_overlap: float,
+    progress: bool,
+    **cluster_kwargs,
+) -> tuple[list[_Found], list[np.ndarray]]:
+    """Cluster the top_t samples of every direction; return the concepts and the pools."""
+    found: list[_Found] = []
+    pools: list[np.ndarray] = []
+    tasks = [(d, s) for d in range(P.shape[1]) for s in ((1, -1) if ends == "both" else (1,))]
+    for d, s in progress_bar(tasks, total=len(tasks), desc="clustering", enable=progress):
+        pool = np.argsort(-s * P[:, d], kind="stable")[:top_t]
+        pools.append(pool)
+        Z = rows(pool)
+        for part in _cluster_pool(Z, **cluster_kwargs):
+            order = np.argsort(pool[part])
+            members, Zm = pool[part][order], Z[part][order]
+            if any(_jaccard(members, c.members) >= dedupe_overlap for c in found):
+                continue  # the same concept, seen from another direction
+            centroid = Zm.mean(axis=0)
+            norm = float(np.linalg.norm(centroid))
+            if norm <= 0:
+                continue
+            dist = np.linalg.norm(Zm - centroid, axis=1)
+            med, scale, _ = _robust_cut(dist, cluster_kwargs["outlier_mad"])
+            found.append(
+                _Found(
+                    members=members,
+                    direction=d,
+                    sign=s,
+                    vector=centroid / norm,
+                    cosine=float(centroid @ (s * V[d])) / norm,
+                    centroid=centroid,
+                    med=med,
+                    scale=scale,
+                    zdist=(dist - med) / scale,
+                )
+            )
+    return found, pools
+
+
+def _outliers(
+    rows,
+    scores: Tensor,
+    found: list[_Found],
+    pools: list[np.ndarray],
+    truth: Tensor | None,
+    dominant: Tensor,
+    purity: Tensor,
+    top_t: int,
+    min_purity: float,
+    outlier_mad: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(index, score, concept, kind) of the flagged samples (see OUTLIER_KINDS)."""
+    out_i: list[int] = []
+    out_s: list[float] = []
+    out_c: list[int] = []
+    out_k: list[int] = []
+    k = len(found)
+    if truth is not None and k:
+        # kind 0: among the top_t projections on a class-dominated concept, another class
+        S_all = scores.to(torch.float64)
+        mu, sd = S_all.mean(dim=0), S_all.std(dim=0).clamp_min(1e-12)
+        for j in range(k):
+            if dominant[j] < 0 or not purity[j] >= min_purity:
+                continue
+            top = S_all[:, j].topk(min(top_t, S_all.shape[0])).indices
+            wrong = top[truth[top] != dominant[j]]
+            out_i += wrong.tolist()
+            out_s += ((S_all[wrong, j] - mu[j]) / sd[j]).tolist()
+            out_c += [j] * len(wrong)
+            out_k += [0] * len(wrong)
+    if k:
+        # kind 1: clustered candidates (in some direction's top_t) that fit no cluster
+        members = np.unique(np.concatenate([c.members for c in found]))
+        candidates = np.setdiff1d(np.unique(np.concatenate(pools)), members)
+        if candidates.size:
+            Z = rows(candidates)
+            zdist = np.stack(
+                [(np.linalg.norm(Z - c.centroid, axis=1) - c.med) / c.scale for c in found], axis=1
+            )
+            nearest = zdist.argmin(axis=1)
+            zmin = zdist[np.arange(candidates.size), nearest]
+            far = zmin > outlier_mad
+            out_i += candidates[far].tolist()
+            out_s += zmin[far].tolist()
+            out_c += nearest[far].tolist()
+            out_k += [1] * int(far.sum())
+    return (
+        torch.tensor(out_i, dtype=torch.long),
+        torch.tensor(out_s, dtype=torch.float32),
+        torch.tensor(out_c, dtype=torch.long),
+        torch.tensor(out_k, dtype=torch.long),
     )
 
 
@@ -1200,7 +1266,9 @@ def concept_map_activations(
         )
     vector = torch.as_tensor(vector, dtype=A.dtype, device=A.device).reshape(-1)
     if vector.shape[0] != A.shape[1]:
-        raise ValueError(f"The vector has {vector.shape[0]} entries but A has {A.shape[1]} channels.")
+        raise ValueError(
+            f"The vector has {vector.shape[0]} entries but A has {A.shape[1]} channels."
+        )
     maps = torch.einsum("c,bchw->bhw", vector, A)
     if size is not None and tuple(size) != tuple(maps.shape[1:]):
         maps = F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)
@@ -1257,6 +1325,59 @@ def concept_map(
     if not outs:
         return torch.zeros(0, *images.shape[-2:])
     return torch.cat(outs)
+
+
+def plot_concept_maps(
+    sess,
+    result: ConceptResult,
+    concept: int,
+    indices: Sequence[int] | Tensor | None = None,
+    size: int = 120,
+    alpha: float = 0.6,
+):
+    """Bokeh grid of samples with their concept map overlaid in red (see :func:`concept_map`).
+
+    The maps of the shown samples are scaled together (0 to their common maximum), so a
+    weak response looks weak; negative values are clipped.
+
+    Example:
+        >>> from bokeh.io import show
+        >>> show(rw.concepts.plot_concept_maps(sess, r, 0))   # doctest: +SKIP
+    """
+    from bokeh.layouts import gridplot
+    from bokeh.plotting import figure
+
+    j = result._check_concept(concept)
+    if indices is None:
+        indices = result.top_samples(j, 8)
+    idx = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+    maps = concept_map(sess, result, j, idx).clamp_min(0)
+    maps = maps / maps.max().clamp_min(1e-12)
+    images = sess.images(idx, split=result.split).float().clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    red = torch.tensor([1.0, 0.0, 0.0])[:, None, None]
+    figs = []
+    for i, img, m in zip(idx, images[:, :3], maps):
+        a = alpha * m[None]
+        mix = (img * (1 - a) + red * a).clamp(0, 1)
+        rgba = torch.cat([mix, torch.ones_like(mix[:1])]).mul(255).round().to(torch.uint8)
+        arr = rgba.permute(1, 2, 0).flip(0).contiguous().numpy()  # bokeh's origin: bottom left
+        H, W = arr.shape[:2]
+        fig = figure(
+            width=size,
+            height=size,
+            x_range=(0, W),
+            y_range=(0, H),
+            tools="",
+            toolbar_location=None,
+            title=f"#{i}",
+        )
+        fig.image_rgba(image=[arr.view(np.uint32).reshape(H, W)], x=0, y=0, dw=W, dh=H)
+        fig.axis.visible = False
+        fig.grid.visible = False
+        figs.append(fig)
+    return gridplot(figs, ncols=min(8, len(figs)), toolbar_location=None)
 
 
 # ----------------------------------------------------------------------------- demo

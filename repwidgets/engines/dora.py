@@ -78,7 +78,9 @@ def ea_distance(A: Tensor | np.ndarray) -> Tensor | np.ndarray:
 
     Returns:
         D [k, k], same type, device and floating dtype as ``A``; values in [0, 1]
-        ([0, 1/sqrt(2)] for non-negative activations).
+        ([0, 1/sqrt(2)] for non-negative activations). In float32, rows pointing the
+        same way get distances up to ~3e-4 instead of 0 (rounding of the cosine under
+        the square root); pass float64 for exact values.
 
     Example:
         >>> ea_distance(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
@@ -661,12 +663,12 @@ def find_dead(
     return dead
 
 
-def _embed(D: np.ndarray, seed: int, n_neighbors: int) -> tuple[np.ndarray, str]:
-    """2-D map of a distance matrix: UMAP (precomputed), or MDS for tiny ones."""
+def _embed(D: np.ndarray, method: str, seed: int, n_neighbors: int) -> tuple[np.ndarray, str]:
+    """2-D map of a distance matrix: UMAP (precomputed), or MDS (also for tiny ones)."""
     m = D.shape[0]
     if m == 1:
         return np.zeros((1, 2)), "none"
-    if m < 8:
+    if method == "mds" or m < 8:
         from sklearn.manifold import MDS
 
         with warnings.catch_warnings():
@@ -675,16 +677,22 @@ def _embed(D: np.ndarray, seed: int, n_neighbors: int) -> tuple[np.ndarray, str]
             return mds.fit_transform(D), "mds"
     import umap
 
+    nn_ = max(2, min(n_neighbors, m - 1))
+    # The neighbour graph comes straight from the matrix (each point is its own first
+    # neighbour), which spares UMAP a nearest-neighbour search.
+    knn = np.argsort(D, axis=1, kind="stable")[:, :nn_]
+    knn_d = np.take_along_axis(D, knn, axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reducer = umap.UMAP(
             n_components=2,
             metric="precomputed",
-            n_neighbors=max(2, min(n_neighbors, m - 1)),
+            n_neighbors=nn_,
             min_dist=0.1,
             random_state=seed,
             init="random" if m < 16 else "spectral",
             n_jobs=1,
+            precomputed_knn=(knn, knn_d, None),
         )
         return reducer.fit_transform(D), "umap"
 
@@ -698,7 +706,7 @@ def analyze_activations(
     self_peak: Tensor | None = None,
     dead: Tensor | Sequence[bool] | None = None,
     dead_tol: float = 1e-3,
-    embed: bool = True,
+    embedding: str | None = "umap",
     umap_neighbors: int = 15,
     seed: int = 0,
     layer: str | None = None,
@@ -714,7 +722,9 @@ def analyze_activations(
         self_peak: optional [k] peak activation of each neuron on its own signals.
         dead: a given dead mask [k] (default: :func:`find_dead`).
         dead_tol: relative tolerance of :func:`find_dead`.
-        embed: compute the 2-D map (UMAP, or MDS below 8 live neurons).
+        embedding: the 2-D map: "umap" (UMAP on the precomputed distances; MDS below 8
+            live neurons), "mds" (metric MDS, quick), or None (no map). UMAP compiles
+            its kernels on first use in a process (tens of seconds on a small CPU).
         umap_neighbors: UMAP's neighbourhood size.
         seed: seed of the map.
         layer: layer name stored in the result.
@@ -724,7 +734,7 @@ def analyze_activations(
         are never outliers; the distance matrix covers all k neurons.
 
     Example:
-        >>> r = analyze_activations(torch.rand(30, 30), embed=False)
+        >>> r = analyze_activations(torch.rand(30, 30), embedding=None)
         >>> r.distances.shape
         torch.Size([30, 30])
     """
@@ -781,8 +791,10 @@ def analyze_activations(
         warnings.warn(
             f"Only {live.size} live neurons: too few for outlier scores.", stacklevel=2
         )
-    if embed and live.size:
-        coords, method = _embed(Dl, seed, umap_neighbors)
+    if embedding not in ("umap", "mds", None):
+        raise ValueError(f"embedding must be 'umap', 'mds' or None; got {embedding!r}.")
+    if embedding is not None and live.size:
+        coords, method = _embed(Dl, embedding, seed, umap_neighbors)
         emb[live] = coords
     return DoraResult(
         layer=layer,
@@ -815,6 +827,7 @@ def analyze(
     *,
     contamination: float | str = 0.01,
     n_neighbors: int = 20,
+    embedding: str | None = "umap",
     seed: int = 0,
     progress: bool | None = None,
     batch_size: int | None = None,
@@ -829,7 +842,8 @@ def analyze(
         n_signals: s-AMS per neuron.
         steps: optimisation steps per s-AMS.
         neurons: channel indices to analyse (default: all).
-        contamination, n_neighbors: LOF settings (see :func:`analyze_activations`).
+        contamination, n_neighbors, embedding: LOF and map settings (see
+            :func:`analyze_activations`).
         seed: makes the result reproducible.
         progress: progress bars (default: the session's setting).
         batch_size: images per optimisation batch (default: as many as the session's
@@ -875,6 +889,7 @@ def analyze(
         layer_name=layer,
         contamination=contamination,
         n_neighbors=n_neighbors,
+        embedding=embedding,
         seed=seed,
     )
     params = {

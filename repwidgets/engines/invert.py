@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from repwidgets._progress import progress_bar
-from repwidgets.engines.ranks import centered_ranks, mann_whitney_p
+from repwidgets.engines.ranks import mann_whitney_p, ranks_of_rows
 from repwidgets.results import Result
 
 __all__ = ["InvertResult", "explain", "explain_activations", "formula_mask", "demo_section"]
@@ -303,6 +303,8 @@ def _check_inputs(acts, concepts, concept_names, neurons):
             "give one name per column."
         )
     n_neurons = acts.shape[1]
+    if n_neurons == 0:
+        raise ValueError("acts has no neurons (0 columns): pass activations [n_samples, n_neurons].")
     if neurons is None:
         idx = torch.arange(n_neurons)
     else:
@@ -330,8 +332,47 @@ def _check_inputs(acts, concepts, concept_names, neurons):
 
 
 # ---------------------------------------------------------------------------------- search
+_ONES8 = 0x0101010101010101  # one 1 per byte: XOR flips 8 packed booleans at once
+
+
+def _words(masks: torch.Tensor) -> torch.Tensor:
+    """Bool [..., n_pad] (n_pad a multiple of 8) -> int64 [..., n_pad / 8], same memory."""
+    shape = masks.shape
+    flat = masks.contiguous().view(-1, shape[-1]).view(torch.int64)
+    return flat.view(*shape[:-1], shape[-1] // 8)
+
+
+def _bools(words: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_words`."""
+    shape = words.shape
+    flat = words.contiguous().view(-1, shape[-1]).view(torch.bool)
+    return flat.view(*shape[:-1], shape[-1] * 8)
+
+
+def _digit_bits(n: int) -> int:
+    """Bits per digit so that a sum of n digits stays below 2^24 (exact in float32)."""
+    return max(1, min(16, int(math.floor(24 - math.log2(max(n, 2))))))
+
+
+def _to_digits(values: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """Non-negative int64 [...] -> float32 [..., count] base-2^bits digits (least first)."""
+    shifts = torch.arange(count, device=values.device) * bits
+    return ((values[..., None] >> shifts) & ((1 << bits) - 1)).to(torch.float32)
+
+
+def _from_digits(sums: torch.Tensor, bits: int) -> torch.Tensor:
+    """Exact float32 digit sums [..., count] -> int64 [...]."""
+    shifts = torch.arange(sums.shape[-1], device=sums.device) * bits
+    return (sums.to(torch.int64) << shifts).sum(-1)
+
+
 class _Search:
-    """Beam search over formulas for a batch of neurons at a time (see the module doc)."""
+    """Beam search over formulas for a batch of neurons at a time (see the module doc).
+
+    Masks are bool tensors whose sample axis is padded to a multiple of 8, so that they
+    can be combined eight samples at a time through int64 views; padded samples carry
+    zero weight in every sum and are absent from every concept.
+    """
 
     def __init__(
         self,
@@ -349,30 +390,50 @@ class _Search:
         device = concepts.device
         self.device = device
         self.n, self.K = concepts.shape
+        n, K = self.n, self.K
+        self.n_pad = -(-n // 8) * 8
         self.names = names
         self.L, self.B = max_length, beam_size
         self.max_operands = max_operands
         self.memory_budget = memory_budget
         self.timings = timings
-        n, K = self.n, self.K
-        self.Ct = concepts.T.contiguous()  # [K, n] bool: rows to build masks from
-        self.Cf = concepts.to(torch.float32)  # [n, K] for the products
-        self.cnt_c = concepts.sum(0).to(torch.int64)  # [K]
+        # masks of every atom (concepts, then their negations) as bools [2K, n_pad] and
+        # as int64 words [2K, n_pad / 8]
+        atoms = torch.empty(2 * K, self.n_pad, dtype=torch.bool, device=device)
+        atoms[:K, :n] = concepts.T
+        atoms[:K, n:] = False
+        self.atom_words = _words(atoms)
+        torch.bitwise_xor(self.atom_words[:K], _ONES8, out=self.atom_words[K:])
+        self.Cf = torch.empty(self.n_pad, K, dtype=torch.float32, device=device)
+        self.Cf[:n] = concepts  # [n_pad, K] for the products
+        self.Cf[n:] = 0.0
         self.lo = max(1, math.ceil(min_fraction * n - 1e-9))
         self.hi = min(n - 1, math.floor(max_fraction * n + 1e-9))
-        # integer hash weights: sums of at most n of them stay below 2^52 (exact in float64)
-        bits = max(8, 52 - math.ceil(math.log2(n + 1)))
+        # Exact sums in float32: every weight is split into digits of `bits` bits.
+        self.bits = _digit_bits(n)
+        self.q_digits = -(-math.ceil(math.log2(2 * n)) // self.bits)
+        h_digits = max(2, -(-30 // self.bits))  # >= 30 bits per hash, two hashes
+        self.h_digits = h_digits
         gen = torch.Generator().manual_seed(seed)
-        H = torch.randint(0, 2**bits, (n, 2), generator=gen, dtype=torch.int64).to(
-            device=device, dtype=torch.float64
+        H = torch.randint(0, 2 ** (self.bits * h_digits), (n, 2), generator=gen, dtype=torch.int64)
+        H = H.to(device)
+        shared = torch.zeros(self.n_pad, 2 * h_digits + 1, dtype=torch.float32, device=device)
+        shared[:n, :h_digits] = _to_digits(H[:, 0], self.bits, h_digits)
+        shared[:n, h_digits : 2 * h_digits] = _to_digits(H[:, 1], self.bits, h_digits)
+        shared[:n, -1] = 1.0
+        self.shared_w = shared  # [n_pad, 2 h + 1]: hash digits and the count column
+        sums = (shared.T @ self.Cf).T  # [K, 2h + 1], exact
+        self.cnt_c = sums[:, -1].to(torch.int64)  # [K]
+        sig_c = torch.stack(
+            [
+                _from_digits(sums[:, :h_digits], self.bits),
+                _from_digits(sums[:, h_digits : 2 * h_digits], self.bits),
+            ],
+            dim=1,
         )
-        self.HW = torch.cat([H, torch.ones(n, 1, dtype=torch.float64, device=device)], dim=1)
-        sig_c = concepts.to(torch.float64).T @ H  # [K, 2]
         total = H.sum(0)
-        sig = torch.cat([sig_c, total - sig_c])  # [2K, 2]
-        # one sortable key per atom (both hashes folded; the pair is compared exactly later)
-        self.atom_sig2 = sig
-        self.atom_sig = sig[:, 0]
+        self.atom_sig2 = torch.cat([sig_c, total - sig_c])  # [2K, 2] int64
+        self.atom_sig = self.atom_sig2[:, 0].contiguous()
         self.atom_cnt = torch.cat([self.cnt_c, n - self.cnt_c])  # [2K]
         self.atom_valid = (self.atom_cnt >= self.lo) & (self.atom_cnt <= self.hi)
         self._text_cache: dict[tuple, str] = {}
@@ -380,9 +441,8 @@ class _Search:
 
     # -- helpers -----------------------------------------------------------------------
     def _atom_masks(self, atoms: torch.Tensor) -> torch.Tensor:
-        """Masks of atom indices (any shape) -> bool [..., n]."""
-        rows = self.Ct[atoms % self.K]
-        return rows ^ (atoms >= self.K)[..., None]
+        """Masks of atom indices (any shape) -> bool [..., n_pad]."""
+        return _bools(self.atom_words[atoms])
 
     def _text(self, atoms: tuple, ops: tuple) -> str:
         key = (atoms, ops)
@@ -399,7 +459,7 @@ class _Search:
         lex = torch.empty(K2, dtype=torch.int64)
         lex[torch.tensor(sorted(range(K2), key=lambda a: (texts[a], a)))] = torch.arange(K2)
         lex = lex.to(self.device)
-        key = torch.cat([self.atom_sig2, self.atom_cnt[:, None].to(torch.float64)], dim=1)
+        key = torch.cat([self.atom_sig2, self.atom_cnt[:, None]], dim=1)
         _, group = torch.unique(key, dim=0, return_inverse=True)
         best = torch.full((K2,), K2, dtype=torch.int64, device=self.device)
         best.scatter_reduce_(0, group, lex, reduce="amin")
@@ -415,17 +475,26 @@ class _Search:
             torch.cuda.synchronize(self.device)
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - start
 
+    def _weights(self, q: torch.Tensor) -> torch.Tensor:
+        """Per-batch digit weights [Nb, n_pad, C]: rank digits, hash digits, count."""
+        Nb = q.shape[0]
+        shifted = torch.zeros(Nb, self.n_pad, dtype=torch.int64, device=self.device)
+        shifted[:, : self.n] = q + (self.n - 1)  # non-negative
+        qd = _to_digits(shifted, self.bits, self.q_digits)
+        qd[:, self.n :] = 0.0
+        return torch.cat([qd, self.shared_w.expand(Nb, *self.shared_w.shape)], dim=2)
+
     # -- one batch of neurons -----------------------------------------------------------
     def run(self, q: torch.Tensor) -> dict:
         """Beam search for a batch of neurons. ``q``: int64 [Nb, n] doubled centred ranks
         (negated for the negative mode). Returns the final beams (dict of tensors)."""
         n, K, B, L = self.n, self.K, self.B, self.L
         Nb = q.shape[0]
-        qf = q.to(torch.float32)
-        # exact sums of a mask: doubled centred ranks, two integer hashes, count
-        W = torch.cat(
-            [q.to(torch.float64)[:, :, None], self.HW.expand(Nb, n, 3)], dim=2
-        )  # [Nb, n, 4]
+        t0 = time.perf_counter()
+        qf = torch.zeros(Nb, self.n_pad, dtype=torch.float32, device=self.device)
+        qf[:, :n] = q
+        W = self._weights(q)
+        self._timed("weights_s", t0)
 
         t0 = time.perf_counter()
         s_atom = qf @ self.Cf  # [Nb, K] approximate rank sums of the concepts
@@ -453,15 +522,12 @@ class _Search:
         score = torch.where(self.atom_valid[None, :], score, -torch.inf)
 
         def decode_atoms(rows, flat):
-            atoms = flat.clone()
             return {
-                "atoms": torch.cat(
-                    [atoms[..., None], atoms.new_full((*atoms.shape, L - 1), -1)], dim=-1
-                ),
-                "ops": torch.zeros(*atoms.shape, L, dtype=torch.int8, device=self.device),
-                "length": torch.ones_like(atoms),
-                "masks": self._atom_masks(atoms),
-                "order": atoms.clone(),
+                "atoms": torch.cat([flat[..., None], flat.new_full((*flat.shape, L - 1), -1)], -1),
+                "ops": torch.zeros(*flat.shape, L, dtype=torch.int8, device=self.device),
+                "length": torch.ones_like(flat),
+                "masks": self._atom_masks(flat),
+                "order": flat.clone(),
             }
 
         beam = self._select(score, decode_atoms, None, W)
@@ -470,11 +536,13 @@ class _Search:
         # ---- lengths 2..L
         for _step in range(2, L + 1):
             t0 = time.perf_counter()
-            m = beam["masks"]  # [Nb, B, n]
-            left = torch.cat(
-                [(m * qf[:, None, :]).reshape(Nb * B, n), m.reshape(Nb * B, n).to(torch.float32)]
-            )
-            prod = (left @ Cf_sub).view(2, Nb, B, Kc)
+            m = beam["masks"]  # [Nb, B, n_pad]
+            left = torch.empty(2, Nb, B, self.n_pad, dtype=torch.float32, device=self.device)
+            torch.mul(m, qf[:, None, :], out=left[0])
+            left[1].copy_(m)
+            self._timed("products_prep_s", t0)
+            t0 = time.perf_counter()
+            prod = (left.view(2 * Nb * B, self.n_pad) @ Cf_sub).view(2, Nb, B, Kc)
             del left
             self._timed("products_s", t0)
             self.timings["product_flops"] += 2.0 * (2 * Nb * B) * n * Kc
@@ -487,6 +555,7 @@ class _Search:
             sums = torch.stack([p_s, s_phi - p_s, s_phi + s_c - p_s, p_s - s_c], dim=2)
             cnts = torch.stack([p_c, c_phi - p_c, c_phi + c_c - p_c, n - c_c + p_c], dim=2)
             del prod, p_s, p_c
+            # equal counts with the parent mean the parent's own mask: drop (it is shorter)
             ok = (cnts >= self.lo) & (cnts <= self.hi) & (cnts != c_phi[..., None])
             ok &= beam["valid"][:, :, None, None]
             if allowed is not None:
@@ -494,16 +563,19 @@ class _Search:
             den = (2.0 * cnts * (n - cnts)).clamp(min=1.0)
             cand = torch.where(ok, 0.5 + sums / den, -torch.inf).view(Nb, B * 4 * Kc)
             del sums, cnts, ok, den
+            beam_words = _words(beam["masks"])  # [Nb, B, n_pad / 8]
 
-            def decode_step(rows, flat, beam=beam):
+            def decode_step(rows, flat, beam=beam, beam_words=beam_words):
                 b = flat // (4 * Kc)
                 op = (flat // Kc) % 4
                 k = cols[flat % Kc]
                 r = rows[:, None].expand_as(flat)
-                parent = beam["masks"][r, b]  # [R, T, n]
-                col = self.Ct[k] ^ (op % 2 == 1)[..., None]
-                is_and = (op < 2)[..., None]
-                masks = torch.where(is_and, parent & col, parent | col)
+                # AND: p & c;  OR: ~(~p & ~c);  c is the atom (the concept or its negation)
+                is_or = op >= 2
+                f = (is_or.long() * _ONES8)[..., None]
+                words = beam_words[r, b] ^ f
+                words &= self.atom_words[k + K * ((op % 2 == 1) ^ is_or).long()]
+                words ^= f
                 atoms = beam["atoms"][r, b].clone()
                 ops = beam["ops"][r, b].clone()
                 plen = beam["length"][r, b]  # shorter formulas stay in the beam
@@ -514,7 +586,7 @@ class _Search:
                     "atoms": atoms,
                     "ops": ops,
                     "length": plen + 1,
-                    "masks": masks,
+                    "masks": _bools(words),
                     "order": B + (b * 4 + op) * K + k,
                 }
 
@@ -528,26 +600,44 @@ class _Search:
         Nb, M = cand.shape
         B = self.B
         n_valid = (cand > -torch.inf).sum(1)
-        T = min(M, max(3 * B, B + 8))
         rows = torch.arange(Nb, device=self.device)
+        # Shortlist length: enough candidates to hold B + 2 distinct scores. Equal masks
+        # (e.g. commuted ANDs) have equal scores up to rounding, so they count once.
+        T0 = min(M, 8 * B + 8)
+        vals, flat = torch.topk(cand, T0, dim=1)
+        distinct = torch.ones_like(vals, dtype=torch.int64)
+        distinct[:, 1:] = ((vals[:, :-1] - vals[:, 1:]) > 2e-6).to(torch.int64)
+        enough = distinct.cumsum(1) >= B + 2
+        t_row = torch.where(enough.any(1), enough.to(torch.int8).argmax(1) + 1, T0)
+        # one length for the batch; the few neurons that need more are retried below
+        T = int(torch.quantile(t_row.to(torch.float64).cpu(), 0.9).ceil())
         out: dict | None = None
+        first = True
         while True:
-            vals, flat = torch.topk(cand[rows], T, dim=1)
+            if first:
+                vals, flat, first = vals[:, :T], flat[:, :T], False
+            else:
+                vals, flat = torch.topk(cand[rows], T, dim=1)
             new = decode(rows, flat)
             new["valid"] = vals > -torch.inf
-            new["s2"], new["sig"], new["cnt"] = self._exact(new["masks"], W[rows])
+            new["s2"], new["sig"], new["cnt"] = self._exact(
+                new["masks"], W if rows.numel() == Nb else W[rows]
+            )
             new["valid"] &= (new["cnt"] >= self.lo) & (new["cnt"] <= self.hi)
             if old is not None:
                 pool = {
                     key: torch.cat([old[key][rows], new[key]], dim=1)
-                    for key in ("atoms", "ops", "length", "masks", "valid", "s2", "sig", "cnt")
+                    for key in ("atoms", "ops", "length", "valid", "s2", "sig", "cnt")
                 }
+                pool["old_masks"] = old["masks"][rows] if rows.numel() < Nb else old["masks"]
+                pool["new_masks"] = new["masks"]
                 pool["order"] = torch.cat(
                     [torch.arange(B, device=self.device).expand(rows.numel(), B), new["order"]],
                     dim=1,
                 )
             else:
-                pool = new
+                pool = dict(new)
+                pool["new_masks"] = pool.pop("masks")
             beam, n_unique = self._dedup_sort(pool)
             if out is None:
                 out = beam
@@ -558,21 +648,33 @@ class _Search:
             if not bool(retry.any()) or T >= M:
                 return out
             rows = rows[retry]
-            T = min(M, T * 4)
+            self.timings["retries"] = self.timings.get("retries", 0) + int(rows.numel())
+            T = min(M, max(T * 4, T0))
 
     def _exact(self, masks: torch.Tensor, W: torch.Tensor):
-        """Exact rank sums, hashes [.., 2] and counts of masks [R, T, n] (float64, chunked).
+        """Exact rank sums, hashes [..., 2] and counts of masks [R, T, n_pad].
 
-        All terms are integers and every partial sum stays below 2^53, so the float64
-        products are exact whatever the summation order: equal masks give equal values.
+        Every weight is an integer digit small enough that all partial sums stay below
+        2^24, so the float32 products are exact whatever the summation order: equal
+        masks give equal values.
         """
-        R, T, n = masks.shape
-        per = max(1, int(self.memory_budget // (8 * max(1, R) * n * 2)))
+        R, T, n_pad = masks.shape
+        per = max(1, int(self.memory_budget // (4 * max(1, R) * n_pad * 2)))
         out = []
         for lo in range(0, T, per):
-            out.append(torch.bmm(masks[:, lo : lo + per].to(torch.float64), W))
-        res = torch.cat(out, dim=1)
-        return res[..., 0], res[..., 1:3], res[..., 3].to(torch.int64)
+            out.append(torch.bmm(masks[:, lo : lo + per].to(torch.float32), W))
+        res = torch.cat(out, dim=1)  # [R, T, C]
+        qd, hd, bits = self.q_digits, self.h_digits, self.bits
+        cnt = res[..., -1].to(torch.int64)
+        s2 = _from_digits(res[..., :qd], bits) - (self.n - 1) * cnt
+        sig = torch.stack(
+            [
+                _from_digits(res[..., qd : qd + hd], bits),
+                _from_digits(res[..., qd + hd : qd + 2 * hd], bits),
+            ],
+            dim=-1,
+        )
+        return s2, sig, cnt
 
     def _dedup_sort(self, pool: dict):
         n, K, B = self.n, self.K, self.B
@@ -632,7 +734,21 @@ class _Search:
         perm = perm.gather(1, torch.argsort(-key_auc.gather(1, perm), dim=1, stable=True))
         sel = perm[:, : min(B, P)]
         rr = torch.arange(R, device=self.device)[:, None]
-        beam = {key: pool[key][rr, sel] for key in ("atoms", "ops", "length", "masks", "s2", "sig", "cnt")}
+        beam = {key: pool[key][rr, sel] for key in ("atoms", "ops", "length", "s2", "sig", "cnt")}
+        # the selected masks, from the old beam (first B pool slots) or the new candidates
+        new_words = _words(pool["new_masks"])
+        if "old_masks" in pool:
+            n_old = pool["old_masks"].shape[1]
+            old_words = _words(pool["old_masks"])
+            from_old = (sel < n_old)[..., None]
+            words = torch.where(
+                from_old,
+                old_words[rr, sel.clamp(max=n_old - 1)],
+                new_words[rr, (sel - n_old).clamp(min=0)],
+            )
+        else:
+            words = new_words[rr, sel]
+        beam["masks"] = _bools(words)
         beam["valid"] = keep[rr, sel]
         beam["auc"] = auc[rr, sel]
         if sel.shape[1] < B:  # fewer candidates than beam slots: pad with invalid entries
@@ -728,6 +844,7 @@ def explain_activations(
     timings: dict = {"ranks_s": 0.0, "products_s": 0.0, "select_s": 0.0, "product_flops": 0.0}
     memory_budget = int(memory_budget_mb * 2**20)
 
+    t0 = time.perf_counter()
     search = _Search(
         concepts, names, max_length, beam_size, min_fraction, max_fraction,
         None if max_operands is None else int(max_operands), memory_budget, timings,
@@ -741,6 +858,7 @@ def explain_activations(
             f"{float(frac.max()):.4g}. Widen the fraction range."
         )
 
+    timings["setup_s"] = time.perf_counter() - t0
     B, L = beam_size, max_length
     kk = min(K, max(1, max_operands or K))
     T = max(3 * B, B + 8)
@@ -755,9 +873,9 @@ def explain_activations(
         batches = range(0, N, nb)
         for lo in progress_bar(batches, total=len(batches), desc="INVERT", enable=progress):
             t0 = time.perf_counter()
-            block = acts[:, lo : lo + nb].to(device)
-            q, ties = centered_ranks(block, return_tie_term=True)
-            q = (sign * q).T.contiguous()
+            q, ties = ranks_of_rows(acts[:, lo : lo + nb].T.contiguous().to(device))
+            if sign < 0:
+                q = q.neg_()
             search._timed("ranks_s", t0)
             beam = search.run(q)
             out_atoms.append(beam["atoms"].cpu())

@@ -10,7 +10,9 @@ The matrix is never built whole when it is large: its rows are cut into blocks o
 seed and the block's index), so a block can be regenerated anywhere, in any order,
 on any process, and always comes out the same. Blocks are kept in memory after
 their first use while the whole matrix fits in ``cache_mb``; otherwise they are
-regenerated on every call (amortise that by projecting large batches).
+regenerated on every call (amortise that by projecting large batches). A Rademacher
+matrix too large to cache in float32 is cached as int8 signs (a quarter of the
+memory) when that fits, and converted block by block.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class JLProjection:
         dtype: the matrix's dtype (float32 by default).
         block_rows: rows per generated block (memory of one block: block_rows * p * 4 bytes).
         cache_mb: keep generated blocks in memory while the whole matrix needs at most
-            this many MiB; 0 regenerates every block on every call.
+            this many MiB (in float; a Rademacher matrix also as int8 signs, at a quarter
+            of the size); 0 regenerates every block on every call.
 
     Example:
         >>> proj = JLProjection(in_dim=10_000, proj_dim=256, seed=0)
@@ -86,14 +89,25 @@ class JLProjection:
         self.dtype = dtype
         self.block_rows = int(block_rows)
         self.n_blocks = math.ceil(self.in_dim / self.block_rows)
-        nbytes = self.in_dim * self.proj_dim * torch.empty((), dtype=dtype).element_size()
-        self.cached = nbytes <= cache_mb * 2**20
+        entries = self.in_dim * self.proj_dim
+        budget = cache_mb * 2**20
+        if entries * torch.empty((), dtype=dtype).element_size() <= budget:
+            self.cache = "full"
+        elif kind == "rademacher" and entries <= budget:
+            self.cache = "int8"
+        else:
+            self.cache = "none"
         self._blocks: dict[int, torch.Tensor] = {}
+
+    @property
+    def cached(self) -> bool:
+        """Whether generated blocks are kept (in float, or as int8 signs)."""
+        return self.cache != "none"
 
     def __repr__(self) -> str:
         return (
             f"JLProjection(in_dim={self.in_dim}, proj_dim={self.proj_dim}, kind={self.kind!r}, "
-            f"seed={self.seed}, device={self.device}, cached={self.cached})"
+            f"seed={self.seed}, device={self.device}, cache={self.cache!r})"
         )
 
     def rows(self, index: int) -> slice:
@@ -105,22 +119,25 @@ class JLProjection:
         """Block ``index`` of ``P``: rows ``rows(index)``, shape [rows, proj_dim], scaled."""
         if not 0 <= index < self.n_blocks:
             raise IndexError(f"Block {index} out of range: the projection has {self.n_blocks}.")
+        scale = 1.0 / math.sqrt(self.proj_dim)
         cached = self._blocks.get(index)
         if cached is not None:
-            return cached
+            return cached if self.cache == "full" else cached.to(self.dtype).mul_(scale)
         rows = self.rows(index)
         n_rows = rows.stop - rows.start
         gen = torch.Generator(device=self.device)
         gen.manual_seed(block_seed(self.seed, index))
-        scale = 1.0 / math.sqrt(self.proj_dim)
         shape = (n_rows, self.proj_dim)
         if self.kind == "rademacher":
-            out = torch.randint(0, 2, shape, generator=gen, device=self.device, dtype=self.dtype)
-            out.mul_(2 * scale).sub_(scale)
+            bits = torch.randint(0, 2, shape, generator=gen, device=self.device, dtype=torch.int8)
+            signs = bits.mul_(2).sub_(1)
+            if self.cache == "int8":
+                self._blocks[index] = signs
+            out = signs.to(self.dtype).mul_(scale)
         else:
             out = torch.randn(shape, generator=gen, device=self.device, dtype=self.dtype)
             out.mul_(scale)
-        if self.cached:
+        if self.cache == "full":
             self._blocks[index] = out
         return out
 

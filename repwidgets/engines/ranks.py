@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
+    "ranks_of_rows",
     "average_ranks",
     "centered_ranks",
     "tie_term",
@@ -57,26 +59,37 @@ def _as_2d(scores: torch.Tensor, name: str = "scores") -> tuple[torch.Tensor, bo
     return scores, False
 
 
-def _tie_groups(scores: torch.Tensor):
-    """Sort each column of ``scores`` [n, N]; return (order, start, end) of every tie group.
+def ranks_of_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Doubled centred average ranks of each *row* of ``rows`` [N, n], and tie terms [N].
 
-    ``start[i, j]`` / ``end[i, j]``: first / last sorted position of the tie group holding
-    the i-th smallest value of column j.
+    The row layout keeps every sort contiguous in memory (fast); see
+    :func:`centered_ranks` for the column layout used elsewhere.
     """
-    n = scores.shape[0]
-    if scores.dtype == torch.bool:
-        scores = scores.to(torch.uint8)
-    if torch.is_complex(scores):
+    if rows.dtype == torch.bool:
+        rows = rows.to(torch.uint8)
+    if torch.is_complex(rows):
         raise TypeError("scores must be real numbers, not complex.")
-    values, order = torch.sort(scores, dim=0, stable=True)
-    pos = torch.arange(n, device=scores.device)[:, None].expand_as(values)
+    N, n = rows.shape
+    if rows.device.type == "cpu" and rows.dtype != torch.bfloat16 and not rows.requires_grad:
+        # numpy's argsort is about twice as fast as torch.sort on the CPU
+        order = torch.from_numpy(np.argsort(rows.numpy(), axis=1))
+        values = rows.gather(1, order)
+    else:
+        values, order = torch.sort(rows, dim=1)
+    pos = torch.arange(n, device=rows.device).expand(N, n)
     new = torch.ones_like(values, dtype=torch.bool)
-    new[1:] = values[1:] != values[:-1]
+    new[:, 1:] = values[:, 1:] != values[:, :-1]
+    del values
     last = torch.ones_like(new)
-    last[:-1] = new[1:]
-    start = torch.where(new, pos, 0).cummax(dim=0).values
-    end = torch.where(last, pos, n - 1).flip(0).cummin(dim=0).values.flip(0)
-    return order, start, end
+    last[:, :-1] = new[:, 1:]
+    start = torch.where(new, pos, 0).cummax(dim=1).values
+    end = torch.where(last, pos, n - 1).flip(1).cummin(dim=1).values.flip(1)
+    del new, last
+    q_sorted = start + end + (1 - n)  # 2 * ((start+1 + end+1) / 2) - (n + 1)
+    q = torch.empty_like(q_sorted).scatter_(1, order, q_sorted)
+    t = (end - start + 1).to(torch.float64)
+    ties = (t * t - 1.0).sum(1)  # each group of size t contributes t * (t^2 - 1) = t^3 - t
+    return q, ties
 
 
 def centered_ranks(scores: torch.Tensor, return_tie_term: bool = False):
@@ -96,17 +109,11 @@ def centered_ranks(scores: torch.Tensor, return_tie_term: bool = False):
         tensor([ 1, -2,  1])
     """
     x, squeeze = _as_2d(scores)
-    n = x.shape[0]
-    order, start, end = _tie_groups(x)
-    q_sorted = start + end + 1 - n  # 2 * ((start+1 + end+1) / 2) - (n + 1)
-    q = torch.empty_like(q_sorted).scatter_(0, order, q_sorted)
+    q, ties = ranks_of_rows(x.T.contiguous())
+    q = q.T
     if squeeze:
-        q = q[:, 0]
-    if not return_tie_term:
-        return q
-    t = (end - start + 1).to(torch.float64)
-    ties = (t * t - 1.0).sum(0)  # each group of size t contributes t * (t^2 - 1) = t^3 - t
-    return q, (ties[0] if squeeze else ties)
+        q, ties = q[:, 0], ties[0]
+    return (q, ties) if return_tie_term else q
 
 
 def average_ranks(scores: torch.Tensor) -> torch.Tensor:

@@ -157,10 +157,14 @@ def load_or_train(
             model.eval()
             return model, TrainHistory.from_dict(ckpt.get("history", {}))
         except Exception as err:  # a corrupt or stale file: train again
-            warnings.warn(f"Ignoring unreadable checkpoint {path} ({err}); retraining.", stacklevel=2)
+            warnings.warn(
+                f"Ignoring unreadable checkpoint {path} ({err}); retraining.", stacklevel=2
+            )
     torch.manual_seed(int(seed))
     model = _build(bundle, model_cfg)
-    history = train_model(model, bundle, seed=int(seed), progress=progress, device=device, **train_cfg)
+    history = train_model(
+        model, bundle, seed=int(seed), progress=progress, device=device, **train_cfg
+    )
     model.to("cpu").eval()
     if path is not None:
         _save_atomic(

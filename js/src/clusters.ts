@@ -1,0 +1,1005 @@
+// ConceptBrowser: a 2-D embedding of samples, coloured by concept, class or any label,
+// with hover thumbnails, lasso / box selection and a side panel for the clicked
+// cluster and the selection. Python side: repwidgets/widgets/clusters.py.
+//
+// Points are drawn into an ImageData buffer (one 32-bit write per pixel, no per-point
+// canvas calls), which keeps 100,000 points fluid on a plain 2-D canvas, including in
+// browsers without WebGL. Positions (float32 [n, 2]), colour codes ([n]) and cluster
+// membership ([n]) arrive as binary arrays; thumbnails are fetched lazily on hover.
+
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { decodeArray, decodeImageBatch, type ArrayMeta, type ImageBatchMeta } from "./lib/codec";
+import { clear, h, setText } from "./lib/dom";
+import { KeyedFetcher, type Key } from "./lib/fetcher";
+import { RpcClient, type MessageModel } from "./lib/rpc";
+import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
+
+export interface Coloring {
+  name: string;
+  categories: string[];
+  /** Code 0 means "none" (drawn grey, listed last). */
+  none?: boolean;
+}
+
+export interface ClusterInfo {
+  id: number;
+  label?: string;
+  description?: string;
+  size?: number;
+  images?: number[];
+  fields?: [string, string | number | null][];
+}
+
+export interface BrowserModel {
+  points: { xy?: ArrayMeta; membership?: ArrayMeta } | null;
+  codes: ArrayMeta | null;
+  colorings: Coloring[];
+  color_by: string;
+  clusters: ClusterInfo[];
+  selected: number[];
+  focus: number;
+  mode: string;
+  title: string;
+  height: number;
+  point_size: number;
+}
+
+export interface BrowserOptions {
+  /** Canvas size override (tests: jsdom has no layout). */
+  measure?: () => { width: number; height: number };
+}
+
+export type Mode = "lasso" | "box" | "pan";
+const MODES: Mode[] = ["lasso", "box", "pan"];
+
+// ------------------------------------------------------------------ colours
+export const PALETTE = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+  "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+  "#f7b6d2", "#9edae5", "#dbdb8d", "#393b79",
+];
+const NONE_COLOUR = "#c4c4c4";
+const BINARY = ["#b9b9b9", "#d62728"];
+
+/** The colour of category `code` of a colouring. */
+export function categoryColour(coloring: Coloring | undefined, code: number): string {
+  if (!coloring) return PALETTE[0];
+  if (coloring.none) return code === 0 ? NONE_COLOUR : PALETTE[(code - 1) % PALETTE.length];
+  if (coloring.categories.length === 2) return BINARY[code] ?? NONE_COLOUR;
+  return PALETTE[code % PALETTE.length];
+}
+
+/** "#rrggbb" -> RGBA packed for a little-endian Uint32 view of ImageData. */
+export function packColour(hex: string, alpha = 255): number {
+  const v = parseInt(hex.slice(1), 16);
+  const r = (v >> 16) & 255;
+  const g = (v >> 8) & 255;
+  const b = v & 255;
+  return ((alpha << 24) | (b << 16) | (g << 8) | r) >>> 0;
+}
+
+// ------------------------------------------------------------------ geometry
+/** Screen = (data - centre) * scale, y up; origin in the middle of the canvas (CSS px). */
+export interface View {
+  cx: number;
+  cy: number;
+  scale: number;
+}
+
+export function fitView(xy: Float32Array, n: number, width: number, height: number): View {
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const x = xy[2 * i];
+    const y = xy[2 * i + 1];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    if (x < x0) x0 = x;
+    if (x > x1) x1 = x;
+    if (y < y0) y0 = y;
+    if (y > y1) y1 = y;
+  }
+  if (!Number.isFinite(x0)) return { cx: 0, cy: 0, scale: 1 };
+  const dx = Math.max(x1 - x0, 1e-9);
+  const dy = Math.max(y1 - y0, 1e-9);
+  const scale = 0.92 * Math.min(width / dx, height / dy);
+  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: Number.isFinite(scale) && scale > 0 ? scale : 1 };
+}
+
+export function toScreen(v: View, w: number, hgt: number, x: number, y: number): [number, number] {
+  return [(x - v.cx) * v.scale + w / 2, hgt / 2 - (y - v.cy) * v.scale];
+}
+
+export function toData(v: View, w: number, hgt: number, sx: number, sy: number): [number, number] {
+  return [(sx - w / 2) / v.scale + v.cx, (hgt / 2 - sy) / v.scale + v.cy];
+}
+
+/** Is (x, y) inside the polygon [x0, y0, x1, y1, ...] (even-odd rule)? */
+export function insidePolygon(poly: ArrayLike<number>, x: number, y: number): boolean {
+  let inside = false;
+  const m = poly.length >> 1;
+  for (let i = 0, j = m - 1; i < m; j = i++) {
+    const xi = poly[2 * i], yi = poly[2 * i + 1];
+    const xj = poly[2 * j], yj = poly[2 * j + 1];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** Indices of the points inside a polygon given in data coordinates. */
+export function pointsInPolygon(xy: Float32Array, n: number, poly: ArrayLike<number>): number[] {
+  const m = poly.length >> 1;
+  if (m < 3) return [];
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < m; i++) {
+    x0 = Math.min(x0, poly[2 * i]);
+    x1 = Math.max(x1, poly[2 * i]);
+    y0 = Math.min(y0, poly[2 * i + 1]);
+    y1 = Math.max(y1, poly[2 * i + 1]);
+  }
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = xy[2 * i];
+    const y = xy[2 * i + 1];
+    if (x < x0 || x > x1 || y < y0 || y > y1) continue;
+    if (insidePolygon(poly, x, y)) out.push(i);
+  }
+  return out;
+}
+
+/** Indices of the points inside an axis-aligned box (data coordinates, any corner order). */
+export function pointsInBox(xy: Float32Array, n: number, ax: number, ay: number, bx: number, by: number): number[] {
+  const x0 = Math.min(ax, bx), x1 = Math.max(ax, bx), y0 = Math.min(ay, by), y1 = Math.max(ay, by);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = xy[2 * i];
+    const y = xy[2 * i + 1];
+    if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i);
+  }
+  return out;
+}
+
+/** A uniform grid over the points' bounding box for nearest-point queries (hover, click). */
+export class GridIndex {
+  readonly g: number;
+  private x0 = 0;
+  private y0 = 0;
+  private cw = 1;
+  private ch = 1;
+  private start: Int32Array;
+  private items: Int32Array;
+
+  constructor(
+    private xy: Float32Array,
+    n: number,
+  ) {
+    this.g = Math.max(1, Math.min(512, Math.ceil(Math.sqrt(n / 4))));
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const x = xy[2 * i], y = xy[2 * i + 1];
+      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+      x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
+    if (!Number.isFinite(x0)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
+    this.x0 = x0;
+    this.y0 = y0;
+    this.cw = Math.max((x1 - x0) / this.g, 1e-12);
+    this.ch = Math.max((y1 - y0) / this.g, 1e-12);
+    const cells = this.g * this.g;
+    const count = new Int32Array(cells + 1);
+    const cellOf = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const c = this.cell(xy[2 * i], xy[2 * i + 1]);
+      cellOf[i] = c;
+      if (c >= 0) count[c + 1]++;
+    }
+    for (let c = 0; c < cells; c++) count[c + 1] += count[c];
+    this.start = count;
+    this.items = new Int32Array(count[cells]);
+    const fill = count.slice(0, cells);
+    for (let i = 0; i < n; i++) if (cellOf[i] >= 0) this.items[fill[cellOf[i]]++] = i;
+  }
+
+  private cell(x: number, y: number): number {
+    if (!Number.isFinite(x) || !Number.isFinite(y)) return -1;
+    const cx = Math.min(this.g - 1, Math.max(0, Math.floor((x - this.x0) / this.cw)));
+    const cy = Math.min(this.g - 1, Math.max(0, Math.floor((y - this.y0) / this.ch)));
+    return cy * this.g + cx;
+  }
+
+  /** The point nearest to (x, y) within `radius` (data units), or -1. */
+  nearest(x: number, y: number, radius: number): number {
+    const gx0 = Math.max(0, Math.floor((x - radius - this.x0) / this.cw));
+    const gx1 = Math.min(this.g - 1, Math.floor((x + radius - this.x0) / this.cw));
+    const gy0 = Math.max(0, Math.floor((y - radius - this.y0) / this.ch));
+    const gy1 = Math.min(this.g - 1, Math.floor((y + radius - this.y0) / this.ch));
+    let best = -1;
+    let bestD = radius * radius;
+    for (let gy = gy0; gy <= gy1; gy++) {
+      for (let gx = gx0; gx <= gx1; gx++) {
+        const c = gy * this.g + gx;
+        for (let k = this.start[c]; k < this.start[c + 1]; k++) {
+          const i = this.items[k];
+          const dx = this.xy[2 * i] - x;
+          const dy = this.xy[2 * i + 1] - y;
+          const d = dx * dx + dy * dy;
+          if (d <= bestD) {
+            bestD = d;
+            best = i;
+          }
+        }
+      }
+    }
+    return best;
+  }
+}
+
+/**
+ * Rasterise the points into `pixels` (Uint32 view of an RGBA ImageData of size w x hgt in
+ * device pixels). Selected points (when any) are drawn last and the others dimmed.
+ */
+export function rasterize(
+  pixels: Uint32Array,
+  w: number,
+  hgt: number,
+  dpr: number,
+  view: View,
+  xy: Float32Array,
+  n: number,
+  codes: ArrayLike<number> | null,
+  colours: Uint32Array,
+  dimmed: Uint32Array,
+  selected: Uint8Array | null,
+  size: number,
+): number {
+  pixels.fill(0);
+  const s = view.scale * dpr;
+  const ox = (w / 2) - view.cx * s;
+  const oy = (hgt / 2) + view.cy * s;
+  const half = size >> 1;
+  const nc = colours.length;
+  let drawn = 0;
+  const pass = (wantSelected: boolean) => {
+    for (let i = 0; i < n; i++) {
+      const sel = selected !== null && selected[i] === 1;
+      if (selected !== null && sel !== wantSelected) continue;
+      const px = Math.round(xy[2 * i] * s + ox) - half;
+      const py = Math.round(oy - xy[2 * i + 1] * s) - half;
+      if (px + size <= 0 || py + size <= 0 || px >= w || py >= hgt) continue;
+      const code = codes ? codes[i] : 0;
+      const c = code >= 0 && code < nc ? code : 0;
+      const colour = selected !== null && !sel ? dimmed[c] : colours[c];
+      const xa = Math.max(0, px), xb = Math.min(w, px + size);
+      const ya = Math.max(0, py), yb = Math.min(hgt, py + size);
+      for (let y = ya; y < yb; y++) {
+        const rowStart = y * w;
+        for (let x = xa; x < xb; x++) pixels[rowStart + x] = colour;
+      }
+      drawn++;
+    }
+  };
+  if (selected === null) pass(true);
+  else {
+    pass(false);
+    pass(true);
+  }
+  return drawn;
+}
+
+// ------------------------------------------------------------------ widget
+const CSS = `
+.rw-browser { display: flex; flex-direction: column; border: 1px solid var(--rw-border); border-radius: 4px;
+  position: relative; min-width: 320px; box-sizing: border-box; outline: none; }
+.rw-browser *, .rw-browser *::before, .rw-browser *::after { box-sizing: border-box; }
+.rw-browser .rw-toolbar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; padding: 6px 8px;
+  border-bottom: 1px solid var(--rw-border); background: var(--rw-bg2); }
+.rw-browser .rw-title { font-weight: 600; margin-right: 4px; }
+.rw-browser select, .rw-browser button { font: inherit; color: var(--rw-fg); background: var(--rw-bg);
+  border: 1px solid var(--rw-border); border-radius: 3px; padding: 2px 6px; height: 24px; cursor: pointer; }
+.rw-browser button.rw-on { border-color: var(--rw-accent); background: var(--rw-accent-soft); }
+.rw-browser .rw-status { color: var(--rw-fg2); margin-left: auto; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.rw-body { display: flex; min-height: 0; }
+.rw-plot { position: relative; flex: 1 1 auto; min-width: 200px; overflow: hidden; background: var(--rw-bg); }
+.rw-plot canvas { position: absolute; left: 0; top: 0; }
+.rw-plot .rw-overlay { cursor: crosshair; touch-action: none; }
+.rw-plot.rw-pan .rw-overlay { cursor: grab; }
+.rw-tip { position: absolute; pointer-events: none; background: var(--rw-bg); border: 1px solid var(--rw-border);
+  border-radius: 4px; padding: 4px; box-shadow: 0 2px 8px rgba(0,0,0,0.25); z-index: 5; font-size: 0.9em; max-width: 180px; }
+.rw-tip[hidden] { display: none; }
+.rw-tip img { display: block; width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; background: var(--rw-bg3); }
+.rw-side { flex: 0 0 260px; border-left: 1px solid var(--rw-border); overflow-y: auto; padding: 6px 8px; background: var(--rw-bg2); }
+.rw-side h4 { margin: 6px 0 4px; font-size: 1em; }
+.rw-legend { display: flex; flex-direction: column; gap: 1px; margin-bottom: 6px; }
+.rw-legend-item { display: flex; gap: 6px; align-items: center; cursor: pointer; padding: 1px 3px; border-radius: 3px; white-space: nowrap; }
+.rw-legend-item:hover { background: var(--rw-bg3); }
+.rw-legend-item.rw-on { outline: 1px solid var(--rw-accent); }
+.rw-swatch { width: 10px; height: 10px; border-radius: 2px; flex: none; }
+.rw-legend-name { overflow: hidden; text-overflow: ellipsis; flex: 1 1 auto; min-width: 0; }
+.rw-legend-count { color: var(--rw-fg2); font-variant-numeric: tabular-nums; }
+.rw-desc { color: var(--rw-fg); margin: 2px 0 4px; overflow-wrap: anywhere; }
+.rw-details { display: grid; grid-template-columns: auto 1fr; gap: 1px 8px; margin: 0 0 4px; }
+.rw-details dt { color: var(--rw-fg2); }
+.rw-details dd { margin: 0; overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
+.rw-imgs { display: grid; grid-template-columns: repeat(4, 1fr); gap: 2px; }
+.rw-imgs img { width: 100%; aspect-ratio: 1; object-fit: contain; image-rendering: pixelated; background: var(--rw-bg3); border-radius: 2px; }
+.rw-imgs img.rw-failed { outline: 1px solid var(--rw-error); }
+.rw-browser .rw-message { padding: 4px 8px; color: var(--rw-error); border-top: 1px solid var(--rw-border); white-space: pre-wrap; }
+.rw-browser .rw-message:empty { display: none; }
+`;
+
+function isMessageModel(m: unknown): m is MessageModel {
+  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
+}
+
+function hasBuffer(meta: ArrayMeta | null | undefined): meta is ArrayMeta {
+  return !!meta && meta.buffer !== undefined && meta.buffer !== null;
+}
+
+export interface BrowserHandle {
+  /** Redraw now; returns the milliseconds it took (used by tests and benchmarks). */
+  draw(): number;
+  /** Screen position (CSS px, relative to the plot) of point i. */
+  screenOf(i: number): [number, number];
+  view(): View;
+  count(): number;
+}
+
+export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, options: BrowserOptions = {}): () => void {
+  injectStyle("rw-theme-css", THEME_CSS);
+  injectStyle("rw-browser-css", CSS);
+  const get = <K extends keyof BrowserModel>(k: K): BrowserModel[K] => model.get(k);
+
+  const root = h("div", {
+    class: "rw-root rw-browser",
+    attrs: { tabindex: "0", "data-lm-suppress-shortcuts": "true" },
+  });
+  el.appendChild(root);
+  applyAutoTheme(root);
+
+  // ----- toolbar -----
+  const title = h("span", { class: "rw-title" });
+  const colourSelect = h("select", { attrs: { "aria-label": "colour by" } });
+  const modeButtons = new Map<Mode, HTMLButtonElement>();
+  const modeTips: Record<Mode, string> = {
+    lasso: "lasso select (L); shift adds, alt removes",
+    box: "box select (B); shift adds, alt removes",
+    pan: "pan (P); the wheel zooms in every mode",
+  };
+  for (const m of MODES) {
+    modeButtons.set(m, h("button", { text: m, title: modeTips[m], attrs: { type: "button", "data-mode": m } }));
+  }
+  const resetButton = h("button", { text: "reset", title: "fit all points (R)", attrs: { type: "button" } });
+  const clearButton = h("button", { text: "clear", title: "clear the selection (Esc)", attrs: { type: "button" } });
+  const status = h("span", { class: "rw-status", attrs: { "aria-live": "polite" } });
+  const toolbar = h("div", { class: "rw-toolbar" }, [
+    title,
+    h("span", { text: "colour" }),
+    colourSelect,
+    ...modeButtons.values(),
+    resetButton,
+    clearButton,
+    status,
+  ]);
+
+  // ----- plot -----
+  const base = h("canvas", { class: "rw-points" });
+  const overlay = h("canvas", { class: "rw-overlay" });
+  const tipImg = h("img", { attrs: { alt: "" } });
+  const tipText = h("div");
+  const tip = h("div", { class: "rw-tip" }, [tipImg, tipText]);
+  tip.hidden = true;
+  const plot = h("div", { class: "rw-plot" }, [base, overlay, tip]);
+
+  // ----- side panel -----
+  const legend = h("div", { class: "rw-legend" });
+  const clusterHead = h("h4");
+  const clusterDesc = h("div", { class: "rw-desc" });
+  const clusterFields = h("dl", { class: "rw-details" });
+  const clusterImgs = h("div", { class: "rw-imgs rw-cluster-imgs" });
+  const clusterBox = h("div", { class: "rw-cluster" }, [clusterHead, clusterDesc, clusterFields, clusterImgs]);
+  const selHead = h("h4");
+  const selSummary = h("div", { class: "rw-desc" });
+  const selImgs = h("div", { class: "rw-imgs rw-selection-imgs" });
+  const selBox = h("div", { class: "rw-selection" }, [selHead, selSummary, selImgs]);
+  const side = h("div", { class: "rw-side" }, [legend, clusterBox, selBox]);
+  const message = h("div", { class: "rw-message", attrs: { role: "status" } });
+  root.append(toolbar, h("div", { class: "rw-body" }, [plot, side]), message);
+
+  // ----- state -----
+  let xy: Float32Array = new Float32Array(0);
+  let n = 0;
+  let membership: ArrayLike<number> | null = null;
+  let codes: ArrayLike<number> | null = null;
+  let index: GridIndex | null = null;
+  let view: View = { cx: 0, cy: 0, scale: 1 };
+  let viewFitted = false;
+  let width = 0;
+  let height = 0;
+  let dpr = 1;
+  let selectedMask: Uint8Array | null = null;
+  let selectedList: number[] = [];
+  let hover = -1;
+  let image: ImageData | null = null;
+  let pixels: Uint32Array | null = null;
+  let frameRequested = false;
+  let colours = new Uint32Array(1);
+  let dimmed = new Uint32Array(1);
+  const ctx = safeContext(base);
+  const octx = safeContext(overlay);
+
+  // ----- transport -----
+  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
+  const fetcher = new KeyedFetcher(
+    async (keys, signal) => {
+      if (!rpc) throw new Error("this host cannot send messages to Python");
+      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
+      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
+    },
+    { batchSize: 32, maxInFlight: 2, cacheSize: 2000 },
+  );
+  fetcher.onLoad(() => scheduleImages());
+  fetcher.onError((keys, err) => {
+    setText(message, `Could not load ${keys.length} image(s): ${err.message}`);
+    scheduleImages();
+  });
+
+  function safeContext(c: HTMLCanvasElement): CanvasRenderingContext2D | null {
+    try {
+      return c.getContext("2d");
+    } catch {
+      return null;
+    }
+  }
+
+  function coloring(): Coloring | undefined {
+    const name = get("color_by");
+    return (get("colorings") ?? []).find((c) => c.name === name);
+  }
+
+  function pointSize(): number {
+    const s = Number(get("point_size"));
+    return Number.isFinite(s) && s >= 1 ? Math.min(s, 12) : 3;
+  }
+
+  function mode(): Mode {
+    const m = get("mode") as Mode;
+    return MODES.includes(m) ? m : "lasso";
+  }
+
+  // ----- loading -----
+  function loadPoints() {
+    const pts = get("points");
+    if (pts && hasBuffer(pts.xy)) {
+      const arr = decodeArray(pts.xy);
+      xy = arr.data instanceof Float32Array ? (arr.data as Float32Array) : Float32Array.from(arr.data);
+      n = arr.shape[0] ?? 0;
+    } else {
+      xy = new Float32Array(0);
+      n = 0;
+    }
+    membership = pts && hasBuffer(pts.membership) ? decodeArray(pts.membership).data : null;
+    index = new GridIndex(xy, n);
+    viewFitted = false;
+    loadSelection();
+    loadCodes();
+  }
+
+  function loadCodes() {
+    const meta = get("codes");
+    codes = hasBuffer(meta) ? decodeArray(meta).data : null;
+    if (codes && codes.length !== n) codes = null;
+    const col = coloring();
+    const k = Math.max(1, col?.categories.length ?? 1);
+    colours = new Uint32Array(k);
+    dimmed = new Uint32Array(k);
+    for (let c = 0; c < k; c++) {
+      const hex = categoryColour(col, c);
+      colours[c] = packColour(hex, col?.none && c === 0 ? 170 : 235);
+      dimmed[c] = packColour(hex, 45);
+    }
+    fillColourOptions();
+    renderLegend();
+    renderSelectionPanel();
+    requestFrame();
+  }
+
+  function loadSelection() {
+    const sel = (get("selected") ?? []).filter((i) => Number.isInteger(i) && i >= 0 && i < n);
+    selectedList = sel;
+    if (sel.length === 0) selectedMask = null;
+    else {
+      selectedMask = new Uint8Array(n);
+      for (const i of sel) selectedMask[i] = 1;
+    }
+  }
+
+  // ----- drawing -----
+  function measure() {
+    if (options.measure) return options.measure();
+    const r = plot.getBoundingClientRect();
+    return { width: Math.max(1, Math.floor(r.width)), height: Math.max(1, Math.floor(r.height)) };
+  }
+
+  function resize() {
+    const hh = Number(get("height"));
+    plot.style.height = `${Number.isFinite(hh) && hh >= 150 ? hh : 480}px`;
+    side.style.maxHeight = plot.style.height;
+    const m = measure();
+    dpr = typeof devicePixelRatio === "number" && devicePixelRatio > 0 ? devicePixelRatio : 1;
+    if (m.width === width && m.height === height && image) return;
+    width = m.width;
+    height = m.height;
+    for (const c of [base, overlay]) {
+      c.width = Math.max(1, Math.round(width * dpr));
+      c.height = Math.max(1, Math.round(height * dpr));
+      c.style.width = `${width}px`;
+      c.style.height = `${height}px`;
+    }
+    image = ctx ? ctx.createImageData(base.width, base.height) : null;
+    pixels = image ? new Uint32Array(image.data.buffer) : null;
+    if (!viewFitted) fit();
+  }
+
+  function fit() {
+    view = fitView(xy, n, width, height);
+    viewFitted = n > 0;
+  }
+
+  function draw(): number {
+    const t0 = performance.now();
+    resize();
+    if (ctx && image && pixels) {
+      const size = Math.max(1, Math.round(pointSize() * dpr));
+      rasterize(pixels, base.width, base.height, dpr, view, xy, n, codes, colours, dimmed, selectedMask, size);
+      ctx.putImageData(image, 0, 0);
+    }
+    drawOverlay();
+    updateStatus();
+    return performance.now() - t0;
+  }
+
+  function requestFrame() {
+    if (frameRequested) return;
+    frameRequested = true;
+    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (cb: () => void) => setTimeout(cb, 0);
+    raf(() => {
+      frameRequested = false;
+      draw();
+    });
+  }
+
+  function drawOverlay() {
+    if (!octx) return;
+    octx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    octx.clearRect(0, 0, width, height);
+    const focus = Number(get("focus"));
+    if (drag && (drag.kind === "lasso" || drag.kind === "box")) {
+      octx.strokeStyle = "#1976d2";
+      octx.fillStyle = "rgba(25, 118, 210, 0.12)";
+      octx.lineWidth = 1.5;
+      octx.beginPath();
+      if (drag.kind === "box") {
+        const [ax, ay] = toScreen(view, width, height, drag.path[0], drag.path[1]);
+        const [bx, by] = toScreen(view, width, height, drag.path[2], drag.path[3]);
+        octx.rect(Math.min(ax, bx), Math.min(ay, by), Math.abs(bx - ax), Math.abs(by - ay));
+      } else {
+        for (let k = 0; k < drag.path.length; k += 2) {
+          const [sx, sy] = toScreen(view, width, height, drag.path[k], drag.path[k + 1]);
+          if (k === 0) octx.moveTo(sx, sy);
+          else octx.lineTo(sx, sy);
+        }
+        octx.closePath();
+      }
+      octx.fill();
+      octx.stroke();
+    }
+    if (hover >= 0 && hover < n) {
+      const [sx, sy] = toScreen(view, width, height, xy[2 * hover], xy[2 * hover + 1]);
+      octx.strokeStyle = "#000";
+      octx.lineWidth = 1.5;
+      octx.beginPath();
+      octx.arc(sx, sy, pointSize() + 3, 0, 2 * Math.PI);
+      octx.stroke();
+    }
+    if (focus >= 0 && membership && n <= 20000) {
+      // outline the focused cluster's members (skipped for very large clouds)
+      octx.strokeStyle = "rgba(0,0,0,0.55)";
+      octx.lineWidth = 1;
+      const r = pointSize() / 2 + 1.5;
+      octx.beginPath();
+      for (let i = 0; i < n; i++) {
+        if (membership[i] !== focus) continue;
+        const [sx, sy] = toScreen(view, width, height, xy[2 * i], xy[2 * i + 1]);
+        octx.moveTo(sx + r, sy);
+        octx.arc(sx, sy, r, 0, 2 * Math.PI);
+      }
+      octx.stroke();
+    }
+  }
+
+  function updateStatus() {
+    const sel = selectedList.length;
+    setText(status, `${n.toLocaleString()} points${sel ? ` · ${sel.toLocaleString()} selected` : ""}`);
+  }
+
+  // ----- controls -----
+  function fillColourOptions() {
+    const list = get("colorings") ?? [];
+    const names = list.map((c) => c.name).join("\u0000");
+    if (colourSelect.dataset.names !== names) {
+      clear(colourSelect);
+      for (const c of list) colourSelect.appendChild(h("option", { text: c.name, attrs: { value: c.name } }));
+      colourSelect.dataset.names = names;
+    }
+    colourSelect.value = get("color_by");
+  }
+
+  function syncControls() {
+    setText(title, get("title") ?? "");
+    title.hidden = !get("title");
+    const m = mode();
+    for (const [k, b] of modeButtons) b.classList.toggle("rw-on", k === m);
+    plot.classList.toggle("rw-pan", m === "pan");
+  }
+
+  // ----- side panel -----
+  function renderLegend() {
+    clear(legend);
+    const col = coloring();
+    if (!col) return;
+    const counts = new Array(col.categories.length).fill(0);
+    if (codes) for (let i = 0; i < n; i++) if (codes[i] < counts.length) counts[codes[i]]++;
+    const order = col.categories.map((_, c) => c);
+    if (col.none) order.push(order.shift() as number); // "none" last
+    const focus = Number(get("focus"));
+    for (const c of order) {
+      if (counts[c] === 0 && codes) continue;
+      const sw = h("span", { class: "rw-swatch" });
+      sw.style.background = categoryColour(col, c);
+      const item = h("div", { class: "rw-legend-item", title: "click: select these points; shift-click: add" }, [
+        sw,
+        h("span", { class: "rw-legend-name", text: col.categories[c] }),
+        h("span", { class: "rw-legend-count", text: String(counts[c]) }),
+      ]);
+      item.dataset.code = String(c);
+      if (col.none && c - 1 === focus && focus >= 0 && isClusterColouring(col)) item.classList.add("rw-on");
+      legend.appendChild(item);
+    }
+  }
+
+  function isClusterColouring(col: Coloring | undefined): boolean {
+    return !!col && col.none === true && col.name === "concept";
+  }
+
+  function clusterById(id: number): ClusterInfo | undefined {
+    return (get("clusters") ?? []).find((c) => c.id === id);
+  }
+
+  function renderClusterPanel() {
+    const focus = Number(get("focus"));
+    const info = focus >= 0 ? clusterById(focus) : undefined;
+    clusterBox.hidden = !info;
+    clear(clusterFields);
+    clear(clusterImgs);
+    if (!info) return;
+    setText(clusterHead, info.label || `cluster ${info.id}`);
+    setText(clusterDesc, info.description ?? "");
+    for (const [k, v] of info.fields ?? []) {
+      clusterFields.append(h("dt", { text: k }), h("dd", { text: v === null ? "–" : String(v) }));
+    }
+    for (const key of (info.images ?? []).slice(0, 24)) clusterImgs.appendChild(thumb(key));
+    scheduleImages();
+  }
+
+  function renderSelectionPanel() {
+    const sel = selectedList;
+    selBox.hidden = sel.length === 0;
+    clear(selImgs);
+    if (sel.length === 0) return;
+    setText(selHead, `${sel.length.toLocaleString()} selected`);
+    const col = coloring();
+    if (col && codes) {
+      const counts = new Map<number, number>();
+      for (const i of sel) counts.set(codes[i], (counts.get(codes[i]) ?? 0) + 1);
+      const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4);
+      setText(selSummary, top.map(([c, k]) => `${col.categories[c] ?? c}: ${k}`).join(" · "));
+    } else setText(selSummary, "");
+    for (const key of sel.slice(0, 24)) selImgs.appendChild(thumb(key));
+    scheduleImages();
+  }
+
+  function thumb(key: number): HTMLImageElement {
+    const img = h("img", { attrs: { alt: `sample ${key}`, draggable: "false" } });
+    img.dataset.key = String(key);
+    return img;
+  }
+
+  let imagesScheduled = false;
+  function scheduleImages() {
+    if (imagesScheduled) return;
+    imagesScheduled = true;
+    queueMicrotask(() => {
+      imagesScheduled = false;
+      fillImages();
+    });
+  }
+
+  function fillImages() {
+    const keys: Key[] = [];
+    if (hover >= 0) keys.push(hover);
+    const imgs = root.querySelectorAll<HTMLImageElement>(".rw-imgs img");
+    imgs.forEach((img) => keys.push(Number(img.dataset.key)));
+    for (const img of imgs) {
+      const key = Number(img.dataset.key);
+      const url = fetcher.get(key);
+      if (url && img.getAttribute("src") !== url) img.src = url;
+      img.classList.toggle("rw-failed", fetcher.error(key) !== undefined);
+    }
+    if (hover >= 0) {
+      const url = fetcher.get(hover);
+      if (url) {
+        if (tipImg.getAttribute("src") !== url) tipImg.src = url;
+        tipImg.dataset.key = String(hover);
+      }
+    }
+    fetcher.want(keys);
+  }
+
+  // ----- selection -----
+  function pushSelection(ids: number[]) {
+    model.set("selected", ids);
+    model.save_changes();
+    applySelection();
+  }
+
+  function applySelection() {
+    loadSelection();
+    updateStatus();
+    renderSelectionPanel();
+    requestFrame();
+  }
+
+  function combine(found: number[], ev: { shiftKey: boolean; altKey: boolean }): number[] {
+    if (ev.altKey) {
+      const drop = new Set(found);
+      return selectedList.filter((i) => !drop.has(i));
+    }
+    if (ev.shiftKey) {
+      const have = new Set(selectedList);
+      const out = [...selectedList];
+      for (const i of found) if (!have.has(i)) out.push(i);
+      return out;
+    }
+    return found;
+  }
+
+  // ----- pointer interaction -----
+  interface Drag {
+    kind: "lasso" | "box" | "pan";
+    path: number[]; // data coordinates
+    sx: number;
+    sy: number;
+    moved: boolean;
+    view0: View;
+  }
+  let drag: Drag | null = null;
+
+  function local(ev: MouseEvent): [number, number] {
+    const r = overlay.getBoundingClientRect();
+    return [ev.clientX - r.left, ev.clientY - r.top];
+  }
+
+  function pick(sx: number, sy: number): number {
+    if (!index || n === 0) return -1;
+    const [x, y] = toData(view, width, height, sx, sy);
+    return index.nearest(x, y, Math.max(pointSize(), 4) / view.scale);
+  }
+
+  function onPointerDown(ev: PointerEvent) {
+    if (ev.button !== 0 && ev.button !== 1) return;
+    const [sx, sy] = local(ev);
+    const kind: Drag["kind"] = ev.button === 1 ? "pan" : mode();
+    const [x, y] = toData(view, width, height, sx, sy);
+    drag = { kind, path: kind === "box" ? [x, y, x, y] : [x, y], sx, sy, moved: false, view0: { ...view } };
+    overlay.setPointerCapture?.(ev.pointerId);
+    setHover(-1, 0, 0);
+    ev.preventDefault();
+  }
+
+  function onPointerMove(ev: PointerEvent) {
+    const [sx, sy] = local(ev);
+    if (!drag) {
+      setHover(pick(sx, sy), sx, sy);
+      return;
+    }
+    if (Math.abs(sx - drag.sx) + Math.abs(sy - drag.sy) > 3) drag.moved = true;
+    const [x, y] = toData(view, width, height, sx, sy);
+    if (drag.kind === "pan") {
+      view = { ...drag.view0, cx: drag.view0.cx - (sx - drag.sx) / view.scale, cy: drag.view0.cy + (sy - drag.sy) / view.scale };
+      requestFrame();
+      return;
+    }
+    if (drag.kind === "box") {
+      drag.path[2] = x;
+      drag.path[3] = y;
+    } else drag.path.push(x, y);
+    drawOverlay();
+  }
+
+  function onPointerUp(ev: PointerEvent) {
+    if (!drag) return;
+    const d = drag;
+    drag = null;
+    overlay.releasePointerCapture?.(ev.pointerId);
+    if (!d.moved) {
+      const i = pick(d.sx, d.sy);
+      onClickPoint(i, ev);
+      drawOverlay();
+      return;
+    }
+    if (d.kind === "lasso") pushSelection(combine(pointsInPolygon(xy, n, d.path), ev));
+    else if (d.kind === "box") pushSelection(combine(pointsInBox(xy, n, d.path[0], d.path[1], d.path[2], d.path[3]), ev));
+    drawOverlay();
+  }
+
+  function onClickPoint(i: number, ev: MouseEvent) {
+    if (i < 0) return;
+    if (membership) {
+      const c = Number(membership[i]);
+      setFocus(c >= 0 ? c : -1);
+    }
+    if (ev.shiftKey || ev.altKey) pushSelection(combine([i], ev));
+  }
+
+  function setFocus(c: number) {
+    if (Number(get("focus")) === c) return;
+    model.set("focus", c);
+    model.save_changes();
+    renderClusterPanel();
+    renderLegend();
+    requestFrame();
+  }
+
+  function setHover(i: number, sx: number, sy: number) {
+    if (i !== hover) {
+      hover = i;
+      drawOverlay();
+    }
+    if (i < 0) {
+      tip.hidden = true;
+      return;
+    }
+    const col = coloring();
+    const code = codes ? Number(codes[i]) : -1;
+    const cat = col && code >= 0 ? col.categories[code] ?? "" : "";
+    setText(tipText, `#${i}${cat ? ` · ${cat}` : ""}`);
+    tip.dataset.key = String(i);
+    const url = fetcher.get(i);
+    if (url) {
+      tipImg.src = url;
+      tipImg.dataset.key = String(i);
+    } else {
+      tipImg.removeAttribute("src");
+      delete tipImg.dataset.key;
+    }
+    tip.hidden = false;
+    const left = sx + 14 + 130 > width ? sx - 14 - 110 : sx + 14;
+    const top = Math.max(0, Math.min(sy + 14, height - 130));
+    tip.style.left = `${left}px`;
+    tip.style.top = `${top}px`;
+    scheduleImages();
+  }
+
+  function onWheel(ev: WheelEvent) {
+    ev.preventDefault();
+    const [sx, sy] = local(ev);
+    const [x, y] = toData(view, width, height, sx, sy);
+    const factor = Math.exp(-ev.deltaY * 0.0015);
+    const scale = Math.min(Math.max(view.scale * factor, 1e-9), 1e12);
+    // keep the data point under the cursor in place
+    view = { scale, cx: x - (sx - width / 2) / scale, cy: y - (height / 2 - sy) / scale };
+    requestFrame();
+  }
+
+  function onLeave() {
+    if (!drag) setHover(-1, 0, 0);
+  }
+
+  function onKey(ev: KeyboardEvent) {
+    if (ev.ctrlKey || ev.metaKey) return;
+    const k = ev.key.toLowerCase();
+    const modes: Record<string, Mode> = { l: "lasso", b: "box", p: "pan" };
+    if (k in modes) setMode(modes[k]);
+    else if (k === "r") {
+      fit();
+      requestFrame();
+    } else if (k === "escape") pushSelection([]);
+    else return;
+    ev.preventDefault();
+    ev.stopPropagation();
+  }
+
+  function setMode(m: Mode) {
+    model.set("mode", m);
+    model.save_changes();
+    syncControls();
+  }
+
+  function onLegendClick(ev: MouseEvent) {
+    const item = (ev.target as HTMLElement).closest<HTMLElement>(".rw-legend-item");
+    if (!item || !codes) return;
+    const code = Number(item.dataset.code);
+    const found: number[] = [];
+    for (let i = 0; i < n; i++) if (codes[i] === code) found.push(i);
+    const col = coloring();
+    if (isClusterColouring(col)) setFocus(code - 1);
+    pushSelection(combine(found, ev));
+  }
+
+  overlay.addEventListener("pointerdown", onPointerDown);
+  overlay.addEventListener("pointermove", onPointerMove);
+  overlay.addEventListener("pointerup", onPointerUp);
+  overlay.addEventListener("pointerleave", onLeave);
+  overlay.addEventListener("wheel", onWheel, { passive: false });
+  root.addEventListener("keydown", onKey);
+  legend.addEventListener("click", onLegendClick);
+  colourSelect.addEventListener("change", () => {
+    model.set("color_by", colourSelect.value);
+    model.save_changes();
+  });
+  for (const [m, b] of modeButtons) b.addEventListener("click", () => setMode(m));
+  resetButton.addEventListener("click", () => {
+    fit();
+    requestFrame();
+  });
+  clearButton.addEventListener("click", () => pushSelection([]));
+
+  // ----- Python -> view -----
+  const handlers: [string, () => void][] = [
+    ["change:points", () => { loadPoints(); requestFrame(); }],
+    ["change:codes", () => loadCodes()],
+    ["change:colorings", () => loadCodes()],
+    ["change:color_by", () => fillColourOptions()],
+    ["change:selected", () => applySelection()],
+    ["change:focus", () => { renderClusterPanel(); renderLegend(); requestFrame(); }],
+    ["change:clusters", () => renderClusterPanel()],
+    ["change:mode", () => syncControls()],
+    ["change:title", () => syncControls()],
+    ["change:height", () => { resize(); requestFrame(); }],
+    ["change:point_size", () => requestFrame()],
+  ];
+  for (const [ev, cb] of handlers) model.on(ev, cb);
+
+  let resizeObserver: ResizeObserver | null = null;
+  if (typeof ResizeObserver === "function" && !options.measure) {
+    resizeObserver = new ResizeObserver(() => requestFrame());
+    resizeObserver.observe(plot);
+  }
+  const stopTheme = watchTheme(() => applyAutoTheme(root));
+
+  const handle: BrowserHandle = {
+    draw,
+    screenOf: (i) => toScreen(view, width, height, xy[2 * i], xy[2 * i + 1]),
+    view: () => ({ ...view }),
+    count: () => n,
+  };
+  (root as unknown as { __rw: BrowserHandle }).__rw = handle;
+
+  syncControls();
+  loadPoints();
+  renderClusterPanel();
+  draw();
+
+  return () => {
+    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    resizeObserver?.disconnect();
+    stopTheme();
+    fetcher.dispose();
+    rpc?.dispose();
+    root.remove();
+  };
+}
+
+export default {
+  render({ model, el }: RenderProps<BrowserModel>) {
+    return renderBrowser(model, el);
+  },
+};

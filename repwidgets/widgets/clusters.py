@@ -1,0 +1,389 @@
+"""ConceptBrowser: a 2-D embedding of samples coloured by concept, class or any label.
+
+Hovering a point shows its thumbnail (fetched lazily from Python); a lasso or a box
+selects points (shift adds, alt removes) and the selection comes back to Python as
+sample indices in ``selected``; clicking a point (or a legend entry of the concept
+colouring) opens its cluster in the side panel: description, fields and top images.
+
+Binary state (never JSON lists of numbers):
+
+- ``points``: ``{"xy": float32 [n, 2], "membership": int32 [n]}`` (cluster id per
+  point, -1 for none);
+- ``codes``: the colour code of every point under the current colouring ``color_by``
+  (uint8 or uint16 [n]); Python recomputes it when ``color_by`` changes, so only the
+  colouring on screen crosses the wire.
+
+Example:
+    >>> r = rw.concepts.discover(sess, "features.relu4")   # doctest: +SKIP
+    >>> b = r.widget()                                     # doctest: +SKIP
+    >>> b.selected          # indices of the lasso-selected samples  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from repwidgets.widgets._transport import (
+    ImageSource,
+    RequestRouter,
+    as_image_source,
+    encode_array,
+    image_fetch_handler,
+    json_safe,
+    static_esm,
+    to_numpy,
+)
+
+MODES = ("lasso", "box", "pan")
+
+
+class Coloring:
+    """One way of colouring the points: an int code per point and the category names.
+
+    Args:
+        name: shown in the colour menu.
+        codes: int array [n] with values in ``0 .. len(categories) - 1``.
+        categories: the name of each code.
+        none: code 0 means "none" (drawn grey), e.g. points in no cluster.
+    """
+
+    def __init__(self, name: str, codes: Any, categories: Sequence[str], none: bool = False):
+        arr = np.asarray(to_numpy(codes))
+        if arr.ndim != 1:
+            raise ValueError(f"Colouring {name!r}: codes must be 1-D [n], got shape {arr.shape}.")
+        if arr.size and (
+            arr.dtype.kind not in "iub" or arr.min() < 0 or arr.max() >= len(categories)
+        ):
+            raise ValueError(
+                f"Colouring {name!r}: codes must be ints in 0..{len(categories) - 1} "
+                f"(one per category); got values from {arr.min()} to {arr.max()}."
+            )
+        self.name = str(name)
+        self.codes = arr.astype(np.uint8 if len(categories) <= 256 else np.uint16)
+        self.categories = [str(c) for c in categories]
+        self.none = bool(none)
+
+    def meta(self) -> dict:
+        return {"name": self.name, "categories": self.categories, "none": self.none}
+
+
+class ConceptBrowser(anywidget.AnyWidget):
+    """An interactive scatter of samples with lasso selection and cluster details.
+
+    Args:
+        xy: 2-D positions [n, 2] (e.g. a UMAP embedding).
+        colorings: :class:`Coloring` objects, or a mapping name -> (codes, categories)
+            or name -> (codes, categories, none).
+        membership: cluster id per point [n] (-1 for none); clicking a point opens its
+            cluster in the side panel.
+        clusters: one dict per cluster: ``id``, ``label``, ``description``, ``images``
+            (sample indices shown in the panel) and ``fields`` (name -> value).
+        image_source: callable ``keys -> list[bytes]`` (encoded images of sample
+            indices), or a dict index -> bytes; None shows no images.
+        color_by: the initial colouring (default: the first).
+        selected: initially selected sample indices.
+        title, height (pixels of the plot), point_size (pixels), mode ("lasso", "box", "pan").
+
+    Example:
+        >>> xy = np.random.rand(1000, 2)
+        >>> b = ConceptBrowser(xy, {"half": (xy[:, 0] > 0.5, ["left", "right"])})
+        >>> b.selected
+        []
+    """
+
+    _esm = static_esm("clusters")
+
+    points = traitlets.Dict().tag(sync=True)
+    codes = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    colorings = traitlets.List(traitlets.Dict()).tag(sync=True)
+    color_by = traitlets.Unicode("").tag(sync=True)
+    clusters = traitlets.List(traitlets.Dict()).tag(sync=True)
+    selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    focus = traitlets.Int(-1).tag(sync=True)
+    mode = traitlets.Unicode("lasso").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    height = traitlets.Int(480).tag(sync=True)
+    point_size = traitlets.Int(3).tag(sync=True)
+
+    def __init__(
+        self,
+        xy: Any,
+        colorings: Sequence[Coloring] | Mapping[str, tuple] | None = None,
+        *,
+        membership: Any = None,
+        clusters: Sequence[Mapping[str, Any]] = (),
+        image_source: ImageSource | Mapping | None = None,
+        color_by: str | None = None,
+        selected: Sequence[int] = (),
+        title: str = "",
+        height: int = 480,
+        point_size: int | None = None,
+        mode: str = "lasso",
+        **kwargs: Any,
+    ) -> None:
+        pos = np.asarray(to_numpy(xy), dtype=np.float32)
+        if pos.ndim != 2 or pos.shape[1] != 2:
+            raise ValueError(f"xy must be an array of positions [n, 2]; got shape {pos.shape}.")
+        if not np.isfinite(pos).all():
+            bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+            raise ValueError(f"xy has NaN or infinite positions for points {bad[:10].tolist()}.")
+        n = pos.shape[0]
+        self._n = n
+        self._colorings = _as_colorings(colorings, n)
+        if membership is None:
+            member = np.full(n, -1, dtype=np.int32)
+        else:
+            member = np.asarray(to_numpy(membership)).astype(np.int64).ravel()
+            if member.shape[0] != n:
+                raise ValueError(f"membership has {member.shape[0]} entries but xy has {n} points.")
+            member = member.astype(np.int32)
+        cluster_list = [_cluster_json(c) for c in clusters]
+        names = [c.name for c in self._colorings]
+        if color_by is None:
+            color_by = names[0]
+        if color_by not in names:
+            raise ValueError(f"color_by={color_by!r} is not a colouring; choose one of {names}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+        if point_size is None:
+            point_size = 4 if n <= 5_000 else 3 if n <= 30_000 else 2
+        super().__init__(
+            points={"xy": encode_array(pos), "membership": encode_array(member)},
+            colorings=[c.meta() for c in self._colorings],
+            color_by=color_by,
+            clusters=cluster_list,
+            title=title,
+            height=height,
+            point_size=point_size,
+            mode=mode,
+            **kwargs,
+        )
+        self.codes = self._codes_for(color_by)
+        self.selected = [int(i) for i in selected]
+        self._membership = member
+        self._clusters = {c["id"]: c for c in cluster_list}
+        self._image_source = as_image_source(image_source) if image_source is not None else None
+        self._router = RequestRouter(self)
+        self._router.register("fetch", image_fetch_handler(self._images))
+
+    # --- traits ---------------------------------------------------------------------------
+    def _codes_for(self, name: str) -> dict:
+        for c in self._colorings:
+            if c.name == name:
+                return encode_array(c.codes)
+        raise ValueError(f"No colouring {name!r}; colourings: {[c.name for c in self._colorings]}.")
+
+    @traitlets.observe("color_by")
+    def _on_color_by(self, change: dict) -> None:
+        if getattr(self, "_colorings", None) is not None and change["new"]:
+            self.codes = self._codes_for(change["new"])
+
+    @traitlets.validate("color_by")
+    def _validate_color_by(self, proposal: Any) -> str:
+        value = proposal["value"]
+        cols = getattr(self, "_colorings", None)
+        if cols is not None and value not in [c.name for c in cols]:
+            raise traitlets.TraitError(
+                f"color_by={value!r} is not a colouring; choose one of {[c.name for c in cols]}."
+            )
+        return value
+
+    @traitlets.validate("selected")
+    def _validate_selected(self, proposal: Any) -> list[int]:
+        value = [int(i) for i in proposal["value"]]
+        n = getattr(self, "_n", None)
+        if n is not None:
+            bad = [i for i in value if not 0 <= i < n]
+            if bad:
+                raise traitlets.TraitError(
+                    f"selected contains indices out of range 0..{n - 1}: {bad[:10]}."
+                )
+        return list(dict.fromkeys(value))
+
+    @traitlets.validate("mode")
+    def _validate_mode(self, proposal: Any) -> str:
+        if proposal["value"] not in MODES:
+            raise traitlets.TraitError(f"mode must be one of {MODES}; got {proposal['value']!r}.")
+        return proposal["value"]
+
+    # --- Python API -------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return self._n
+
+    @property
+    def coloring_names(self) -> list[str]:
+        return [c.name for c in self._colorings]
+
+    def selected_frame(self):
+        """The selected samples as a DataFrame: index, cluster and every colouring's category."""
+        import pandas as pd
+
+        idx = np.asarray(self.selected, dtype=np.int64)
+        data: dict[str, Any] = {"index": idx, "cluster": self._membership[idx]}
+        for c in self._colorings:
+            cats = np.asarray(c.categories, dtype=object)
+            data[c.name] = cats[c.codes[idx]] if idx.size else np.array([], dtype=object)
+        return pd.DataFrame(data)
+
+    def _images(self, keys: list) -> list[bytes]:
+        if self._image_source is None:
+            raise ValueError("This browser has no image source; pass image_source= to show images.")
+        return list(self._image_source([int(k) for k in keys]))
+
+    def __repr__(self) -> str:
+        return f"ConceptBrowser({self._n} points, {len(self.selected)} selected)"
+
+    # --- builders ---------------------------------------------------------------------------
+    @classmethod
+    def from_result(
+        cls,
+        result: Any,
+        sess: Any = None,
+        *,
+        image_size: int = 64,
+        max_images: int = 16,
+        labels: bool = True,
+        **kwargs: Any,
+    ) -> ConceptBrowser:
+        """A browser over a :class:`repwidgets.engines.concepts.ConceptResult`.
+
+        Colourings: concept (cluster membership), class, predicted class and, with
+        ``labels=True``, every concept label of the data. Images come from the session
+        the result was computed with (or ``sess``).
+        """
+        if result.embedding is None:
+            raise ValueError(
+                "This result has no 2-D embedding of the samples. Compute one with "
+                "discover(..., embedding='umap') (or 'pca' for a quick linear map)."
+            )
+        n = int(result.embedding.shape[0])
+        k = int(result.n_concepts)
+        frame = result.to_frame()
+        concept_names = [f"{j}: {result.describe(j) or 'concept'}" for j in range(k)]
+        cols = [Coloring("concept", result.assignment.numpy() + 1, ["none", *concept_names], True)]
+        classes = list(result.class_names)
+        if result.labels is not None:
+            cols.append(Coloring("class", result.labels.numpy(), _names(classes, result.labels)))
+        if result.predictions is not None:
+            cols.append(
+                Coloring(
+                    "predicted", result.predictions.numpy(), _names(classes, result.predictions)
+                )
+            )
+        if labels and result.concept_names:
+            sess_ = sess if sess is not None else result._session
+            if sess_ is not None and result.split is not None:
+                masks = np.asarray(to_numpy(sess_.concepts(result.split))).astype(bool)
+                for i, name in enumerate(result.concept_names):
+                    cols.append(Coloring(name, masks[:, i].astype(np.uint8), [f"no {name}", name]))
+        clusters = []
+        for j in range(k):
+            row = frame.iloc[j]
+            clusters.append(
+                {
+                    "id": j,
+                    "label": f"concept {j}",
+                    "description": str(row["labels"]),
+                    "images": [int(i) for i in result.top_samples(j, max_images)],
+                    "fields": {
+                        "members": int(row["size"]),
+                        "class": str(row["dominant_class"]),
+                        "purity": float(row["purity"]),
+                        "from direction": f"{row['end']}d{int(row['source_direction'])}",
+                        "cosine": float(row["cosine"]),
+                        "relevance z": float(row["relevance"]),
+                    },
+                }
+            )
+        sess_ = sess if sess is not None else result._session
+        image_source = None
+        if sess_ is not None and result.split is not None:
+            split = result.split
+
+            def image_source(keys: list) -> list[bytes]:
+                return list(sess_.thumbnails([int(i) for i in keys], split=split, size=image_size))
+
+        kwargs.setdefault(
+            "title",
+            f"{result.layer or 'activations'} · {k} concepts · {n} samples"
+            + (f" ({result.embedding_method})" if result.embedding_method else ""),
+        )
+        return cls(
+            result.embedding,
+            cols,
+            membership=result.assignment,
+            clusters=clusters,
+            image_source=image_source,
+            **kwargs,
+        )
+
+
+def _names(classes: Sequence[str], values: Any) -> list[str]:
+    m = int(np.asarray(to_numpy(values)).max()) + 1 if len(values) else 0
+    return [str(classes[i]) if i < len(classes) else str(i) for i in range(max(m, len(classes)))]
+
+
+def _as_colorings(colorings: Any, n: int) -> list[Coloring]:
+    if colorings is None:
+        colorings = [Coloring("all", np.zeros(n, dtype=np.uint8), ["points"])]
+    elif isinstance(colorings, Mapping):
+        built = []
+        for name, spec in colorings.items():
+            if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+                raise TypeError(
+                    f"Colouring {name!r} must be (codes, categories) or (codes, categories, none)."
+                )
+            codes = np.asarray(to_numpy(spec[0]))
+            if codes.dtype == bool:
+                codes = codes.astype(np.uint8)
+            built.append(Coloring(name, codes, *spec[1:]))
+        colorings = built
+    out = list(colorings)
+    if not out:
+        raise ValueError("Give at least one colouring.")
+    for c in out:
+        if not isinstance(c, Coloring):
+            raise TypeError(f"colorings must be Coloring objects; got {type(c).__name__}.")
+        if c.codes.shape[0] != n:
+            raise ValueError(
+                f"Colouring {c.name!r} has {c.codes.shape[0]} codes but there are {n} points."
+            )
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Colouring names must be unique; got {names}.")
+    return out
+
+
+def _cluster_json(c: Mapping[str, Any]) -> dict:
+    if "id" not in c:
+        raise ValueError("Every cluster needs an int 'id' (the membership value of its points).")
+    fields = c.get("fields") or {}
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    return {
+        "id": int(c["id"]),
+        "label": str(c.get("label") or f"cluster {int(c['id'])}"),
+        "description": str(c.get("description") or ""),
+        "images": [int(i) for i in (c.get("images") or [])],
+        "fields": [[str(k), _field_value(v)] for k, v in items],
+    }
+
+
+def _field_value(v: Any) -> Any:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None
+        return float(f"{v:.4g}")
+    if isinstance(v, (int, str)) or v is None:
+        return v
+    return json_safe(str(v))
+
+
+__all__ = ["Coloring", "ConceptBrowser"]

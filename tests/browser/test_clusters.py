@@ -1,0 +1,256 @@
+"""ConceptBrowser in headless Chromium: render, lasso and box selection reach Python as
+indices, hover fetches the thumbnail of the point under the cursor, and (all the way
+round) a lasso drawn in JupyterLab changes ``selected`` in the kernel."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import ensure_bundle
+from harness import Harness, thumbnail
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def clusters_bundle():
+    return ensure_bundle("clusters")
+
+
+def blobs(n_per: int = 300, seed: int = 0):
+    """Three well separated blobs of points with a cluster id each (and some unclustered)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [5.0, 8.0]])
+    xy = np.concatenate([c + rng.normal(0, 0.8, size=(n_per, 2)) for c in centres])
+    member = np.repeat(np.arange(3), n_per)
+    member[::10] = -1
+    return xy.astype(np.float32), member
+
+
+def make_browser(requested: list | None = None):
+    from repwidgets.widgets.clusters import ConceptBrowser
+
+    xy, member = blobs()
+
+    def source(keys):
+        if requested is not None:
+            requested.extend(int(k) for k in keys)
+        return [thumbnail(int(k)) for k in keys]
+
+    clusters = [
+        {
+            "id": j,
+            "label": f"concept {j}",
+            "description": f"mostly: <b>blob</b> {j}",
+            "images": [int(i) for i in np.flatnonzero(member == j)[:8]],
+            "fields": {"members": 270},
+        }
+        for j in range(3)
+    ]
+    return (
+        ConceptBrowser(
+            xy,
+            {
+                "concept": (member + 1, ["none", "c0", "c1", "c2"], True),
+                "half": (xy[:, 0] > 5, ["left", "right"]),
+            },
+            membership=member,
+            clusters=clusters,
+            image_source=source,
+            title="blobs",
+        ),
+        xy,
+        member,
+    )
+
+
+def screen_of(page, i: int) -> tuple[float, float]:
+    """Page coordinates of point i."""
+    x, y = page.evaluate(f"() => document.querySelector('.rw-browser').__rw.screenOf({i})")
+    box = page.locator(".rw-overlay").bounding_box()
+    return box["x"] + x, box["y"] + y
+
+
+def drag_path(page, points: list[tuple[float, float]], steps: int = 4) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for a, b in zip(points, points[1:] + points[:1]):
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            page.mouse.move(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
+    page.mouse.up()
+
+
+def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
+    requested: list[int] = []
+    w, xy, member = make_browser(requested)
+    Harness(page, w, clusters_bundle).open()
+    assert page.evaluate("() => document.querySelector('.rw-browser').__rw.count()") == len(xy)
+    assert page.locator(".rw-status").inner_text().startswith("900 points")
+    # the canvas holds coloured pixels
+    painted = page.evaluate(
+        """() => { const c = document.querySelector('canvas.rw-points');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let k = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) k++; return k; }"""
+    )
+    assert painted > 900
+    # data text is shown as text
+    page.locator(".rw-legend-item").first.wait_for()
+
+    # lasso around blob 1 (centre 10, 0) in screen space
+    cx, cy = screen_of(page, 300 + 1)  # a point of blob 1
+    centre = np.array([screen_of(page, i) for i in range(300, 600)]).mean(axis=0)
+    r = 60
+    poly = [
+        (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
+        for t in np.linspace(0, 2 * np.pi, 24)[:-1]
+    ]
+    drag_path(page, poly)
+    expected = {
+        i for i in range(len(xy)) if np.hypot(*(np.array(screen_of(page, i)) - centre)) < r - 2
+    }
+    sel = set(w.selected)
+    assert expected <= sel
+    assert all(300 <= i < 600 for i in sel)  # nothing from the other blobs
+    assert len(sel) > 200
+    page.screenshot(path=str(artifacts / "clusters-lasso.png"))
+
+    # box with shift adds blob 0's points inside the box
+    page.click("button[data-mode='box']")
+    assert w.mode == "box"
+    b0 = np.array([screen_of(page, i) for i in range(0, 300)])
+    lo, hi = b0.min(axis=0) - 5, b0.max(axis=0) + 5
+    page.keyboard.down("Shift")
+    page.mouse.move(lo[0], lo[1])
+    page.mouse.down()
+    page.mouse.move((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2)
+    page.mouse.move(hi[0], hi[1])
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert set(range(300)) <= set(w.selected)
+    assert sel <= set(w.selected)
+
+    # hover: the tooltip fetches and shows the thumbnail of the point under the cursor
+    target = 777
+    requested.clear()
+    x, y = screen_of(page, target)
+    page.mouse.move(x + 40, y + 40)
+    page.mouse.move(x, y)
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.rw-tip'); const i = t.querySelector('img');"
+        " return !t.hidden && i.getAttribute('src') && i.complete && i.naturalWidth > 0; }",
+        timeout=15_000,
+    )
+    hovered = int(page.eval_on_selector(".rw-tip", "t => t.dataset.key"))
+    # the nearest point to the cursor is the target unless another one lies on top of it
+    assert np.hypot(*(np.array(screen_of(page, hovered)) - np.array([x, y]))) < 1.5
+    assert hovered in requested
+    assert page.eval_on_selector(".rw-tip img", "i => i.dataset.key") == str(hovered)
+    png = page.evaluate(
+        """async () => { const i = document.querySelector('.rw-tip img');
+        const b = await (await fetch(i.src)).arrayBuffer();
+        return Array.from(new Uint8Array(b)); }"""
+    )
+    assert bytes(png) == thumbnail(hovered)
+
+    # click a point: its cluster opens in the side panel, description as text
+    page.mouse.move(10, 10)
+    page.click("button[data-mode='lasso']")
+    x, y = screen_of(page, 601)
+    page.mouse.click(x, y)
+    assert w.focus == member[601] == 2
+    page.wait_for_selector(".rw-cluster:not([hidden]) .rw-desc")
+    assert page.inner_text(".rw-cluster .rw-desc") == "mostly: <b>blob</b> 2"
+    page.screenshot(path=str(artifacts / "clusters-panel.png"))
+
+    assert page.errors == []
+
+
+def test_python_changes_reach_the_page(page, clusters_bundle):
+    w, xy, member = make_browser()
+    harness = Harness(page, w, clusters_bundle).open()
+    w.selected = [5, 6, 7]
+    w.color_by = "half"
+    harness.push("selected", "color_by", "codes")
+    page.wait_for_function(
+        "() => document.querySelector('.rw-status').textContent.includes('3 selected')"
+    )
+    names = page.eval_on_selector_all(".rw-legend-name", "es => es.map(e => e.textContent)")
+    assert names == ["left", "right"]
+    assert page.errors == []
+
+
+# ----------------------------------------------------------------------------- kernel
+SETUP_CELL = """\
+import sys
+sys.path[:0] = [{root!r}, {here!r}]
+import numpy as np
+from harness import thumbnail
+from test_clusters import blobs
+from repwidgets.widgets.clusters import ConceptBrowser
+xy, member = blobs()
+b = ConceptBrowser(xy, {{"concept": (member + 1, ["none", "c0", "c1", "c2"], True)}},
+                   membership=member, image_source=lambda ks: [thumbnail(int(k)) for k in ks],
+                   height=420)
+b"""
+
+
+def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_path):
+    import importlib.util
+
+    import nbformat
+    from conftest import ROOT, need
+    from test_gallery_kernel import Server, kernel_eval
+
+    need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
+    here = str(ROOT / "tests" / "browser")
+    root = tmp_path / "nb"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL.format(root=str(ROOT), here=here))]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "browser.ipynb")
+    server = Server("lab", root, tmp_path)
+    page = chromium.new_page()
+    try:
+        server.wait_ready()
+        page.goto(f"{server.url}/lab/tree/browser.ipynb", timeout=120_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        )
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            try:
+                page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=20_000)
+                break
+            except Exception:
+                continue
+        page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=10_000)
+        page.locator(".rw-browser").scroll_into_view_if_needed()
+        centre = np.array([screen_of(page, i) for i in range(0, 300)]).mean(axis=0)
+        r = 50
+        poly = [
+            (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
+            for t in np.linspace(0, 2 * np.pi, 20)[:-1]
+        ]
+        drag_path(page, poly)
+        value: list = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            value = json.loads(kernel_eval(server, "import json; print(json.dumps(b.selected))"))
+            if value:
+                break
+            time.sleep(0.5)
+        assert value and all(0 <= i < 300 for i in value), value[:20]
+        assert len(value) > 100
+    finally:
+        page.close()
+        server.stop()

@@ -1,0 +1,380 @@
+"""INVERT engine: oracles (sklearn AUROC, scipy Mann-Whitney, a brute-force beam search,
+planted formulas) and the behaviour a user relies on (filters, dedup, errors, results)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import mannwhitneyu
+from sklearn.metrics import roc_auc_score
+
+from repwidgets.engines import invert
+from repwidgets.engines.invert import InvertResult, explain_activations, formula_mask
+
+
+# ------------------------------------------------------------------------- a reference
+def _atom_text(a, names):
+    k = len(names)
+    return names[a % k] if a < k else f"NOT {names[a % k]}"
+
+
+def _text(formula, names):
+    text = _atom_text(formula[0][1], names)
+    for i, (op, a) in enumerate(formula[1:], start=1):
+        text = f"{f'({text})' if i >= 2 else text} {op} {_atom_text(a, names)}"
+    return text
+
+
+def reference_beam(a, C, names, L, B, min_fraction, max_fraction):
+    """The documented search, one candidate at a time: every mask built, every AUROC from
+    sklearn. Dedup: a formula equal to an atom becomes the lexicographically first such
+    atom; among equal masks keep (shorter, lexicographically first, first generated)."""
+    n, K = C.shape
+    lo = max(1, math.ceil(min_fraction * n - 1e-9))
+    hi = min(n - 1, math.floor(max_fraction * n + 1e-9))
+    atom_masks = [C[:, k] for k in range(K)] + [~C[:, k] for k in range(K)]
+    canon = {}
+    for i, m in enumerate(atom_masks):
+        key = m.tobytes()
+        if key not in canon or (_atom_text(i, names), i) < canon[key]:
+            canon[key] = (_atom_text(i, names), i)
+
+    def entry(formula, mask, order):
+        if mask.tobytes() in canon:
+            formula = ((None, canon[mask.tobytes()][1]),)
+        return dict(formula=formula, mask=mask, auc=roc_auc_score(mask, a), order=order,
+                    length=len(formula), text=_text(formula, names))
+
+    def select(entries):
+        best = {}
+        for e in entries:
+            key = e["mask"].tobytes()
+            if key not in best or (e["length"], e["text"], e["order"]) < (
+                best[key]["length"], best[key]["text"], best[key]["order"]
+            ):
+                best[key] = e
+        ranked = sorted(best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"]))
+        return ranked[:B]
+
+    beam = select([entry(((None, i),), m, i) for i, m in enumerate(atom_masks)
+                   if lo <= m.sum() <= hi])
+    for _ in range(2, L + 1):
+        entries = [dict(e, order=s) for s, e in enumerate(beam)]
+        for b, phi in enumerate(beam):
+            for op in range(4):
+                for k in range(K):
+                    col = C[:, k] if op % 2 == 0 else ~C[:, k]
+                    mask = phi["mask"] & col if op < 2 else phi["mask"] | col
+                    if lo <= mask.sum() <= hi:
+                        formula = phi["formula"] + (("AND" if op < 2 else "OR", k + K * (op % 2)),)
+                        entries.append(entry(formula, mask, B + (b * 4 + op) * K + k))
+        beam = select(entries)
+    return [(e["text"], e["auc"]) for e in beam]
+
+
+def _concepts(n=800, K=8, seed=0):
+    rng = np.random.default_rng(seed)
+    C = rng.random((n, K)) < rng.uniform(0.08, 0.5, K)
+    return C, [f"c{k}" for k in range(K)]
+
+
+# ------------------------------------------------------------------------- oracles
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_engine_equals_brute_force_reference(mode):
+    C, names = _concepts(n=700, K=8, seed=1)
+    C[:, 6] = C[:, 2]  # a duplicate concept column
+    C[:, 7] = ~C[:, 3]  # a complementary concept column
+    rng = np.random.default_rng(2)
+    acts = rng.normal(size=(700, 4))
+    acts[:, 0] += 2.0 * ((C[:, 0] & ~C[:, 1]) | C[:, 4])
+    acts[:, 1] = np.round(acts[:, 1] + 1.5 * C[:, 5], 0)  # heavy ties
+    acts[:, 2] = np.maximum(acts[:, 2], 0) * C[:, 3]  # mostly zeros
+    for min_f, max_f in [(0.0, 0.5), (0.03, 0.35)]:
+        r = explain_activations(torch.tensor(acts), torch.tensor(C), names, max_length=3,
+                                beam_size=4, min_fraction=min_f, max_fraction=max_f, mode=mode,
+                                return_beam=True, progress=False)
+        for j in range(acts.shape[1]):
+            a = acts[:, j] if mode == "positive" else -acts[:, j]
+            ref = reference_beam(a, C, names, 3, 4, min_f, max_f)
+            ours = [(e["text"], e["auc"] if mode == "positive" else 1 - e["auc"])
+                    for e in r.beams[j]]
+            assert [t for t, _ in ours] == [t for t, _ in ref], (j, min_f)
+            np.testing.assert_allclose([x for _, x in ours], [x for _, x in ref], atol=1e-12)
+
+
+def test_aucs_equal_sklearn_with_ties_and_p_values_equal_scipy():
+    C, names = _concepts(n=600, K=6, seed=3)
+    rng = np.random.default_rng(4)
+    acts = np.round(rng.normal(size=(600, 5)) + C[:, :5], 1)  # ties everywhere
+    r = explain_activations(torch.tensor(acts), torch.tensor(C), names, return_beam=True,
+                            progress=False)
+    for j in range(5):
+        for e in r.beams[j]:
+            mask = formula_mask(e, torch.tensor(C)).numpy()
+            assert e["fraction"] == pytest.approx(mask.mean())
+            assert e["auc"] == pytest.approx(roc_auc_score(mask, acts[:, j]), abs=1e-12)
+            ref = mannwhitneyu(acts[mask, j], acts[~mask, j], method="asymptotic").pvalue
+            assert e["p_value"] == pytest.approx(ref, rel=1e-8, abs=1e-300)
+            assert e["log10_p"] == pytest.approx(math.log10(ref), rel=1e-8)
+    # the best formula of each neuron is the first entry of its beam
+    assert r.to_frame().formula.tolist() == [b[0]["text"] for b in r.beams]
+
+
+def test_scipy_continuity_choice_is_followed():
+    C, names = _concepts(n=400, K=4, seed=5)
+    acts = torch.randn(400, 2, generator=torch.Generator().manual_seed(0)) + torch.tensor(C[:, :2])
+    r = explain_activations(acts, C, names, continuity=False, max_length=1, progress=False)
+    for j in range(2):
+        mask = formula_mask(r.formulas[j], torch.tensor(C))
+        ref = mannwhitneyu(acts[mask, j], acts[~mask, j], method="asymptotic",
+                           use_continuity=False).pvalue
+        assert float(r.p_value[j]) == pytest.approx(ref, rel=1e-8)
+
+
+def test_planted_length_three_formula_is_recovered():
+    rng = np.random.default_rng(6)
+    n = 4000
+    names = ["red", "circle", "stripes", "large", "blue", "dots"]
+    C = np.stack(
+        [rng.random(n) < p for p in (0.4, 0.5, 0.12, 0.3, 0.25, 0.2)], axis=1
+    )
+    planted = (C[:, 0] & ~C[:, 1]) | C[:, 2]  # red AND NOT circle, OR stripes
+    acts = np.stack(
+        [
+            planted + 0.01 * rng.random(n),  # high exactly on the planted mask
+            -1.0 * planted + 0.3 * rng.normal(size=n),  # a negative detector of it
+        ],
+        axis=1,
+    )
+    r = explain_activations(torch.tensor(acts), torch.tensor(C), names, max_length=3,
+                            beam_size=5, max_fraction=0.5, progress=False)
+    mask = formula_mask(r.formulas[0], torch.tensor(C)).numpy()
+    np.testing.assert_array_equal(mask, planted)
+    assert r.formulas[0]["text"] == "(red AND NOT circle) OR stripes"
+    assert float(r.auc[0]) == 1.0
+    assert r.formulas[0]["length"] == 3
+    assert [c["negated"] for c in r.formulas[0]["clauses"]] == [False, True, False]
+    neg = explain_activations(torch.tensor(acts[:, 1:]), torch.tensor(C), names, mode="negative",
+                              progress=False)
+    np.testing.assert_array_equal(formula_mask(neg.formulas[0], torch.tensor(C)).numpy(), planted)
+    assert float(neg.auc[0]) < 0.1  # low activation on the formula
+
+
+def test_not_atom_auc_is_one_minus_concept_auc():
+    C, names = _concepts(n=500, K=3, seed=7)
+    acts = torch.randn(500, 1, generator=torch.Generator().manual_seed(1)) - 2.0 * torch.tensor(
+        C[:, :1]
+    )
+    r = explain_activations(acts, C, names, max_length=1, max_fraction=1.0, progress=False)
+    assert r.formulas[0]["text"] == "NOT c0"
+    assert float(r.auc[0]) == pytest.approx(1.0 - roc_auc_score(C[:, 0], acts[:, 0]), abs=1e-12)
+
+
+def test_fraction_filters_hold():
+    C, names = _concepts(n=900, K=7, seed=8)
+    acts = torch.randn(900, 6, generator=torch.Generator().manual_seed(2))
+    for lo, hi in [(0.0, 0.5), (0.05, 0.2), (0.3, 0.45)]:
+        r = explain_activations(acts, C, names, min_fraction=lo, max_fraction=hi,
+                                return_beam=True, progress=False)
+        fractions = [e["fraction"] for beam in r.beams for e in beam]
+        assert fractions and min(fractions) >= lo - 1e-12 and max(fractions) <= hi + 1e-12
+        for beam in r.beams:  # reported fractions are the masks' true fractions
+            for e in beam:
+                assert formula_mask(e, torch.tensor(C)).double().mean() == pytest.approx(
+                    e["fraction"]
+                )
+
+
+def test_no_two_formulas_in_a_beam_share_a_mask():
+    rng = np.random.default_rng(9)
+    n = 500
+    C = rng.random((n, 6)) < 0.3
+    C[:, 5] = C[:, 0] & C[:, 1]  # a concept equal to a conjunction of two others
+    names = ["a", "b", "c", "d", "e", "ab"]
+    acts = torch.tensor(C[:, :1] & C[:, 1:2], dtype=torch.float64) + 0.1 * torch.randn(n, 1)
+    acts = torch.cat([acts, torch.randn(n, 3)], dim=1)
+    r = explain_activations(acts, C, names, max_length=3, beam_size=8, return_beam=True,
+                            progress=False)
+    for beam in r.beams:
+        masks = {formula_mask(e, torch.tensor(C)).numpy().tobytes() for e in beam}
+        assert len(masks) == len(beam)
+    # "a AND b" has the same mask as the atom "ab": the shorter formula wins
+    assert r.formulas[0]["text"] == "ab"
+
+
+def test_duplicate_concepts_keep_the_lexicographically_first_name():
+    rng = np.random.default_rng(10)
+    C = rng.random((300, 3)) < 0.3
+    C[:, 2] = C[:, 0]
+    names = ["zeta", "other", "alpha"]  # "alpha" == "zeta" as masks
+    acts = torch.tensor(C[:, :1], dtype=torch.float32) + 0.01 * torch.rand(300, 1)
+    r = explain_activations(acts, C, names, max_length=2, progress=False)
+    assert r.formulas[0]["text"] == "alpha"
+
+
+def test_max_operands_limits_the_concepts_used():
+    C, names = _concepts(n=600, K=8, seed=11)
+    acts = torch.randn(600, 5, generator=torch.Generator().manual_seed(3)) + torch.tensor(
+        C[:, :5] * 1.0
+    )
+    aucs = torch.tensor(
+        [[roc_auc_score(C[:, k], acts[:, j]) for k in range(8)] for j in range(5)]
+    )
+    r = explain_activations(acts, C, names, max_operands=2, return_beam=True, progress=False)
+    for j, beam in enumerate(r.beams):
+        allowed = set(torch.topk((aucs[j] - 0.5).abs(), 2).indices.tolist())
+        for e in beam:
+            later = [c["index"] for c in e["clauses"][1:]]  # operands added by the search
+            assert set(later) <= allowed
+
+
+def test_top_indices_are_the_top_activating_samples():
+    C, names = _concepts(n=300, K=4, seed=12)
+    acts = torch.randn(300, 3, generator=torch.Generator().manual_seed(4))
+    r = explain_activations(acts, C, names, top_k=5, progress=False)
+    assert r.top_indices.shape == (3, 5)
+    for j in range(3):
+        expected = torch.argsort(acts[:, j], descending=True)[:5]
+        assert r.top_indices[j].tolist() == expected.tolist()
+        assert torch.equal(r.top_values[j], acts[expected, j])
+
+
+def test_neuron_subset_and_batches_give_the_same_answers():
+    C, names = _concepts(n=500, K=6, seed=13)
+    acts = torch.randn(500, 7, generator=torch.Generator().manual_seed(5)) + torch.tensor(
+        np.concatenate([C, C[:, :1]], axis=1)[:, :7] * 0.8
+    )
+    full = explain_activations(acts, C, names, progress=False)
+    sub = explain_activations(acts, C, names, neurons=[5, 1], progress=False, batch_size=1)
+    assert sub.neurons.tolist() == [5, 1]
+    assert [f["text"] for f in sub.formulas] == [full.formulas[5]["text"], full.formulas[1]["text"]]
+    torch.testing.assert_close(sub.auc, full.auc[[5, 1]])
+
+
+# ------------------------------------------------------------------------- errors
+def test_clear_errors_for_bad_input():
+    C, names = _concepts(n=100, K=3, seed=14)
+    acts = torch.randn(100, 4)
+    with pytest.raises(ValueError, match="100 samples but concepts has 99"):
+        explain_activations(acts, C[:99], names, progress=False)
+    with pytest.raises(ValueError, match="concept_names has 2 names"):
+        explain_activations(acts, C, names[:2], progress=False)
+    bad = acts.clone()
+    bad[3, 1] = float("nan")
+    bad[7, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN for neurons \[1, 3\]"):
+        explain_activations(bad, C, names, progress=False)
+    with pytest.raises(ValueError, match="No concept .* fraction"):
+        explain_activations(acts, np.zeros((100, 3), dtype=bool), names, progress=False)
+    with pytest.raises(ValueError, match="No concept .* fraction"):
+        few = np.zeros((100, 2), dtype=bool)
+        few[:10] = True
+        explain_activations(acts, few, ["x", "y"], min_fraction=0.3, max_fraction=0.4,
+                            progress=False)
+    with pytest.raises(ValueError, match="mode"):
+        explain_activations(acts, C, names, mode="up", progress=False)
+    with pytest.raises(ValueError, match="max_length"):
+        explain_activations(acts, C, names, max_length=0, progress=False)
+    with pytest.raises(ValueError, match="min_fraction"):
+        explain_activations(acts, C, names, min_fraction=0.6, max_fraction=0.5, progress=False)
+    with pytest.raises(ValueError, match="out of range"):
+        explain_activations(acts, C, names, neurons=[4], progress=False)
+    with pytest.raises(ValueError, match="2-D"):
+        explain_activations(torch.randn(100, 2, 3), C, names, progress=False)
+    with pytest.raises(TypeError, match="boolean"):
+        explain_activations(acts, np.full((100, 3), 0.5), names, progress=False)
+
+
+# ------------------------------------------------------------------------- results
+def _small_result(**kwargs):
+    C, names = _concepts(n=400, K=5, seed=15)
+    acts = torch.randn(400, 4, generator=torch.Generator().manual_seed(6)) + torch.tensor(
+        C[:, :4] * 2.0
+    )
+    return explain_activations(acts, C, names, progress=False, layer="fc", **kwargs)
+
+
+def test_frame_columns_and_values():
+    r = _small_result()
+    frame = r.to_frame()
+    assert list(frame.columns) == ["layer", "neuron", "formula", "length", "auc",
+                                   "differentiability", "fraction", "p_value", "log10_p"]
+    np.testing.assert_allclose(frame.differentiability, np.abs(2 * (frame.auc - 0.5)))
+    np.testing.assert_allclose(frame.p_value, 10.0 ** frame.log10_p, rtol=1e-9)
+    assert frame.formula.tolist() == ["c0", "c1", "c2", "c3"]
+
+
+def test_save_load_round_trip(tmp_path):
+    r = _small_result(return_beam=True)
+    path = r.save(tmp_path / "invert.safetensors")
+    back = InvertResult.load(path)
+    assert back.formulas == r.formulas and back.beams == r.beams
+    torch.testing.assert_close(back.auc, r.auc)
+    torch.testing.assert_close(back.top_indices, r.top_indices)
+    assert back.to_frame().equals(r.to_frame())
+
+
+def test_plot_builds_bokeh_layouts():
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    r1, r2 = _small_result(), _small_result()
+    r2.layer = "other"
+    layout = r1.plot(r2)
+    html = file_html(layout, INLINE, "invert")
+    assert "Concepts in the formulas" in html and "other" in html
+
+
+class _FakeSession:
+    """The few Session methods the entry point uses, over fixed tensors."""
+
+    def __init__(self, acts, concepts, names):
+        self._acts, self._concepts, self.concept_names = acts, concepts, names
+        self.device = torch.device("cpu")
+        self.progress = False
+
+    def activations(self, layer, split="test", pool="mean"):
+        if layer != "layer":
+            raise ValueError(f"Unknown layer {layer!r}; available layers: ['layer']")
+        return self._acts
+
+    def concepts(self, split="test"):
+        return self._concepts
+
+
+def test_session_entry_point_uses_the_session():
+    C, names = _concepts(n=300, K=4, seed=16)
+    acts = torch.tensor(C[:, 1:2] * 1.0) + 0.1 * torch.randn(300, 1)
+    sess = _FakeSession(acts, torch.tensor(C), names)
+    r = invert.explain(sess, "layer", max_length=2)
+    assert r.formulas[0]["text"] == "c1" and r.layer == "layer" and r._session is sess
+    with pytest.raises(ValueError, match="available layers"):
+        invert.explain(sess, "nope")
+    with pytest.raises(ValueError, match="pool"):
+        invert.explain(sess, "layer", pool=None)
+
+
+# ------------------------------------------------------------------------- demo session
+@pytest.mark.demo
+def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
+    from repwidgets.engines.ranks import auc_matrix
+
+    sess = demo_session
+    artifact = sess.data.config.get("artifact")
+    assert artifact in sess.concept_names
+    k = sess.concept_names.index(artifact)
+    layer = "pool"
+    acts = sess.activations(layer, split="test")
+    detectors = torch.nonzero(auc_matrix(acts.cpu(), sess.concepts("test"))[:, k] >= 0.95)
+    detectors = detectors.flatten().tolist()
+    assert detectors, "the demo model should have neurons that detect the planted artifact"
+    r = invert.explain(sess, layer, max_length=3, beam_size=5, progress=False)
+    for j in detectors:
+        assert any(c["concept"] == artifact for c in r.formulas[j]["clauses"]), (
+            j, r.formulas[j]["text"]
+        )
+    section = invert.demo_section(sess, layer=layer)
+    assert section["figures"] and any(artifact in line for line in section["summary_lines"])
