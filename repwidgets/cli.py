@@ -78,7 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print("repwidgets demo: the embedded default (generated shapes, small CNN)", flush=True)
     data_kwargs = {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v}
     data = clock.run("generate data", rw.datasets.shapes, seed=args.seed, **data_kwargs)
-    train_kwargs = {"epochs": args.epochs} if args.epochs else {}
+    train_kwargs = {"train_config": {"epochs": args.epochs}} if args.epochs else {}
     model, history = clock.run(
         "load or train the default model",
         rw.models.load_or_train,

@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-
-ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require(condition: bool, missing: str) -> None:
-    """Skip when a piece the test needs is missing; on CI a missing piece is a failure."""
-    if condition:
-        return
-    if ON_CI:
-        pytest.fail(f"{missing} is missing, and nothing may be skipped on CI.")
-    pytest.skip(f"{missing} is missing")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -88,7 +88,13 @@ def test_analyze_activations_flags_planted_outlier_and_dead_neuron():
     assert r.outliers()[0] == 30
     assert 31 not in r.outliers()
     frame = r.to_frame()
-    assert list(frame.columns[:5]) == ["neuron", "lof_score", "outlier_rank", "is_outlier", "is_dead"]
+    assert list(frame.columns[:5]) == [
+        "neuron",
+        "lof_score",
+        "outlier_rank",
+        "is_outlier",
+        "is_dead",
+    ]
     assert frame.loc[30, "outlier_rank"] == 1
     # nearest neighbours stay inside a neuron's planted group (and skip the dead neuron)
     for i in (0, 12, 25):
@@ -235,15 +241,23 @@ def test_generation_is_reproducible():
 
 def test_linear_layers_and_functions_work():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 6), nn.ReLU(), nn.Linear(6, 2))
-    sig = dora.generate_signals(mlp, "1", [0, 2, 5], n_signals=2, steps=20,
-                                input_shape=(3, 8, 8), progress=False)
+    sig = dora.generate_signals(
+        mlp, "1", [0, 2, 5], n_signals=2, steps=20, input_shape=(3, 8, 8), progress=False
+    )
     assert sig.shape == (3, 2, 3, 8, 8)
     r = dora.analyze_signals(mlp, mlp[1], sig, neurons=[0, 2, 5], embedding=None)
     assert r.neurons.tolist() == [0, 2, 5]
     assert (r.activations.diagonal() > 0).all()
     # a plain function images -> activations is a layer too
-    sig2 = dora.generate_signals(mlp, lambda x: mlp[1](mlp[0](x)), [1, 3], n_signals=1,
-                                 steps=3, input_shape=(3, 8, 8), progress=False)
+    sig2 = dora.generate_signals(
+        mlp,
+        lambda x: mlp[1](mlp[0](x)),
+        [1, 3],
+        n_signals=1,
+        steps=3,
+        input_shape=(3, 8, 8),
+        progress=False,
+    )
     assert sig2.shape == (2, 1, 3, 8, 8)
 
 

@@ -21,8 +21,16 @@ def test_fourier_scale_is_inverse_frequency_power():
 
 
 def test_render_is_orthonormal_irfft_in_unit_range():
-    img = fv.FourierImage(3, 3, 16, 16, decay=0.0, decorrelate=False, sd=1.0,
-                          generator=torch.Generator().manual_seed(0))
+    img = fv.FourierImage(
+        3,
+        3,
+        16,
+        16,
+        decay=0.0,
+        decorrelate=False,
+        sd=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     x = img.render()
     assert x.shape == (3, 3, 16, 16)
     assert x.min() >= 0 and x.max() <= 1
@@ -107,8 +115,7 @@ def _colour_objective(target: torch.Tensor):
 
 def test_visualize_maximises_each_elements_own_objective():
     target = torch.tensor([0, 1, 2, 0])
-    imgs = fv.visualize(_colour_objective(target), 4, (3, 16, 16), steps=60, lr=0.1,
-                        progress=False)
+    imgs = fv.visualize(_colour_objective(target), 4, (3, 16, 16), steps=60, lr=0.1, progress=False)
     assert imgs.shape == (4, 3, 16, 16)
     assert imgs.min() >= 0 and imgs.max() <= 1
     means = imgs.mean(dim=(2, 3))
@@ -139,8 +146,16 @@ def test_batching_does_not_mix_elements():
 
 def test_render_scale_and_adamw_give_input_sized_images():
     obj = _colour_objective(torch.tensor([1]))
-    out = fv.visualize(obj, 1, (3, 16, 16), steps=4, render_scale=1.5, optimizer="adamw",
-                       weight_decay=1e-3, progress=False)
+    out = fv.visualize(
+        obj,
+        1,
+        (3, 16, 16),
+        steps=4,
+        render_scale=1.5,
+        optimizer="adamw",
+        weight_decay=1e-3,
+        progress=False,
+    )
     assert out.shape == (1, 3, 16, 16)
 
 

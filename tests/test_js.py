@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import require
+from support import require
 
 JS = Path(__file__).parent.parent / "js"
 

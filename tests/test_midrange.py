@@ -222,7 +222,11 @@ def test_curation_roundtrip_and_csv(tmp_path):
     assert cur.undo() == (3, "keep")
     doc = json.loads(path.read_text())
     assert doc["format"] == "repwidgets.curation" and doc["schema_version"] == 1
-    assert {e["sample"]: e["mark"] for e in doc["marks"]} == {3: "keep", 7: "spurious", 9: "exclude"}
+    assert {e["sample"]: e["mark"] for e in doc["marks"]} == {
+        3: "keep",
+        7: "spurious",
+        9: "exclude",
+    }
     Curation._forget()  # as after a kernel restart
     again = Curation.load(path)
     assert again is not cur

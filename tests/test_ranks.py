@@ -87,15 +87,21 @@ def test_mann_whitney_p_equals_scipy(continuity):
                 assert float(p[j, k]) == 1.0
                 continue
             ref = mannwhitneyu(
-                inside, outside, alternative="two-sided", method="asymptotic",
+                inside,
+                outside,
+                alternative="two-sided",
+                method="asymptotic",
                 use_continuity=continuity,
             ).pvalue
             assert float(p[j, k]) == pytest.approx(ref, rel=1e-9, abs=1e-15)
             assert float(log10_p[j, k]) == pytest.approx(math.log10(ref), rel=1e-9, abs=1e-12)
             # argument order does not matter for a two-sided test
             assert float(p[j, k]) == pytest.approx(
-                mannwhitneyu(outside, inside, method="asymptotic",
-                             use_continuity=continuity).pvalue, rel=1e-9, abs=1e-15
+                mannwhitneyu(
+                    outside, inside, method="asymptotic", use_continuity=continuity
+                ).pvalue,
+                rel=1e-9,
+                abs=1e-15,
             )
 
 

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import torch
-from conftest import require
+from support import require
 from torch import nn
 
 from repwidgets.engines import attribution as A

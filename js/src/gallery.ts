@@ -8,7 +8,7 @@ import { h, setText, clear } from "./lib/dom";
 import { KeyedFetcher, keyId, type Key } from "./lib/fetcher";
 import { fmt } from "./lib/format";
 import { drawHistogram } from "./lib/histogram";
-import { gridKey } from "./lib/keyboard";
+import { gridKey, suppressNotebookShortcuts } from "./lib/keyboard";
 import { RpcClient, type MessageModel } from "./lib/rpc";
 import { Selection } from "./lib/selection";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
@@ -170,7 +170,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   injectStyle("rw-gallery-css", CSS);
 
   const get = <K extends keyof GalleryModel>(k: K): GalleryModel[K] => model.get(k);
-  const root = h("div", { class: "rw-root rw-gallery", attrs: { "data-lm-suppress-shortcuts": "true" } });
+  const root = h("div", { class: "rw-root rw-gallery" });
   el.appendChild(root);
   applyAutoTheme(root);
 
@@ -206,6 +206,8 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   lightbox.hidden = true;
 
   root.append(toolbar, viewport, empty, message, lightbox);
+  // arrows and space reach the grid, and typing in the filter box runs no notebook command
+  suppressNotebookShortcuts(viewport, search, sortSelect, orderButton, clearButton, lbClose);
 
   // ----- state -----
   let cards: Card[] = [];

@@ -75,29 +75,30 @@ _BORDER_COLOUR = np.array([1.0, 0.0, 1.0], dtype=np.float32)  # magenta
 
 
 # --------------------------------------------------------------------------- artifacts
-def artifact_mask(kind: str, image_size: int, pos: np.ndarray | None = None) -> np.ndarray:
+def artifact_mask(
+    kind: str, image_size: int, pos: np.ndarray | None = None, scale: float = 1.0
+) -> np.ndarray:
     """Where artifact ``kind`` draws on a square image of side ``image_size``.
 
     Returns a float mask [m, H, W] in [0, 1] (m = len(pos) for "patch", whose top-left
     corners ``pos`` [m, 2] (x, y) vary per sample; m = 1 for the fixed artifacts).
+    ``scale`` enlarges the artifact (glyph size, border width, patch side).
     """
     S = image_size
     if kind == "watermark":
-        k = max(1, round(S / 64))
-        glyph = np.kron(_WATERMARK_GLYPH, np.ones((k, k), dtype=np.float32))
-        h, w = glyph.shape
-        margin = max(1, round(2 * S / 64))
+        y0, x0, side = _watermark_box(S, scale)
         mask = np.zeros((1, S, S), dtype=np.float32)
-        mask[0, S - margin - h : S - margin, S - margin - w : S - margin] = glyph
+        mask[0, y0 : y0 + side, x0 : x0 + side] = 1
         return mask
     if kind == "border":
-        b = _border_width(S)
+        b = _border_width(S, scale)
         mask = np.ones((1, S, S), dtype=np.float32)
         mask[0, b : S - b, b : S - b] = 0
         return mask
     if kind == "patch":
-        assert pos is not None
-        p = _patch_size(S)
+        if pos is None:
+            raise ValueError("artifact_mask('patch', ...) needs the patch corners pos [m, 2].")
+        p = _patch_size(S, scale)
         mask = np.zeros((len(pos), S, S), dtype=np.float32)
         for i, (x, y) in enumerate(np.asarray(pos, dtype=int)):
             mask[i, y : y + p, x : x + p] = 1
@@ -105,33 +106,48 @@ def artifact_mask(kind: str, image_size: int, pos: np.ndarray | None = None) -> 
     raise ValueError(f"Unknown artifact {kind!r}; choose one of {list(ARTIFACTS)} or None.")
 
 
-def _border_width(S: int) -> int:
-    return max(1, round(2 * S / 64))
+def _watermark_box(S: int, scale: float = 1.0) -> tuple[int, int, int]:
+    """(top, left, side) of the watermark stamp: 7 * k pixels, k = round(scale * S / 64)."""
+    side = 7 * max(1, round(scale * S / 64))
+    margin = max(1, round(2 * S / 64))
+    return S - margin - side, S - margin - side, side
 
 
-def _patch_size(S: int) -> int:
-    return max(3, round(8 * S / 64))
+def _border_width(S: int, scale: float = 1.0) -> int:
+    return max(1, round(2 * scale * S / 64))
+
+
+def _patch_size(S: int, scale: float = 1.0) -> int:
+    return max(3, round(8 * scale * S / 64))
 
 
 def draw_artifact(
-    images: np.ndarray, kind: str, pos: np.ndarray | None = None, opacity: float = 1.0
+    images: np.ndarray,
+    kind: str,
+    pos: np.ndarray | None = None,
+    opacity: float = 1.0,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Draw artifact ``kind`` onto ``images`` [m, 3, H, W] (in place) and return them.
 
-    - "watermark": a white "(c)" mark in the bottom-right corner;
+    - "watermark": a "(c)" stamp (white ink on black) in the bottom-right corner;
     - "border": a magenta frame around the image;
     - "patch": a black-and-white checkerboard square with top-left corners ``pos`` [m, 2].
     """
     m, _, S, _ = images.shape
     if m == 0:
         return images
-    mask = artifact_mask(kind, S, pos) * np.float32(opacity)  # [1 or m, H, W]
+    mask = artifact_mask(kind, S, pos, scale) * np.float32(opacity)  # [1 or m, H, W]
     if kind == "watermark":
-        colour = np.ones((3, S, S), dtype=np.float32)
+        y0, x0, side = _watermark_box(S, scale)
+        k = side // 7
+        colour = np.zeros((3, S, S), dtype=np.float32)
+        glyph = np.kron(_WATERMARK_GLYPH, np.ones((k, k), dtype=np.float32))
+        colour[:, y0 : y0 + side, x0 : x0 + side] = 0.05 + 0.9 * glyph
     elif kind == "border":
         colour = np.broadcast_to(_BORDER_COLOUR[:, None, None], (3, S, S))
     else:
-        p = _patch_size(S)
+        p = _patch_size(S, scale)
         cell = max(1, p // 3)
         yy, xx = np.mgrid[0:S, 0:S]
         colour = np.empty((m, 3, S, S), dtype=np.float32)
@@ -184,7 +200,7 @@ def _draw_params(
         p = np.where(shape == spurious, cfg["spurious_strength"], cfg["artifact_rate"])
         has_art = rng.random(n) < p
     # patch position: away from the shape (first of 16 candidates that does not overlap)
-    p = _patch_size(S)
+    p = _patch_size(S, cfg["artifact_scale"])
     lo, hi = max(1, round(2 * scale)), S - p - max(1, round(2 * scale))
     cand = rng.uniform(lo, hi, (n, 16, 2))
     centre = cand + p / 2
@@ -312,7 +328,11 @@ def render_shapes(
         art = np.flatnonzero(P["artifact"][idx])
         if len(art):
             img[art] = draw_artifact(
-                img[art], kind, P["patch_xy"][idx[art]], cfg["artifact_opacity"]
+                img[art],
+                kind,
+                P["patch_xy"][idx[art]],
+                cfg["artifact_opacity"],
+                cfg["artifact_scale"],
             )
     if cfg["noise"] > 0 and m:
         noise = np.stack(
@@ -473,12 +493,13 @@ def shapes(
     background: tuple[float, float] = (0.25, 0.65),
     texture_contrast: tuple[float, float] = (0.15, 0.35),
     artifact_opacity: float = 1.0,
+    artifact_scale: float = 1.0,
 ) -> DataBundle:
     """Generated shapes with concept labels and a planted shortcut artifact.
 
     Args:
         n_train, n_test, n_val: split sizes (``n_val=0`` leaves out the validation split).
-        artifact: "watermark" (a white "(c)" in the bottom-right corner), "border" (a
+        artifact: "watermark" (a small black-and-white "(c)" stamp in the bottom-right corner), "border" (a
             magenta frame), "patch" (a checkerboard square placed away from the shape), or
             None for no artifact.
         spurious_class: the class (index or name) whose training images mostly carry the
@@ -494,7 +515,9 @@ def shapes(
         radius_range: shape radius range in pixels at S=64 (also the size buckets: thirds).
         rotation: maximal absolute rotation of the shape, degrees.
         noise: std of the Gaussian pixel noise.
-        colour_jitter, background, texture_contrast, artifact_opacity: appearance.
+        colour_jitter, background, texture_contrast: appearance of shapes and backgrounds.
+        artifact_opacity, artifact_scale: how strongly and how large the artifact is drawn
+            (scale 1: a 7 px glyph, a 2 px border, an 8 px patch at S=64).
 
     Returns:
         DataBundle with splits train, val (if n_val > 0), test. Items are
@@ -553,6 +576,7 @@ def shapes(
         "background": [float(background[0]), float(background[1])],
         "texture_contrast": [float(texture_contrast[0]), float(texture_contrast[1])],
         "artifact_opacity": float(artifact_opacity),
+        "artifact_scale": float(artifact_scale),
     }
     names = _concept_names(artifact)
     splits: dict[str, Dataset] = {}

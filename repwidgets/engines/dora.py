@@ -16,7 +16,10 @@ Pipeline (see METHODS.md, section 1):
    batch element: the neuron's spatially averaged activation on its own image.
 2. :func:`analyze_signals` - feed the signals back: ``A[i, j]`` = activation of neuron
    ``j`` on the signals of neuron ``i`` (mean over the n signals), A is k x k.
-3. :func:`ea_distance` - ``D = sqrt((1 - cos(A_i, A_j)) / 2)``, one matrix product.
+3. :func:`ea_distance` - ``D = sqrt((1 - cos(r_i, r_j)) / 2)``, one matrix product, where
+   ``r_i`` is neuron i's representation activation vector: by default its responses to
+   all the s-AMS (column i of A, as in the DORA paper), or optionally the layer's
+   response to its own signals (row i of A).
 4. :func:`analyze_activations` - dead neurons are set aside, then LOF outlier scores and
    a 2-D map (UMAP, MDS for tiny layers) on the live neurons.
 
@@ -138,7 +141,9 @@ class DoraResult(Result):
         neurons: LongTensor [k], the analysed neurons (channel indices of the layer).
         activations: A [k, k]; ``A[i, j]`` = mean activation of neuron ``neurons[j]`` on
             the s-AMS of neuron ``neurons[i]``.
-        distances: EA distances [k, k] (rows/columns follow ``neurons``).
+        distances: EA distances [k, k] (rows/columns follow ``neurons``);
+            ``ea_distance(activations.T)`` for the default representation "responses",
+            ``ea_distance(activations)`` for "signals" (see ``params``).
         lof_scores: LOF score [k] (about 1 for inliers, larger for outliers; NaN for
             dead neurons).
         is_outlier: BoolTensor [k], flagged by LOF at the chosen contamination.
@@ -708,6 +713,7 @@ def analyze_activations(
     dead_tol: float = 1e-3,
     embedding: str | None = "umap",
     umap_neighbors: int = 15,
+    representation: str = "responses",
     seed: int = 0,
     layer: str | None = None,
 ) -> DoraResult:
@@ -726,6 +732,16 @@ def analyze_activations(
             live neurons), "mds" (metric MDS, quick), or None (no map). UMAP compiles
             its kernels on first use in a process (tens of seconds on a small CPU).
         umap_neighbors: UMAP's neighbourhood size.
+        representation: what is compared between neurons i and j:
+
+            - "responses" (default): their responses to all the s-AMS, i.e. columns i
+              and j of A (``distances = ea_distance(A.T)``). This is the representation
+              activation vector of the DORA paper, and it mirrors how neurons are
+              compared on data (by their responses over the same inputs); on our
+              shapes CNNs it agrees far better with the neurons' functional distance
+              on real images (Spearman about 0.85 versus 0.6 for "signals").
+            - "signals": the layer's response to their signals, rows i and j of A
+              (``distances = ea_distance(A)``).
         seed: seed of the map.
         layer: layer name stored in the result.
 
@@ -763,7 +779,11 @@ def analyze_activations(
     elif not 0 < float(contamination) <= 0.5:
         raise ValueError(f"contamination must be in (0, 0.5] or 'auto'; got {contamination}.")
 
-    D = ea_distance(A)
+    if representation not in ("responses", "signals"):
+        raise ValueError(
+            f"representation must be 'responses' or 'signals'; got {representation!r}."
+        )
+    D = ea_distance(A.T.contiguous() if representation == "responses" else A)
     if dead is None:
         is_dead = find_dead(A, self_peak, dead_tol)
     else:
@@ -812,6 +832,7 @@ def analyze_activations(
             "n_neighbors": int(n_neighbors),
             "dead_tol": float(dead_tol),
             "embedding": method,
+            "representation": representation,
             "seed": int(seed),
         },
     )
@@ -828,6 +849,7 @@ def analyze(
     contamination: float | str = 0.01,
     n_neighbors: int = 20,
     embedding: str | None = "umap",
+    representation: str = "responses",
     seed: int = 0,
     progress: bool | None = None,
     batch_size: int | None = None,
@@ -842,8 +864,8 @@ def analyze(
         n_signals: s-AMS per neuron.
         steps: optimisation steps per s-AMS.
         neurons: channel indices to analyse (default: all).
-        contamination, n_neighbors, embedding: LOF and map settings (see
-            :func:`analyze_activations`).
+        contamination, n_neighbors, embedding, representation: LOF, map and distance
+            settings (see :func:`analyze_activations`).
         seed: makes the result reproducible.
         progress: progress bars (default: the session's setting).
         batch_size: images per optimisation batch (default: as many as the session's
@@ -890,6 +912,7 @@ def analyze(
         contamination=contamination,
         n_neighbors=n_neighbors,
         embedding=embedding,
+        representation=representation,
         seed=seed,
     )
     params = {

@@ -304,7 +304,9 @@ def _check_inputs(acts, concepts, concept_names, neurons):
         )
     n_neurons = acts.shape[1]
     if n_neurons == 0:
-        raise ValueError("acts has no neurons (0 columns): pass activations [n_samples, n_neurons].")
+        raise ValueError(
+            "acts has no neurons (0 columns): pass activations [n_samples, n_neurons]."
+        )
     if neurons is None:
         idx = torch.arange(n_neurons)
     else:
@@ -755,9 +757,7 @@ class _Search:
             pad = B - sel.shape[1]
             for key, value in beam.items():
                 filler = value[:, :1].expand(R, pad, *value.shape[2:]).clone()
-                if key == "valid":
-                    filler[:] = False
-                elif key == "masks":
+                if key == "valid" or key == "masks":
                     filler[:] = False
                 beam[key] = torch.cat([value, filler], dim=1)
         return beam, keep.sum(1)
@@ -846,8 +846,15 @@ def explain_activations(
 
     t0 = time.perf_counter()
     search = _Search(
-        concepts, names, max_length, beam_size, min_fraction, max_fraction,
-        None if max_operands is None else int(max_operands), memory_budget, timings,
+        concepts,
+        names,
+        max_length,
+        beam_size,
+        min_fraction,
+        max_fraction,
+        None if max_operands is None else int(max_operands),
+        memory_budget,
+        timings,
     )
     if not bool(search.atom_valid.any()):
         frac = search.cnt_c.double() / n
@@ -983,8 +990,7 @@ def explain(
     """
     if pool is None:
         raise ValueError(
-            "INVERT needs one value per sample and neuron: use pool='mean' or pool='max', "
-            "not None."
+            "INVERT needs one value per sample and neuron: use pool='mean' or pool='max', not None."
         )
     acts = sess.activations(layer, split=split, pool=pool)
     if acts.ndim != 2:
@@ -1038,9 +1044,14 @@ def plot_results(results: Sequence[InvertResult], top_concepts: int = 25):
         counts, _ = np.histogram(values[np.isfinite(values)], bins=edges)
         label = r.layer or f"result {i}"
         fig.quad(
-            top=counts, bottom=0, left=edges[:-1], right=edges[1:],
-            fill_color=Category10_10[i % 10], line_color=Category10_10[i % 10],
-            fill_alpha=0.45, legend_label=f"{label} (n={len(values)})",
+            top=counts,
+            bottom=0,
+            left=edges[:-1],
+            right=edges[1:],
+            fill_color=Category10_10[i % 10],
+            line_color=Category10_10[i % 10],
+            fill_alpha=0.45,
+            legend_label=f"{label} (n={len(values)})",
         )
     fig.legend.location = "top_left"
     counts: dict[str, int] = {}
@@ -1089,7 +1100,8 @@ def demo_section(sess, layer: str | None = None, max_length: int = 3) -> dict:
         artifact = data_cfg["artifact"]
     if artifact is not None:
         uses = [
-            int(n) for n, f in zip(r.neurons.tolist(), r.formulas)
+            int(n)
+            for n, f in zip(r.neurons.tolist(), r.formulas)
             if any(c["concept"] == artifact for c in f["clauses"])
         ]
         lines.append(
@@ -1100,5 +1112,8 @@ def demo_section(sess, layer: str | None = None, max_length: int = 3) -> dict:
         lines.append(
             f"neuron {row.neuron}: {row.formula}  (AUC {row.auc:.3f}, log10 p {row.log10_p:.1f})"
         )
-    return {"title": f"INVERT: neuron labels ({layer})", "summary_lines": lines,
-            "figures": [r.plot()]}
+    return {
+        "title": f"INVERT: neuron labels ({layer})",
+        "summary_lines": lines,
+        "figures": [r.plot()],
+    }

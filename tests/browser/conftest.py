@@ -7,14 +7,11 @@ naming it; on CI (CI=true) it fails instead, since nothing may be skipped there.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from support import ensure_bundle, need
 
-ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "repwidgets" / "static"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,31 +23,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def need(condition: bool, missing: str) -> None:
-    """Skip when a piece is missing, naming it; on CI a missing piece is a failure."""
-    if condition:
-        return
-    if ON_CI:
-        pytest.fail(f"{missing} is missing, and nothing may be skipped on CI.")
-    pytest.skip(f"{missing} is missing")
-
-
-def ensure_bundle(name: str = "gallery") -> Path:
-    """The built widget bundle, building it with npm when the sources are newer."""
-    out = STATIC / f"{name}.js"
-    js = ROOT / "js"
-    sources = list((js / "src").rglob("*.ts"))
-    stale = not out.is_file() or any(s.stat().st_mtime > out.stat().st_mtime for s in sources)
-    if stale and (js / "node_modules").is_dir() and shutil.which("npm"):
-        subprocess.run(["npm", "run", "--silent", "build"], cwd=js, check=True, timeout=300)
-    need(
-        out.is_file(),
-        f"the JS build repwidgets/static/{name}.js (run `cd js && npm ci && npm run build`)",
-    )
-    return out
 
 
 @pytest.fixture(scope="session")

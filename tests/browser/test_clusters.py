@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ensure_bundle
 from harness import Harness, thumbnail
+from support import ensure_bundle
 
 pytestmark = pytest.mark.browser
 
@@ -201,7 +201,7 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
     import importlib.util
 
     import nbformat
-    from conftest import ROOT, need
+    from support import ROOT, need
     from test_gallery_kernel import Server, kernel_eval
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, ensure_bundle, need
 from harness import Harness
+from support import ROOT, ensure_bundle, need
 
 pytestmark = pytest.mark.browser
 

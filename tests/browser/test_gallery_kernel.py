@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, need
+from support import ROOT, need
 
 pytestmark = pytest.mark.browser
 

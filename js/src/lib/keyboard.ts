@@ -80,3 +80,15 @@ export function gridKey(
   }
   return { cursor: next, action: ev.shiftKey ? "range" : "move", handled: true };
 }
+
+/**
+ * Keep the notebook's keyboard shortcuts away from these elements' key presses.
+ *
+ * JupyterLab and Notebook 7 (Lumino) match shortcuts such as arrows and space in a
+ * capture-phase listener, before our handlers run, but skip events whose target
+ * carries `data-lm-suppress-shortcuts`. Mark every element that can take focus in a
+ * widget (the grid, inputs, buttons).
+ */
+export function suppressNotebookShortcuts(...els: Element[]): void {
+  for (const el of els) el.setAttribute("data-lm-suppress-shortcuts", "true");
+}

@@ -65,8 +65,13 @@ export class VirtualGrid {
   private disposed = false;
   private resizeObserver: ResizeObserver | null = null;
   private onScroll = () => this.schedule();
-  private onResize = () => this.schedule();
+  private onResize = () => {
+    this.hiddenRetries = 0;
+    this.schedule();
+  };
   private range = { start: 0, end: 0 };
+  private hiddenRetries = 0;
+  private forceLater = false;
 
   constructor(
     readonly viewport: HTMLElement,
@@ -108,6 +113,7 @@ export class VirtualGrid {
 
   setCount(n: number): void {
     this.count = Math.max(0, n);
+    this.hiddenRetries = 0;
     this.update(true);
   }
 
@@ -159,6 +165,17 @@ export class VirtualGrid {
     if (this.disposed) return;
     const g = this.geometry;
     const { width, height } = this.size();
+    if (width <= 0 || height <= 0) {
+      this.forceLater ||= force;
+      // Not laid out (not attached yet, hidden, or a host relayout in progress, such
+      // as a theme switch): keep what is rendered and look again on the next frames.
+      // A ResizeObserver does not report a size that is back to its last value.
+      if (this.hiddenRetries++ < 120) this.schedule();
+      return;
+    }
+    this.hiddenRetries = 0;
+    force ||= this.forceLater;
+    this.forceLater = false;
     const cols = columnsFor(width, g);
     const reflow = cols !== this.cols;
     this.cols = cols;

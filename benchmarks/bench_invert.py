@@ -1,0 +1,273 @@
+"""INVERT engine speed: against a one-neuron-at-a-time reference, throughput, GEMM efficiency.
+
+(a) reference: a straightforward implementation written here the way the published code
+    works - one neuron at a time, every candidate formula's mask built and its AUROC
+    computed by ``sklearn.metrics.roc_auc_score`` (a fresh sort per candidate) - on the
+    same inputs as the engine; both must give the same beams (formulas and AUCs), and the
+    speed ratio is reported (on the same neurons, and per neuron when the engine runs a
+    whole layer at once).
+(b) throughput in neurons per second for n samples x K concepts (L = 3, B = 5).
+(c) how close the engine's AUC products run to the machine's matrix-product speed: the
+    GFLOP/s of the products inside the engine against a plain float32 GEMM of the same
+    shape measured in the same run, and the whole engine's products-per-second against it.
+
+    python benchmarks/bench_invert.py            # default sizes (about 1-2 min on 2 cores)
+    python benchmarks/bench_invert.py --quick    # tiny
+    python benchmarks/bench_invert.py --full     # 512 neurons at every size
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import time
+
+import numpy as np
+import torch
+from _common import emit
+from sklearn.metrics import roc_auc_score
+
+from repwidgets.engines.invert import explain_activations
+
+
+# ------------------------------------------------------------------------------ data
+def synthetic(n: int, K: int, N: int, seed: int = 0):
+    """Concept labels with fractions log-uniform in [0.002, 0.5] and ReLU neurons that
+    respond to random 1-3 atom formulas plus noise (ties at zero, as in real layers)."""
+    g = torch.Generator().manual_seed(seed)
+    frac = torch.exp(torch.empty(K).uniform_(math.log(0.002), math.log(0.5), generator=g))
+    C = torch.rand(n, K, generator=g) < frac
+    acts = torch.randn(n, N, generator=g)
+    for j in range(N):
+        idx = torch.randint(0, K, (3,), generator=g)
+        mask = C[:, idx[0]].clone()
+        if j % 3 >= 1:
+            mask &= ~C[:, idx[1]]
+        if j % 3 == 2:
+            mask |= C[:, idx[2]]
+        acts[:, j] += (1.0 + 2.0 * torch.rand(1, generator=g)) * mask
+    return torch.relu(acts - 0.5), C, [f"concept_{k}" for k in range(K)]
+
+
+# ------------------------------------------------------------------------------ reference
+def _atom_text(a, names):
+    k = len(names)
+    return names[a % k] if a < k else f"NOT {names[a % k]}"
+
+
+def _text(formula, names):
+    text = _atom_text(formula[0][1], names)
+    for i, (op, a) in enumerate(formula[1:], start=1):
+        text = f"{f'({text})' if i >= 2 else text} {op} {_atom_text(a, names)}"
+    return text
+
+
+def reference_explain(a, C, names, L, B, min_fraction, max_fraction):
+    """One neuron: beam search with one mask and one roc_auc_score call per candidate.
+
+    Same rules as the engine (fraction filter, candidates phi AND/OR (NOT) c, a formula
+    equal to an atom becomes the lexicographically first such atom, equal masks keep the
+    shorter then lexicographically first formula, ties in AUC broken by length then
+    generation order), so the two must agree exactly.
+    """
+    n, K = C.shape
+    lo = max(1, math.ceil(min_fraction * n - 1e-9))
+    hi = min(n - 1, math.floor(max_fraction * n + 1e-9))
+    atom_masks = [C[:, k] for k in range(K)] + [~C[:, k] for k in range(K)]
+    canon = {}
+    for i, m in enumerate(atom_masks):
+        key = np.packbits(m).tobytes()
+        if key not in canon or (_atom_text(i, names), i) < canon[key]:
+            canon[key] = (_atom_text(i, names), i)
+
+    def entry(formula, mask, order):
+        key = np.packbits(mask).tobytes()
+        if key in canon:
+            formula = ((None, canon[key][1]),)
+        return {
+            "formula": formula,
+            "mask": mask,
+            "key": key,
+            "auc": roc_auc_score(mask, a),
+            "length": len(formula),
+            "text": _text(formula, names),
+            "order": order,
+        }
+
+    def select(entries):
+        best = {}
+        for e in entries:
+            old = best.get(e["key"])
+            if old is None or (e["length"], e["text"], e["order"]) < (
+                old["length"],
+                old["text"],
+                old["order"],
+            ):
+                best[e["key"]] = e
+        ranked = sorted(best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"]))
+        return ranked[:B]
+
+    beam = select(
+        [entry(((None, i),), m, i) for i, m in enumerate(atom_masks) if lo <= m.sum() <= hi]
+    )
+    for _ in range(2, L + 1):
+        entries = [dict(e, order=s) for s, e in enumerate(beam)]
+        for b, phi in enumerate(beam):
+            for op in range(4):
+                for k in range(K):
+                    col = C[:, k] if op % 2 == 0 else ~C[:, k]
+                    mask = phi["mask"] & col if op < 2 else phi["mask"] | col
+                    if lo <= mask.sum() <= hi:
+                        formula = phi["formula"] + (("AND" if op < 2 else "OR", k + K * (op % 2)),)
+                        entries.append(entry(formula, mask, B + (b * 4 + op) * K + k))
+        beam = select(entries)
+    return [(e["text"], e["auc"]) for e in beam]
+
+
+# ------------------------------------------------------------------------------ parts
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def part_reference(n, K, N_ref, N_layer, L, B, min_fraction, device):
+    acts, C, names = synthetic(n, K, max(N_ref, N_layer), seed=1)
+    Cn = C.numpy()
+    t0 = time.perf_counter()
+    ref = [
+        reference_explain(acts[:, j].numpy(), Cn, names, L, B, min_fraction, 0.5)
+        for j in range(N_ref)
+    ]
+    t_ref = time.perf_counter() - t0
+    kwargs = dict(max_length=L, beam_size=B, min_fraction=min_fraction, progress=False)
+    explain_activations(acts[:, :2].to(device), C, names, **kwargs)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    ours = explain_activations(
+        acts[:, :N_ref].to(device), C, names, return_beam=True, **kwargs
+    )
+    _sync(device)
+    t_same = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    explain_activations(acts[:, :N_layer].to(device), C, names, **kwargs)
+    _sync(device)
+    t_layer = time.perf_counter() - t0
+    same_best = same_beam = 0
+    max_auc_diff = 0.0
+    for j in range(N_ref):
+        mine = [(e["text"], e["auc"]) for e in ours.beams[j]]
+        same_best += mine[0][0] == ref[j][0][0]
+        same_beam += [t for t, _ in mine] == [t for t, _ in ref[j]]
+        if len(mine) == len(ref[j]):
+            max_auc_diff = max(max_auc_diff, max(abs(x - y) for (_, x), (_, y) in zip(mine, ref[j])))
+        else:
+            max_auc_diff = float("inf")
+    per_ref = t_ref / N_ref
+    return {
+        "n_samples": n,
+        "n_concepts": K,
+        "max_length": L,
+        "beam_size": B,
+        "reference_neurons": N_ref,
+        "reference_s_per_neuron": round(per_ref, 4),
+        "engine_s_same_neurons": round(t_same, 4),
+        "speedup_same_neurons": round(t_ref / t_same, 1),
+        "engine_layer_neurons": N_layer,
+        "engine_s_per_neuron_layer": round(t_layer / N_layer, 6),
+        "speedup_per_neuron_layer": round(per_ref / (t_layer / N_layer), 1),
+        "same_best_formula": f"{same_best}/{N_ref}",
+        "same_beam": f"{same_beam}/{N_ref}",
+        "max_abs_auc_difference": max_auc_diff,
+    }
+
+
+def gemm_gflops(m, k, nn, device, repeats=3):
+    a = torch.randn(m, k, device=device)
+    b = torch.randn(k, nn, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * m * k * nn / best / 1e9
+
+
+def part_throughput(n, K, N, L, B, min_fraction, device):
+    acts, C, names = synthetic(n, K, N, seed=2)
+    acts = acts.to(device)
+    explain_activations(acts[:, :2], C, names, max_length=L, beam_size=B, progress=False)
+    _sync(device)
+    t0 = time.perf_counter()
+    r = explain_activations(
+        acts, C, names, max_length=L, beam_size=B, min_fraction=min_fraction, progress=False
+    )
+    _sync(device)
+    total = time.perf_counter() - t0
+    tm = r.timings
+    nb = int(tm["neurons_per_batch"])
+    peak = gemm_gflops(2 * nb * B, n, K, device)
+    products = tm["product_flops"] / max(tm["products_s"], 1e-12) / 1e9
+    return {
+        "n_samples": n,
+        "n_concepts": K,
+        "neurons": N,
+        "seconds": round(total, 3),
+        "neurons_per_s": round(N / total, 2),
+        "median_auc": round(float(r.auc.median()), 4),
+        "breakdown_s": {k: round(v, 3) for k, v in tm.items() if k.endswith("_s")},
+        "retried_neurons": int(tm.get("retries", 0)),
+        "neurons_per_batch": nb,
+        "gemm_gflops_same_shape": round(peak, 1),
+        "auc_products_gflops": round(products, 1),
+        "auc_products_fraction_of_gemm": round(products / peak, 3),
+        "whole_engine_fraction_of_gemm": round(
+            tm["product_flops"] / total / 1e9 / peak, 3
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
+    size.add_argument("--full", action="store_true", help="512 neurons at every size")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    parser.add_argument("--min-fraction", type=float, default=0.0)
+    args = parser.parse_args()
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    L, B = 3, 5
+    if args.quick:
+        ref_cfg = dict(n=1000, K=12, N_ref=2, N_layer=32)
+        sizes, N = [(2000, 50)], 32
+    elif args.full:
+        ref_cfg = dict(n=5000, K=50, N_ref=6, N_layer=512)
+        sizes, N = [(10_000, 100), (10_000, 1000), (50_000, 100), (50_000, 1000)], 512
+    else:
+        ref_cfg = dict(n=2000, K=30, N_ref=3, N_layer=256)
+        sizes, N = [(10_000, 100), (10_000, 1000), (50_000, 100), (50_000, 1000)], 64
+    t0 = time.perf_counter()
+    ref = part_reference(L=L, B=B, min_fraction=args.min_fraction, device=device, **ref_cfg)
+    throughput = [
+        part_throughput(n, K, N, L, B, args.min_fraction, device) for n, K in sizes
+    ]
+    emit(
+        "invert",
+        {
+            "device": str(device),
+            "min_fraction": args.min_fraction,
+            "reference_vs_engine": ref,
+            "throughput": throughput,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "benchmark_seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

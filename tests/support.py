@@ -1,0 +1,38 @@
+"""Helpers shared by the tests: CI strictness and the built JS bundles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "repwidgets" / "static"
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, missing: str) -> None:
+    """Skip when a piece the test needs is missing; on CI a missing piece is a failure."""
+    if condition:
+        return
+    if ON_CI:
+        pytest.fail(f"{missing} is missing, and nothing may be skipped on CI.")
+    pytest.skip(f"{missing} is missing")
+
+
+need = require
+
+
+def ensure_bundle(name: str = "gallery") -> Path:
+    """The built widget bundle, building it with npm when the sources are newer."""
+    out = STATIC / f"{name}.js"
+    js = ROOT / "js"
+    sources = list((js / "src").rglob("*.ts"))
+    stale = not out.is_file() or any(s.stat().st_mtime > out.stat().st_mtime for s in sources)
+    if stale and (js / "node_modules").is_dir() and shutil.which("npm"):
+        subprocess.run(["npm", "run", "--silent", "build"], cwd=js, check=True, timeout=300)
+    require(out.is_file(), f"the JS build repwidgets/static/{name}.js (run `make js`)")
+    return out
