@@ -486,7 +486,7 @@ def shapes(
     *,
     artifact_rate: float = 0.02,
     test_artifact_fraction: float = 0.5,
-    radius_range: tuple[float, float] = (5.0, 9.0),
+    radius_range: tuple[float, float] = (7.0, 12.0),
     rotation: float = 25.0,
     noise: float = 0.08,
     colour_jitter: float = 0.08,

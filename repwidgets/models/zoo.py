@@ -41,7 +41,7 @@ __all__ = [
 ZOO_VERSION = 1
 
 #: Model configuration of the demo model (arguments of SmallCNN besides the class count).
-DEMO_MODEL: dict[str, Any] = {"widths": [32, 64, 128, 128], "batchnorm": False}
+DEMO_MODEL: dict[str, Any] = {"widths": [32, 64, 128, 128], "batchnorm": True}
 
 #: Training configuration of the demo model (arguments of train_model).
 DEMO_TRAIN: dict[str, Any] = {"epochs": 3, "lr": 2e-3, "batch_size": 64, "weight_decay": 1e-4}
