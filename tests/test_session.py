@@ -173,3 +173,19 @@ def test_pool_activations_keeps_vectors():
 def test_demo_session_is_exported():
     assert rw.Session is Session
     assert callable(rw.demo_session)
+
+
+def test_prefetched_keeps_order_and_raises_loader_errors():
+    from repwidgets.session import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]
