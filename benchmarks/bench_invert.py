@@ -10,10 +10,13 @@
 (c) how close the engine's AUC products run to the machine's matrix-product speed: the
     GFLOP/s of the products inside the engine against a plain float32 GEMM of the same
     shape measured in the same run, and the whole engine's products-per-second against it.
+(d) the target: every neuron of a 512-neuron layer over 50,000 samples and 1,000
+    concepts, with the reference's time for it estimated from its measured cost per
+    candidate (running it would take hours).
 
-    python benchmarks/bench_invert.py            # default sizes (about 1-2 min on 2 cores)
+    python benchmarks/bench_invert.py            # default sizes (about 3-5 min on 2 busy cores)
     python benchmarks/bench_invert.py --quick    # tiny
-    python benchmarks/bench_invert.py --full     # 512 neurons at every size
+    python benchmarks/bench_invert.py --full     # 512 neurons at every size (longer)
 """
 
 from __future__ import annotations
@@ -105,7 +108,9 @@ def reference_explain(a, C, names, L, B, min_fraction, max_fraction):
                 old["order"],
             ):
                 best[e["key"]] = e
-        ranked = sorted(best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"]))
+        ranked = sorted(
+            best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"])
+        )
         return ranked[:B]
 
     beam = select(
@@ -131,8 +136,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def part_reference(n, K, N_ref, N_layer, L, B, min_fraction, device):
-    acts, C, names = synthetic(n, K, max(N_ref, N_layer), seed=1)
+def part_reference(n, K, N_ref, L, B, min_fraction, device):
+    """Reference and engine on the same N_ref neurons: equal beams, and the time ratio."""
+    acts, C, names = synthetic(n, K, N_ref, seed=1)
     Cn = C.numpy()
     t0 = time.perf_counter()
     ref = [
@@ -141,18 +147,12 @@ def part_reference(n, K, N_ref, N_layer, L, B, min_fraction, device):
     ]
     t_ref = time.perf_counter() - t0
     kwargs = dict(max_length=L, beam_size=B, min_fraction=min_fraction, progress=False)
-    explain_activations(acts[:, :2].to(device), C, names, **kwargs)  # warm-up
+    explain_activations(acts[:, :1].to(device), C, names, **kwargs)  # warm-up
     _sync(device)
     t0 = time.perf_counter()
-    ours = explain_activations(
-        acts[:, :N_ref].to(device), C, names, return_beam=True, **kwargs
-    )
+    ours = explain_activations(acts.to(device), C, names, return_beam=True, **kwargs)
     _sync(device)
     t_same = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    explain_activations(acts[:, :N_layer].to(device), C, names, **kwargs)
-    _sync(device)
-    t_layer = time.perf_counter() - t0
     same_best = same_beam = 0
     max_auc_diff = 0.0
     for j in range(N_ref):
@@ -160,26 +160,44 @@ def part_reference(n, K, N_ref, N_layer, L, B, min_fraction, device):
         same_best += mine[0][0] == ref[j][0][0]
         same_beam += [t for t, _ in mine] == [t for t, _ in ref[j]]
         if len(mine) == len(ref[j]):
-            max_auc_diff = max(max_auc_diff, max(abs(x - y) for (_, x), (_, y) in zip(mine, ref[j])))
+            diff = max(abs(x - y) for (_, x), (_, y) in zip(mine, ref[j]))
+            max_auc_diff = max(max_auc_diff, diff)
         else:
             max_auc_diff = float("inf")
-    per_ref = t_ref / N_ref
     return {
         "n_samples": n,
         "n_concepts": K,
         "max_length": L,
         "beam_size": B,
-        "reference_neurons": N_ref,
-        "reference_s_per_neuron": round(per_ref, 4),
-        "engine_s_same_neurons": round(t_same, 4),
+        "reference_neurons_measured": N_ref,
+        "reference_s_per_neuron": round(t_ref / N_ref, 3),
+        "engine_s_same_neurons": round(t_same, 3),
         "speedup_same_neurons": round(t_ref / t_same, 1),
-        "engine_layer_neurons": N_layer,
-        "engine_s_per_neuron_layer": round(t_layer / N_layer, 6),
-        "speedup_per_neuron_layer": round(per_ref / (t_layer / N_layer), 1),
         "same_best_formula": f"{same_best}/{N_ref}",
         "same_beam": f"{same_beam}/{N_ref}",
         "max_abs_auc_difference": max_auc_diff,
     }
+
+
+def reference_candidate_seconds(n, K, device, calls=40):
+    """Measured cost of one reference candidate at n samples (build the mask, AUROC with
+    a fresh sort), to estimate the reference's time where running it would take hours."""
+    acts, C, _ = synthetic(n, min(K, 50), 1, seed=3)
+    a, Cn = acts[:, 0].numpy(), C.numpy()
+    roc_auc_score(Cn[:, 0], a)  # warm-up
+    t0 = time.perf_counter()
+    for i in range(calls):
+        mask = Cn[:, i % Cn.shape[1]] & ~Cn[:, (i + 1) % Cn.shape[1]]
+        if 0 < mask.sum() < n:
+            roc_auc_score(mask, a)
+        else:
+            roc_auc_score(Cn[:, 0], a)
+    return (time.perf_counter() - t0) / calls
+
+
+def reference_candidates(K, L, B):
+    """Candidates the reference scores per neuron (an upper bound: all pass the filter)."""
+    return 2 * K + (L - 1) * B * 4 * K
 
 
 def gemm_gflops(m, k, nn, device, repeats=3):
@@ -201,12 +219,12 @@ def part_throughput(n, K, N, L, B, min_fraction, device):
     acts = acts.to(device)
     explain_activations(acts[:, :2], C, names, max_length=L, beam_size=B, progress=False)
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = explain_activations(
         acts, C, names, max_length=L, beam_size=B, min_fraction=min_fraction, progress=False
     )
     _sync(device)
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     tm = r.timings
     nb = int(tm["neurons_per_batch"])
     peak = gemm_gflops(2 * nb * B, n, K, device)
@@ -216,6 +234,7 @@ def part_throughput(n, K, N, L, B, min_fraction, device):
         "n_concepts": K,
         "neurons": N,
         "seconds": round(total, 3),
+        "process_cpu_seconds": round(cpu, 3),
         "neurons_per_s": round(N / total, 2),
         "median_auc": round(float(r.auc.median()), 4),
         "breakdown_s": {k: round(v, 3) for k, v in tm.items() if k.endswith("_s")},
@@ -224,9 +243,7 @@ def part_throughput(n, K, N, L, B, min_fraction, device):
         "gemm_gflops_same_shape": round(peak, 1),
         "auc_products_gflops": round(products, 1),
         "auc_products_fraction_of_gemm": round(products / peak, 3),
-        "whole_engine_fraction_of_gemm": round(
-            tm["product_flops"] / total / 1e9 / peak, 3
-        ),
+        "whole_engine_fraction_of_gemm": round(tm["product_flops"] / total / 1e9 / peak, 3),
     }
 
 
@@ -242,27 +259,70 @@ def main() -> None:
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
     L, B = 3, 5
+    # sizes: (samples, concepts, neurons); the last one is the target layer
     if args.quick:
-        ref_cfg = dict(n=1000, K=12, N_ref=2, N_layer=32)
-        sizes, N = [(2000, 50)], 32
+        ref_cfg = dict(n=2000, K=50, N_ref=1)
+        sizes = [(2000, 50, 32), (5000, 200, 64)]
     elif args.full:
-        ref_cfg = dict(n=5000, K=50, N_ref=6, N_layer=512)
-        sizes, N = [(10_000, 100), (10_000, 1000), (50_000, 100), (50_000, 1000)], 512
+        ref_cfg = dict(n=10_000, K=100, N_ref=4)
+        sizes = [(10_000, 100, 512), (10_000, 1000, 512), (50_000, 100, 512), (50_000, 1000, 512)]
     else:
-        ref_cfg = dict(n=2000, K=30, N_ref=3, N_layer=256)
-        sizes, N = [(10_000, 100), (10_000, 1000), (50_000, 100), (50_000, 1000)], 64
+        ref_cfg = dict(n=10_000, K=100, N_ref=2)
+        sizes = [(10_000, 100, 64), (10_000, 1000, 64), (50_000, 100, 64), (50_000, 1000, 512)]
     t0 = time.perf_counter()
     ref = part_reference(L=L, B=B, min_fraction=args.min_fraction, device=device, **ref_cfg)
-    throughput = [
-        part_throughput(n, K, N, L, B, args.min_fraction, device) for n, K in sizes
+    throughput = [part_throughput(n, K, N, L, B, args.min_fraction, device) for n, K, N in sizes]
+    # the speed ratio per neuron when the engine explains a whole layer at the reference's size
+    same = [
+        t for t in throughput if (t["n_samples"], t["n_concepts"]) == (ref_cfg["n"], ref_cfg["K"])
     ]
+    if same:
+        per_neuron = same[0]["seconds"] / same[0]["neurons"]
+        ref["engine_layer_neurons"] = same[0]["neurons"]
+        ref["engine_s_per_neuron_in_layer"] = round(per_neuron, 5)
+        ref["speedup_per_neuron_in_layer"] = round(ref["reference_s_per_neuron"] / per_neuron, 1)
+    layer = throughput[-1]
+    n_t, K_t, N_t = sizes[-1]
+    # reference time for the target layer: its measured time per neuron at the reference
+    # size, scaled by the measured cost of one candidate at both sizes and by the number
+    # of candidates per neuron at both sizes
+    unit_ref = reference_candidate_seconds(ref_cfg["n"], ref_cfg["K"], device)
+    unit_t = reference_candidate_seconds(n_t, K_t, device)
+    scale = (unit_t / unit_ref) * (
+        reference_candidates(K_t, L, B) / reference_candidates(ref_cfg["K"], L, B)
+    )
+    ref_layer_s = ref["reference_s_per_neuron"] * scale * N_t
+    target_layer = {
+        "n_samples": n_t,
+        "n_concepts": K_t,
+        "neurons": N_t,
+        "engine_seconds": layer["seconds"],
+        "engine_process_cpu_seconds": layer["process_cpu_seconds"],
+        "neurons_per_s": layer["neurons_per_s"],
+        "reference_estimated_seconds": round(ref_layer_s, 1),
+        "reference_estimated_hours": round(ref_layer_s / 3600, 2),
+        "estimated_speedup": round(ref_layer_s / layer["seconds"], 1),
+        "estimate_note": (
+            "reference not run at this size (hours): its measured seconds per neuron at "
+            f"n={ref_cfg['n']}, K={ref_cfg['K']} scaled by the measured cost of one candidate "
+            f"(mask + roc_auc_score: {unit_ref:.2e} s at n={ref_cfg['n']}, {unit_t:.2e} s at "
+            f"n={n_t}) and by the candidates per neuron (2K + (L-1)*4*B*K), times {N_t} neurons"
+        ),
+    }
     emit(
         "invert",
         {
             "device": str(device),
             "min_fraction": args.min_fraction,
+            "machine_gemm_gflops_2048": round(gemm_gflops(2048, 2048, 2048, device), 1),
             "reference_vs_engine": ref,
+            "reference_note": (
+                "reference = one neuron at a time, every candidate's mask and AUROC "
+                "(sklearn roc_auc_score, one sort each); measured on the first "
+                f"{ref_cfg['N_ref']} neurons only and compared per neuron"
+            ),
             "throughput": throughput,
+            "target_layer": target_layer,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "benchmark_seconds": round(time.perf_counter() - t0, 1),
         },

@@ -63,23 +63,35 @@ def test_ea_distance_rejects_bad_input():
 
 # --------------------------------------------------------------- analysis of A
 def _planted_activations(seed: int = 0):
-    """Three groups of 10 neurons with similar rows, one odd neuron, one dead neuron."""
+    """Three groups of 10 neurons, one odd neuron, one dead neuron.
+
+    Neurons of a group excite each other's signals (block structure), so both rows (the
+    layer's response to a neuron's signals) and columns (a neuron's responses to all
+    signals) are alike within a group. The odd neuron's signals excite only itself and a
+    few scattered neurons, and it barely responds to the other signals; the dead neuron's
+    signals excite nothing and it responds to nothing.
+    """
     g = torch.Generator().manual_seed(seed)
     k = 32
-    centres = torch.rand(3, k, generator=g) + 0.2
-    rows = [centres[i // 10] + 0.05 * torch.rand(k, generator=g) for i in range(30)]
-    rows.append(torch.rand(k, generator=g) * 3 * (torch.arange(k) % 7 == 0))  # odd one
-    rows.append(torch.zeros(k))  # dead neuron's signals excite nothing
-    A = torch.stack(rows)
-    A[31, :] = 0.0
-    A[:, 31] = 0.0  # ... and the dead neuron responds to nothing
+    group = torch.arange(k) // 10
+    levels = torch.rand(3, 3, generator=g) * 0.3 + 0.1
+    levels += torch.eye(3)  # a group's signals excite the group most
+    A = levels[group.clamp(max=2)][:, group.clamp(max=2)].clone()
+    A += 0.05 * torch.rand(k, k, generator=g)
+    A[30] = torch.rand(k, generator=g) * 3 * (torch.arange(k) % 7 == 0)  # odd one's signals
+    A[:30, 30] = 0.02 * torch.rand(30, generator=g)  # ... and its responses
     A[30, 30] = 4.0
+    A[31, :] = 0.0
+    A[:, 31] = 0.0
     return A
 
 
-def test_analyze_activations_flags_planted_outlier_and_dead_neuron():
+@pytest.mark.parametrize("representation", ["responses", "signals"])
+def test_analyze_activations_flags_planted_outlier_and_dead_neuron(representation):
     A = _planted_activations()
-    r = dora.analyze_activations(A, contamination=0.05, embedding="mds")
+    r = dora.analyze_activations(
+        A, contamination=0.05, embedding="mds", representation=representation
+    )
     assert r.is_dead.tolist() == [False] * 31 + [True]
     assert r.dead() == [31]
     scores = r.lof_scores.numpy()
@@ -115,12 +127,18 @@ def test_umap_map_keeps_planted_groups_apart():
     assert same < 0.5 * other
 
 
-def test_lof_scores_match_sklearn():
+@pytest.mark.parametrize("representation", ["responses", "signals"])
+def test_lof_scores_match_sklearn(representation):
     from sklearn.neighbors import LocalOutlierFactor
 
     A = torch.rand(20, 20, generator=torch.Generator().manual_seed(5))
-    r = dora.analyze_activations(A, n_neighbors=6, embedding=None)
-    D = dora.ea_distance(A).double().numpy()
+    r = dora.analyze_activations(
+        A, n_neighbors=6, embedding=None, representation=representation
+    )
+    # "responses" compares columns of A (a neuron's responses to every s-AMS), "signals"
+    # rows (the layer's response to a neuron's s-AMS)
+    D = dora.ea_distance(A.T if representation == "responses" else A).double().numpy()
+    np.testing.assert_allclose(r.distances.double().numpy(), D, atol=1e-6)
     ref = LocalOutlierFactor(n_neighbors=6, metric="precomputed").fit(D)
     np.testing.assert_allclose(r.lof_scores.numpy(), -ref.negative_outlier_factor_, rtol=1e-5)
 
@@ -158,7 +176,11 @@ def test_result_save_load_roundtrip(tmp_path):
 
 # -------------------------------------------------------- models with known neurons
 class DetectorNet(nn.Module):
-    """Fixed filters: 0 red, 1 green, 2 horizontal stripes, 3 = 2 x red, 4 dead."""
+    """Fixed filters: 0 red, 1 green, 2 horizontal stripes, 3 = 2 x red, 4 dead.
+
+    Every filter sums to zero over its window, so a flat grey or white image excites
+    none of them: what drives a neuron is its colour or its pattern.
+    """
 
     def __init__(self):
         super().__init__()
@@ -166,7 +188,8 @@ class DetectorNet(nn.Module):
         w = torch.zeros(5, 3, 7, 7)
         w[0, 0], w[0, 1], w[0, 2] = 1.0, -0.5, -0.5
         w[1, 1], w[1, 0], w[1, 2] = 1.0, -0.5, -0.5
-        rows = torch.cos(torch.arange(7.0) * 2 * torch.pi / 6)[:, None].expand(7, 7)
+        rows = torch.cos(torch.arange(7.0) * 2 * torch.pi / 6)
+        rows = (rows - rows.mean())[:, None].expand(7, 7)
         w[2] = rows  # horizontal stripes with a period of 6 pixels, any colour
         w[3] = 2 * w[0]
         with torch.no_grad():
@@ -247,7 +270,10 @@ def test_linear_layers_and_functions_work():
     assert sig.shape == (3, 2, 3, 8, 8)
     r = dora.analyze_signals(mlp, mlp[1], sig, neurons=[0, 2, 5], embedding=None)
     assert r.neurons.tolist() == [0, 2, 5]
-    assert (r.activations.diagonal() > 0).all()
+    # each unit responds more to its own signals than to the other units' signals
+    A = r.activations
+    for i in range(3):
+        assert all(A[i, i] > A[j, i] for j in range(3) if j != i)
     # a plain function images -> activations is a layer too
     sig2 = dora.generate_signals(
         mlp,

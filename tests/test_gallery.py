@@ -1,8 +1,7 @@
-"""NeuronGallery (Python side), link() and the IPython extension."""
+"""NeuronGallery (Python side) and link()."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 
 import numpy as np
@@ -215,6 +214,16 @@ def test_from_activations_top_k_matches_a_brute_force_sort():
     assert table.shape == (6, 24) and (table.sum(axis=1) == sess.n()).all()
 
 
+def test_label_names_a_concept_other_than_the_class():
+    sess = FakeSession()
+    g = NeuronGallery.from_activations(sess, layer="features.conv1", top_k=5)
+    assert "· red 5/5" in g.cards[0]["label"]  # concept 0 is planted on class 0
+    sess.concept_names = ["circle", "striped"]  # now the concept repeats the class name
+    g = NeuronGallery.from_activations(sess, layer="features.conv1", top_k=5)
+    assert g.cards[0]["label"].startswith("circle 5/5")
+    assert "· circle" not in g.cards[0]["label"]
+
+
 def test_from_activations_serves_session_thumbnails_and_details():
     sess = FakeSession()
     g = NeuronGallery.from_activations(sess, layer="features.conv1", top_k=3, neurons=[2, 5])
@@ -322,76 +331,3 @@ def test_link_errors():
         link(g, g)
     with pytest.raises(ValueError, match="b_to_a"):
         link(g, make_gallery(), a_to_b=lambda i: i)
-
-
-# --- IPython extension ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shell():
-    from IPython.core.interactiveshell import InteractiveShell
-
-    sh = InteractiveShell.instance()
-    from repwidgets.magics import load_ipython_extension, unload_ipython_extension
-
-    load_ipython_extension(sh)
-    yield sh
-    unload_ipython_extension(sh)
-
-
-def test_results_display_as_their_widget(shell):
-    from repwidgets.results import Result
-
-    @dataclasses.dataclass
-    class GalleryResult(Result):
-        n: int = 2
-
-        def widget(self):
-            return NeuronGallery([{"id": i} for i in range(self.n)], image_source={})
-
-    data, _ = shell.display_formatter.format(GalleryResult(n=3))
-    view = data["application/vnd.jupyter.widget-view+json"]
-    from ipywidgets.widgets.widget import _instances
-
-    widget = _instances[view["model_id"]]
-    assert isinstance(widget, NeuronGallery) and len(widget.cards) == 3
-    assert "GalleryResult" in data["text/plain"]
-
-
-def test_results_without_widget_fall_back_to_text(shell):
-    from repwidgets.results import Result
-
-    @dataclasses.dataclass
-    class Plain(Result):
-        x: int = 1
-
-    data, _ = shell.display_formatter.format(Plain())
-    assert "application/vnd.jupyter.widget-view+json" not in data
-    assert "Plain" in data["text/plain"]
-
-
-def test_magic_demo_and_layers(shell, monkeypatch, capsys):
-    import repwidgets
-
-    fake = FakeSession()
-    monkeypatch.setattr(repwidgets, "demo_session", lambda seed=0: fake, raising=False)
-    shell.run_line_magic("repwidgets", "demo")
-    assert shell.user_ns["sess"] is fake
-    capsys.readouterr()
-    shell.run_line_magic("repwidgets", "layers")
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    assert "features.conv1  6x8x8" in lines
-    assert "fc              3" in lines
-    shell.run_line_magic("repwidgets", "demo 1 --name other")
-    assert shell.user_ns["other"] is fake
-
-
-def test_magic_errors_name_the_fix(shell):
-    shell.user_ns.pop("nosuch", None)
-    with pytest.raises(NameError, match="repwidgets demo"):
-        from repwidgets.magics import repwidgets_magic
-
-        repwidgets_magic("layers nosuch", shell.user_ns)
-    with pytest.raises(ValueError, match="Usage"):
-        repwidgets_magic("frobnicate", shell.user_ns)

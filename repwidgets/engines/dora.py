@@ -369,11 +369,47 @@ def _resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module | Callable:
     )
 
 
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose gradient does not vanish on a channel that is off everywhere.
+
+    Forward: ``relu(z)``. Backward: the ReLU's gradient, except for (sample, channel)
+    maps with no active position, where the gradient passes through as for the identity
+    (only where it pushes ``z`` up). An optimiser can then switch on a unit that is
+    silent on its initial image; once the unit is on, this is the plain ReLU gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> Tensor:
+        ctx.save_for_backward(z)
+        return z.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (z,) = ctx.saved_tensors
+        on = z > 0
+        if z.ndim > 2:
+            off = ~on.flatten(2).any(dim=2)  # [B, C] maps without any active position
+            off = off.view(*off.shape, *([1] * (z.ndim - 2)))
+        else:
+            off = ~on
+        # the objective is maximised, so the loss gradient is negative where it pushes up
+        return torch.where(on | (off & (grad < 0)), grad, torch.zeros_like(grad))
+
+
 def _layer_fn(
-    model: nn.Module, layer: LayerSpec, preprocess: Callable[[Tensor], Tensor] | None = None
+    model: nn.Module,
+    layer: LayerSpec,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    redirect_relu: bool = False,
 ) -> Callable[[Tensor], Tensor]:
-    """A function images -> the layer's output; the forward pass stops at the layer."""
+    """A function images -> the layer's output; the forward pass stops at the layer.
+
+    With ``redirect_relu`` and an ``nn.ReLU`` layer, the output is computed from the
+    layer's input by :class:`_RedirectedReLU`: same values, but a gradient also for
+    units that are off everywhere (optimising such a unit would not move at all).
+    """
     target = _resolve_layer(model, layer)
+    use_input = redirect_relu and isinstance(target, nn.ReLU)
     pre = preprocess or (lambda x: x)
     if not isinstance(target, nn.Module):
         return lambda x: target(pre(x))
@@ -381,7 +417,9 @@ def _layer_fn(
     def run(x: Tensor) -> Tensor:
         store: dict[str, Tensor] = {}
 
-        def hook(_module, _inputs, output):
+        def hook(_module, inputs, output):
+            if use_input:
+                output = _RedirectedReLU.apply(inputs[0])
             if isinstance(output, (tuple, list)):
                 output = output[0]
             store["out"] = output
@@ -488,7 +526,7 @@ def generate_signals(
     *,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     minimize: bool = False,
-    lr: float = 0.05,
+    lr: float = 0.2,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
     grad_clip: float | None = 1.0,
@@ -504,7 +542,10 @@ def generate_signals(
 
     All (neuron, signal) pairs are optimised together, one image per batch element,
     element ``e`` maximising the spatially averaged activation of its own neuron (conv
-    maps are averaged over space; linear layers are used directly). Batches are as
+    maps are averaged over space; linear layers are used directly). For an ``nn.ReLU``
+    layer, a unit that is off everywhere on its image still gets a gradient (passed
+    through as if the ReLU were the identity, see ``_RedirectedReLU``), so neurons
+    silent on the initial grey image get signals too. Batches are as
     large as ``memory_budget_mb`` allows (or ``batch_size``). See
     :func:`repwidgets.engines.featurevis.visualize` for the optimisation.
 
@@ -536,7 +577,7 @@ def generate_signals(
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}.")
     device = torch.device(device) if device is not None else _model_device(model)
-    fn = _layer_fn(model, layer, preprocess)
+    fn = _layer_fn(model, layer, preprocess, redirect_relu=True)
     with _FrozenParams(model):
         n_channels = _probe_channels(fn, input_shape, device)
         idx = _check_neurons(neurons, n_channels)
@@ -890,7 +931,7 @@ def analyze(
         neurons,
         n_signals=n_signals,
         steps=steps,
-        input_shape=sess.input_shape,
+        input_shape=signal_kwargs.pop("input_shape", sess.input_shape),
         device=sess.device,
         preprocess=sess.preprocess,
         batch_size=batch_size,

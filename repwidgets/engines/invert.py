@@ -173,19 +173,107 @@ class InvertResult(Result):
         given) and how often each concept appears in the formulas."""
         return plot_results([self, *others])
 
-    def widget(self, images_per_card: int = 8, split: str | None = None):
-        """A NeuronGallery: one card per neuron, labelled with its formula, sortable by
-        AUC / p-value, with its top-activating images when the result has a session."""
+    def widget(self, images_per_card: int = 8, split: str | None = None, **kwargs):
+        """A NeuronGallery: one card per neuron labelled with its formula.
+
+        Cards carry the scores ``auc``, ``differentiability``, ``neg_log10_p``
+        (``-log10 p``: larger is more significant, finite where ``p`` underflows),
+        ``p_value`` and ``fraction``, so the gallery sorts by any of them (by AUC at
+        first). With a session (results of :func:`explain`), each card shows the
+        neuron's top-activating images and an activation histogram, and clicking an
+        image tells whether the sample is inside the formula's mask.
+
+        Args:
+            images_per_card: images per card (at most the ``top_k`` of the run).
+            split: split the images come from (default: the split the result used).
+            **kwargs: passed to :class:`repwidgets.widgets.NeuronGallery`.
+
+        Example:
+            >>> r = rw.invert.explain(sess, "pool")      # doctest: +SKIP
+            >>> r.widget()                                # doctest: +SKIP
+        """
         try:
-            from repwidgets.widgets.gallery import NeuronGallery  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the widget platform
+            from repwidgets.widgets.gallery import NeuronGallery
+        except ImportError as exc:  # pragma: no cover - depends on the installation
             raise ImportError(
                 "The NeuronGallery widget is not available in this installation "
                 f"({exc}). Use r.to_frame() or r.plot() instead."
             ) from exc
-        from repwidgets.widgets._invert_gallery import invert_gallery
+        return NeuronGallery(
+            *_gallery_args(self, images_per_card, split), **_gallery_kwargs(self, kwargs)
+        )
 
-        return invert_gallery(self, images_per_card=images_per_card, split=split)
+
+def _gallery_kwargs(r: InvertResult, kwargs: dict) -> dict:
+    kwargs = dict(kwargs)
+    where = f"{r.layer} · " if r.layer else ""
+    kwargs.setdefault("title", f"INVERT · {where}formulas of up to {r.params.get('max_length')}")
+    kwargs.setdefault("sort_by", "auc" if r.mode == "positive" else "differentiability")
+    return kwargs
+
+
+def _gallery_args(r: InvertResult, images_per_card: int, split: str | None):
+    """Cards, image source and detail source of the INVERT gallery."""
+    if not isinstance(images_per_card, (int, np.integer)) or images_per_card < 0:
+        raise ValueError(f"images_per_card must be an integer >= 0, got {images_per_card!r}.")
+    sess = r._session
+    split = split or r.split or "test"
+    acts = None
+    if sess is not None and r.layer is not None:
+        acts = sess.activations(r.layer, split=split, pool=r.pool or "mean")
+        acts = acts.detach().float().cpu()[:, r.neurons]
+    top = r.top_indices
+    if acts is not None and (top is None or split != (r.split or "test")):
+        k = min(max(images_per_card, 1), acts.shape[0])
+        top = torch.topk(acts if r.mode == "positive" else -acts, k, dim=0).indices.T
+    log10_p = r.log10_p.double().cpu()
+    cards = []
+    for j, neuron in enumerate(r.neurons.tolist()):
+        card = {
+            "id": int(neuron),
+            "label": r.formulas[j]["text"],
+            "scores": {
+                "auc": float(r.auc[j]),
+                "differentiability": float(r.differentiability[j]),
+                "neg_log10_p": float(-log10_p[j]),
+                "p_value": float(r.p_value[j]),
+                "fraction": float(r.fraction[j]),
+            },
+        }
+        if sess is not None and top is not None and images_per_card > 0:
+            card["images"] = [int(i) for i in top[j, :images_per_card].tolist()]
+        if acts is not None:
+            card["histogram"] = acts[:, j].numpy()
+        cards.append(card)
+    if sess is None:
+        return cards, None, None
+
+    concepts = torch.as_tensor(sess.concepts(split)).bool().cpu()
+    column = {int(neuron): j for j, neuron in enumerate(r.neurons.tolist())}
+    targets = torch.as_tensor(sess.targets(split)).cpu()
+    class_names = list(getattr(sess, "class_names", []) or [])
+
+    def image_source(keys: list) -> list[bytes]:
+        return list(sess.thumbnails([int(k) for k in keys], split=split))
+
+    def detail_source(card_id: int, key: Any) -> dict:
+        i, j = int(key), column[int(card_id)]
+        if not 0 <= i < concepts.shape[0]:
+            raise KeyError(f"sample {i} is not in split {split!r} (0..{concepts.shape[0] - 1})")
+        t = int(targets[i])
+        inside = bool(formula_mask(r.formulas[j], concepts[i : i + 1])[0])
+        details: dict = {
+            "sample": i,
+            "class": class_names[t] if 0 <= t < len(class_names) else t,
+            "concepts": [r.concept_names[c] for c in torch.nonzero(concepts[i]).flatten().tolist()],
+            "formula": r.formulas[j]["text"],
+            "in formula": "yes" if inside else "no",
+        }
+        if acts is not None:
+            details[f"activation of #{card_id}"] = float(acts[i, j])
+        return details
+
+    return cards, image_source, detail_source
 
 
 # ---------------------------------------------------------------------------------- formulas

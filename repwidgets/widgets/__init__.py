@@ -10,6 +10,7 @@ Example:
 """
 
 from repwidgets.widgets.gallery import NeuronGallery
+from repwidgets.widgets.heatmap import DistanceHeatmap
 from repwidgets.widgets.link import Link, link
 
-__all__ = ["Link", "NeuronGallery", "link"]
+__all__ = ["DistanceHeatmap", "Link", "NeuronGallery", "link"]

@@ -432,9 +432,12 @@ class NeuronGallery(anywidget.AnyWidget):
             cls_counts = np.bincount(targets[idx], minlength=1)
             major = int(cls_counts.argmax())
             purity = float(cls_counts[major]) / k
-            label = f"{_name(class_names, major)} {int(cls_counts[major])}/{k}"
+            major_name = _name(class_names, major)
+            label = f"{major_name} {int(cls_counts[major])}/{k}"
             if concepts is not None and concepts.shape[1]:
                 share = concepts[idx].mean(axis=0) - concepts.mean(axis=0)
+                # a concept named like the majority class repeats what the label already says
+                share[[i for i, nm in enumerate(concept_names) if nm == major_name]] = -np.inf
                 c = int(share.argmax())
                 if share[c] > 0:
                     label += f" · {_name(concept_names, c)} {int(concepts[idx, c].sum())}/{k}"

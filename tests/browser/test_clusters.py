@@ -185,7 +185,7 @@ def test_python_changes_reach_the_page(page, clusters_bundle):
 # ----------------------------------------------------------------------------- kernel
 SETUP_CELL = """\
 import sys
-sys.path[:0] = [{root!r}, {here!r}]
+sys.path[:0] = [{root!r}, {here!r}, {tests!r}]
 import numpy as np
 from harness import thumbnail
 from test_clusters import blobs
@@ -209,7 +209,11 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
     root = tmp_path / "nb"
     root.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL.format(root=str(ROOT), here=here))]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            SETUP_CELL.format(root=str(ROOT), here=here, tests=str(ROOT / "tests"))
+        )
+    ]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",

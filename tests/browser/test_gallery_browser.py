@@ -146,3 +146,25 @@ def test_image_details_come_from_python(page, bundle, artifacts):
     assert page.text_content(".rw-details dd") == str(key)
     assert g.selected == []  # opening an image does not select its card
     page.screenshot(path=str(artifacts / "gallery-details.png"))
+
+
+def test_4096_neurons_stay_virtualised(page, bundle):
+    g = gallery(4096, 8)
+    h = Harness(page, g, bundle).open(timeout_ms=120_000)
+    h.wait_images(timeout_ms=120_000)
+    assert len(rendered_cards(page)) < 60
+    assert page.text_content(".rw-status").startswith("4096 neurons")
+    # jump to the middle: the cards there render and only their images are fetched
+    n_before = len(h.messages)
+    page.eval_on_selector(".rw-viewport", "el => { el.scrollTop = el.scrollHeight / 2; }")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.rw-card')]"
+        ".some(c => c.style.display !== 'none' && Number(c.dataset.id) > 1500)"
+    )
+    h.wait_images(timeout_ms=120_000)
+    shown = rendered_cards(page)
+    assert len(shown) < 60 and min(shown) > 1000 and max(shown) < 3100, shown
+    fetched = [k for m in h.messages[n_before:] if m["type"] == "fetch" for k in m["keys"]]
+    wanted = {k for c in g.cards if c["id"] in shown for k in c["images"]}
+    assert fetched and set(fetched) <= wanted
+    assert page.errors == []

@@ -1,0 +1,934 @@
+// DistanceHeatmap: a k x k matrix drawn on a canvas, rows/columns in clustered order,
+// with a colour legend, hover details (both neurons' ids, labels, images and the
+// value), wheel zoom, drag pan, click and brush (shift-drag) selection of rows.
+// Python side: repwidgets/widgets/heatmap.py.
+//
+// Every frame rasterises only what is on screen: each device pixel looks up its cell
+// (display row r, column c -> matrix entry [perm[r], perm[c]]) and its colour from a
+// lookup table, so a 2,048 x 2,048 matrix needs no k x k image and zoom stays exact.
+
+import type { AnyModel, RenderProps } from "@anywidget/types";
+import { decodeArray, decodeImageBatch, type ArrayMeta, type ImageBatchMeta, type TypedArray } from "./lib/codec";
+import { h, setText } from "./lib/dom";
+import { KeyedFetcher } from "./lib/fetcher";
+import { fmt } from "./lib/format";
+import { suppressNotebookShortcuts } from "./lib/keyboard";
+import { RpcClient, type MessageModel } from "./lib/rpc";
+import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
+
+export interface MatrixState {
+  values?: ArrayMeta;
+  k?: number;
+  packing?: "full" | "upper";
+  quantized?: boolean;
+  lo?: number;
+  hi?: number;
+}
+
+export interface HeatmapModel {
+  values: MatrixState | null;
+  permutation: ArrayMeta | null;
+  neuron_ids: ArrayMeta | null;
+  labels: string[];
+  order: string;
+  selected: number[];
+  colormap: string;
+  vmin: number | null;
+  vmax: number | null;
+  value_name: string;
+  has_thumbnails: boolean;
+  title: string;
+  height: number;
+}
+
+export interface HeatmapOptions {
+  /** Plot size override (tests: jsdom has no layout). */
+  measure?: () => { width: number; height: number };
+}
+
+// ------------------------------------------------------------------ colour scale
+export const COLORMAPS: Record<string, string[]> = {
+  viridis: ["#440154", "#472c7a", "#3b518b", "#2c718e", "#21908d", "#27ad81", "#5cc863", "#aadc32", "#fde725"],
+  magma: ["#000004", "#1c1044", "#4f127b", "#812581", "#b5367a", "#e55064", "#fb8761", "#fec287", "#fcfdbf"],
+  greys: ["#ffffff", "#000000"],
+  rdbu: ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b"],
+};
+
+function hexRgb(hex: string): [number, number, number] {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+/** The colour at t in [0, 1] (clamped; NaN -> 0) of a colour map, as [r, g, b]. */
+export function colourAt(name: string, t: number): [number, number, number] {
+  const stops = COLORMAPS[name] ?? COLORMAPS.viridis;
+  const x = Number.isFinite(t) ? Math.min(1, Math.max(0, t)) : 0;
+  const pos = x * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(pos));
+  const f = pos - i;
+  const a = hexRgb(stops[i]);
+  const b = hexRgb(stops[i + 1]);
+  return [0, 1, 2].map((c) => Math.round(a[c] + f * (b[c] - a[c]))) as [number, number, number];
+}
+
+/** Pack [r, g, b] for a little-endian Uint32 view of ImageData (opaque). */
+export function pack(rgb: [number, number, number]): number {
+  return ((255 << 24) | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+}
+
+/** A lookup table of `n` packed colours spanning the colour map. */
+export function buildLut(name: string, n = 256): Uint32Array {
+  const lut = new Uint32Array(n);
+  for (let i = 0; i < n; i++) lut[i] = pack(colourAt(name, n === 1 ? 0 : i / (n - 1)));
+  return lut;
+}
+
+/** Where value v falls on the scale [vmin, vmax], in [0, 1] (a flat scale gives 0.5). */
+export function scaleT(v: number, vmin: number, vmax: number): number {
+  if (!(vmax > vmin)) return 0.5;
+  return Math.min(1, Math.max(0, (v - vmin) / (vmax - vmin)));
+}
+
+// ------------------------------------------------------------------ matrix
+export interface Matrix {
+  k: number;
+  /** Full k x k row-major values (codes when quantised). */
+  data: TypedArray;
+  quantized: boolean;
+  lo: number;
+  hi: number;
+  /** Value of one code step (quantised) or 0. */
+  step: number;
+  /** Largest code (255 or 65535) when quantised, else 0. */
+  qmax: number;
+}
+
+/** Expand a packed upper triangle (row by row, diagonal included) to a full k x k array. */
+export function expandUpper<T extends TypedArray>(tri: T, k: number): T {
+  const n = (k * (k + 1)) / 2;
+  if (tri.length !== n) throw new RangeError(`upper triangle of a ${k} x ${k} matrix needs ${n} values, got ${tri.length}`);
+  const out = new (tri.constructor as { new (n: number): T })(k * k);
+  let p = 0;
+  for (let i = 0; i < k; i++) {
+    const len = k - i;
+    out.set(tri.subarray(p, p + len), i * k + i);
+    for (let j = i + 1; j < k; j++) out[j * k + i] = tri[p + j - i];
+    p += len;
+  }
+  return out;
+}
+
+const QMAX: Record<string, number> = { uint8: 255, uint16: 65535 };
+
+/** Decode the `values` trait into a full matrix (codes kept as codes when quantised). */
+export function decodeMatrix(state: MatrixState): Matrix {
+  if (!state.values) throw new TypeError("no matrix values");
+  const arr = decodeArray(state.values);
+  const k = Number(state.k);
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`bad matrix size ${state.k}`);
+  let data = arr.data;
+  if (state.packing === "upper") data = expandUpper(data, k);
+  else if (data.length !== k * k) throw new RangeError(`a ${k} x ${k} matrix needs ${k * k} values, got ${data.length}`);
+  const quantized = !!state.quantized;
+  const lo = Number(state.lo ?? 0);
+  const hi = Number(state.hi ?? 0);
+  const qmax = QMAX[arr.dtype];
+  if (quantized && !qmax) throw new TypeError(`quantised values must be uint8 or uint16, got ${arr.dtype}`);
+  return { k, data, quantized, lo, hi, step: quantized ? (hi - lo) / qmax : 0, qmax: quantized ? qmax : 0 };
+}
+
+/** Value of the matrix at (matrix row a, matrix column b). */
+export function valueAt(m: Matrix, a: number, b: number): number {
+  const x = m.data[a * m.k + b];
+  return m.quantized ? m.lo + x * m.step : x;
+}
+
+/** Data range of a matrix (ignoring NaN). */
+export function matrixRange(m: Matrix): [number, number] {
+  if (m.quantized) return [m.lo, m.hi];
+  let lo = Infinity;
+  let hi = -Infinity;
+  const d = m.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return Number.isFinite(lo) ? [lo, hi] : [0, 1];
+}
+
+/** Colour of every quantised code (one table lookup per pixel), or null for float data. */
+export function codeColours(m: Matrix, lut: Uint32Array, vmin: number, vmax: number): Uint32Array | null {
+  if (!m.quantized) return null;
+  const out = new Uint32Array(m.qmax + 1);
+  const last = lut.length - 1;
+  for (let q = 0; q <= m.qmax; q++) out[q] = lut[Math.round(scaleT(m.lo + q * m.step, vmin, vmax) * last)];
+  return out;
+}
+
+// ------------------------------------------------------------------ view geometry
+/** The view: cell (row, col) at the top-left corner of the plot and pixels per cell. */
+export interface HView {
+  x0: number;
+  y0: number;
+  s: number;
+}
+
+/** Largest zoom, in pixels per cell. */
+export const MAX_CELL_PX = 64;
+
+export function fitView(k: number, size: number): HView {
+  return { x0: 0, y0: 0, s: size / Math.max(1, k) };
+}
+
+/** Keep the matrix on screen: no zooming out past the fit, no panning past the edges. */
+export function clampView(v: HView, k: number, size: number): HView {
+  const fit = size / Math.max(1, k);
+  const s = Math.min(Math.max(v.s, fit), Math.max(fit, MAX_CELL_PX));
+  const span = size / s; // cells on screen
+  const maxStart = Math.max(0, k - span);
+  return {
+    s,
+    x0: Math.min(Math.max(v.x0, 0), maxStart),
+    y0: Math.min(Math.max(v.y0, 0), maxStart),
+  };
+}
+
+/** Zoom by `factor` keeping the cell under (sx, sy) in place. */
+export function zoomAt(v: HView, sx: number, sy: number, factor: number, k: number, size: number): HView {
+  const cx = v.x0 + sx / v.s;
+  const cy = v.y0 + sy / v.s;
+  const s = v.s * factor;
+  return clampView({ s, x0: cx - sx / s, y0: cy - sy / s }, k, size);
+}
+
+/** Pan by (dx, dy) screen pixels from view v. */
+export function panBy(v: HView, dx: number, dy: number, k: number, size: number): HView {
+  return clampView({ s: v.s, x0: v.x0 - dx / v.s, y0: v.y0 - dy / v.s }, k, size);
+}
+
+/** Display [row, col] of the cell under screen point (sx, sy), or null outside the matrix. */
+export function cellAt(v: HView, sx: number, sy: number, k: number): [number, number] | null {
+  const c = Math.floor(v.x0 + sx / v.s);
+  const r = Math.floor(v.y0 + sy / v.s);
+  if (r < 0 || c < 0 || r >= k || c >= k || sx < 0 || sy < 0) return null;
+  return [r, c];
+}
+
+/** Display row under screen y, clamped to 0..k-1 (for brushes that leave the plot). */
+export function rowAt(v: HView, sy: number, k: number): number {
+  return Math.min(k - 1, Math.max(0, Math.floor(v.y0 + sy / v.s)));
+}
+
+/** Screen centre of display cell (r, c). */
+export function cellCentre(v: HView, r: number, c: number): [number, number] {
+  return [(c + 0.5 - v.x0) * v.s, (r + 0.5 - v.y0) * v.s];
+}
+
+/** Original ids of display rows r0..r1 (either order, inclusive). */
+export function rowsToIds(r0: number, r1: number, perm: ArrayLike<number>, ids: ArrayLike<number>): number[] {
+  const a = Math.max(0, Math.min(r0, r1));
+  const b = Math.min(perm.length - 1, Math.max(r0, r1));
+  const out: number[] = [];
+  for (let r = a; r <= b; r++) out.push(ids[perm[r]]);
+  return out;
+}
+
+/** The inverse of a permutation: display position of every matrix row. */
+export function inversePermutation(perm: ArrayLike<number>): Int32Array {
+  const inv = new Int32Array(perm.length);
+  for (let r = 0; r < perm.length; r++) inv[perm[r]] = r;
+  return inv;
+}
+
+/**
+ * Rasterise the visible part of the matrix into `pixels` (Uint32 view of RGBA ImageData,
+ * w x hgt device pixels; `dpr` device pixels per CSS pixel). Pixels outside the matrix
+ * get `background`. Returns the number of matrix pixels written.
+ */
+export function rasterize(
+  pixels: Uint32Array,
+  w: number,
+  hgt: number,
+  dpr: number,
+  view: HView,
+  m: Matrix,
+  perm: ArrayLike<number>,
+  lut: Uint32Array,
+  codes: Uint32Array | null,
+  vmin: number,
+  vmax: number,
+  background: number,
+): number {
+  const k = m.k;
+  const s = view.s * dpr;
+  const cols = new Int32Array(w);
+  for (let x = 0; x < w; x++) {
+    const c = Math.floor(view.x0 + (x + 0.5) / s);
+    cols[x] = c >= 0 && c < k ? perm[c] : -1;
+  }
+  const d = m.data;
+  const last = lut.length - 1;
+  const inv = vmax > vmin ? last / (vmax - vmin) : 0;
+  const mid = lut[last >> 1];
+  let written = 0;
+  for (let y = 0; y < hgt; y++) {
+    const r = Math.floor(view.y0 + (y + 0.5) / s);
+    const rowStart = y * w;
+    if (r < 0 || r >= k) {
+      pixels.fill(background, rowStart, rowStart + w);
+      continue;
+    }
+    const base = perm[r] * k;
+    for (let x = 0; x < w; x++) {
+      const c = cols[x];
+      if (c < 0) {
+        pixels[rowStart + x] = background;
+        continue;
+      }
+      const raw = d[base + c];
+      if (codes !== null) pixels[rowStart + x] = codes[raw];
+      else if (inv === 0) pixels[rowStart + x] = mid;
+      else {
+        let t = (raw - vmin) * inv;
+        t = t < 0 ? 0 : t > last ? last : t;
+        pixels[rowStart + x] = lut[t + 0.5 | 0];
+      }
+      written++;
+    }
+  }
+  return written;
+}
+
+// ------------------------------------------------------------------ widget
+const GUTTER = 10; // px: selection marks left of and above the matrix
+const LEGEND_W = 64;
+
+const CSS = `
+.rw-heatmap { display: flex; flex-direction: column; border: 1px solid var(--rw-border); border-radius: 4px;
+  position: relative; min-width: 320px; box-sizing: border-box; outline: none; }
+.rw-heatmap *, .rw-heatmap *::before, .rw-heatmap *::after { box-sizing: border-box; }
+.rw-heatmap .rw-toolbar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; padding: 6px 8px;
+  border-bottom: 1px solid var(--rw-border); background: var(--rw-bg2); }
+.rw-heatmap .rw-title { font-weight: 600; margin-right: 4px; }
+.rw-heatmap select, .rw-heatmap button { font: inherit; color: var(--rw-fg); background: var(--rw-bg);
+  border: 1px solid var(--rw-border); border-radius: 3px; padding: 2px 6px; height: 24px; cursor: pointer; }
+.rw-heatmap .rw-status { color: var(--rw-fg2); margin-left: auto; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.rw-hm-body { display: flex; gap: 8px; padding: 8px 8px 26px; align-items: flex-start; }
+.rw-hm-plot { position: relative; flex: none; }
+.rw-hm-plot canvas { position: absolute; left: 0; top: 0; }
+.rw-hm-plot .rw-hm-overlay { cursor: crosshair; touch-action: none; }
+.rw-hm-plot.rw-panning .rw-hm-overlay { cursor: grabbing; }
+.rw-hm-legend { position: relative; flex: none; width: ${LEGEND_W}px; font-size: 0.85em; color: var(--rw-fg2);
+  font-variant-numeric: tabular-nums; }
+.rw-hm-legend canvas { display: block; width: 14px; border: 1px solid var(--rw-border); }
+.rw-hm-legend .rw-hm-tick { position: absolute; left: 20px; transform: translateY(-50%); white-space: nowrap; }
+.rw-hm-legend .rw-hm-name { position: absolute; left: 0; bottom: -18px; white-space: nowrap; }
+.rw-hm-legend .rw-hm-mark { position: absolute; left: -3px; width: 20px; height: 0; border-top: 2px solid var(--rw-fg); }
+.rw-hm-tip { position: absolute; pointer-events: none; background: var(--rw-bg); color: var(--rw-fg);
+  border: 1px solid var(--rw-border); border-radius: 4px; padding: 4px 6px; box-shadow: 0 2px 8px rgba(0,0,0,0.25);
+  z-index: 5; font-size: 0.9em; max-width: 320px; }
+.rw-hm-tip[hidden] { display: none; }
+.rw-hm-tip .rw-hm-who { display: grid; grid-template-columns: auto 1fr; gap: 0 6px; }
+.rw-hm-tip .rw-hm-id { font-family: var(--rw-mono); font-weight: 600; }
+.rw-hm-tip .rw-hm-label { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.rw-hm-tip .rw-hm-value { margin-top: 2px; font-variant-numeric: tabular-nums; }
+.rw-hm-tip .rw-hm-imgs { display: flex; gap: 4px; margin-top: 4px; }
+.rw-hm-tip .rw-hm-imgs[hidden] { display: none; }
+.rw-hm-tip img { display: block; max-width: 150px; height: 56px; object-fit: contain; image-rendering: pixelated;
+  background: var(--rw-bg3); }
+.rw-heatmap .rw-message { padding: 4px 8px; color: var(--rw-error); border-top: 1px solid var(--rw-border); white-space: pre-wrap; }
+.rw-heatmap .rw-message:empty { display: none; }
+`;
+
+function isMessageModel(m: unknown): m is MessageModel {
+  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
+}
+
+function safeContext(c: HTMLCanvasElement): CanvasRenderingContext2D | null {
+  try {
+    return c.getContext("2d");
+  } catch {
+    return null;
+  }
+}
+
+export interface HeatmapHandle {
+  /** Redraw now; returns the milliseconds it took. */
+  draw(): number;
+  /** Screen centre (CSS px, relative to the matrix canvas) of matrix entry (a, b), or null when off screen. */
+  screenOf(a: number, b: number): [number, number] | null;
+  view(): HView;
+  setView(v: HView): void;
+  k(): number;
+}
+
+export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, options: HeatmapOptions = {}): () => void {
+  injectStyle("rw-theme-css", THEME_CSS);
+  injectStyle("rw-heatmap-css", CSS);
+  const get = <K extends keyof HeatmapModel>(key: K): HeatmapModel[K] => model.get(key);
+
+  const root = h("div", { class: "rw-root rw-heatmap", attrs: { tabindex: "0" } });
+  el.appendChild(root);
+  applyAutoTheme(root);
+
+  // ----- toolbar -----
+  const title = h("span", { class: "rw-title" });
+  const orderSelect = h("select", { attrs: { "aria-label": "order" } });
+  for (const [v, t] of [["cluster", "clustered"], ["none", "original order"]]) {
+    orderSelect.appendChild(h("option", { text: t, attrs: { value: v } }));
+  }
+  const cmapSelect = h("select", { attrs: { "aria-label": "colour map" } });
+  for (const name of Object.keys(COLORMAPS)) cmapSelect.appendChild(h("option", { text: name, attrs: { value: name } }));
+  const resetButton = h("button", { text: "reset", title: "show the whole matrix (R)", attrs: { type: "button" } });
+  const clearButton = h("button", { text: "clear", title: "clear the selection (Esc)", attrs: { type: "button" } });
+  const status = h("span", { class: "rw-status", attrs: { "aria-live": "polite" } });
+  root.appendChild(h("div", { class: "rw-toolbar" }, [title, orderSelect, cmapSelect, resetButton, clearButton, status]));
+  suppressNotebookShortcuts(root, orderSelect, cmapSelect, resetButton, clearButton);
+
+  // ----- plot, legend, tooltip -----
+  const base = h("canvas", { class: "rw-hm-matrix" });
+  const overlay = h("canvas", { class: "rw-hm-overlay" });
+  const tipA = h("span", { class: "rw-hm-id" });
+  const tipALabel = h("span", { class: "rw-hm-label" });
+  const tipB = h("span", { class: "rw-hm-id" });
+  const tipBLabel = h("span", { class: "rw-hm-label" });
+  const tipValue = h("div", { class: "rw-hm-value" });
+  const imgA = h("img", { attrs: { alt: "" } });
+  const imgB = h("img", { attrs: { alt: "" } });
+  const tipImgs = h("div", { class: "rw-hm-imgs" }, [imgA, imgB]);
+  const tip = h("div", { class: "rw-hm-tip", attrs: { role: "tooltip" } }, [
+    h("div", { class: "rw-hm-who" }, [tipA, tipALabel, tipB, tipBLabel]),
+    tipValue,
+    tipImgs,
+  ]);
+  tip.hidden = true;
+  const plot = h("div", { class: "rw-hm-plot" }, [base, overlay, tip]);
+  const legendBar = h("canvas", { attrs: { width: "1", height: "256" } });
+  const tickHi = h("span", { class: "rw-hm-tick" });
+  const tickMid = h("span", { class: "rw-hm-tick" });
+  const tickLo = h("span", { class: "rw-hm-tick" });
+  const legendName = h("span", { class: "rw-hm-name" });
+  const legendMark = h("div", { class: "rw-hm-mark" });
+  legendMark.hidden = true;
+  const legend = h("div", { class: "rw-hm-legend" }, [legendBar, tickHi, tickMid, tickLo, legendName, legendMark]);
+  const message = h("div", { class: "rw-message", attrs: { role: "status" } });
+  root.append(h("div", { class: "rw-hm-body" }, [plot, legend]), message);
+
+  // ----- state -----
+  let m: Matrix | null = null;
+  let k = 0;
+  let perm: Int32Array = new Int32Array(0);
+  let inv: Int32Array = new Int32Array(0);
+  let ids: Int32Array = new Int32Array(0);
+  let idPos = new Map<number, number>(); // id -> matrix row
+  let range: [number, number] = [0, 1];
+  let lut = buildLut("viridis");
+  let codes: Uint32Array | null = null;
+  let view: HView = { x0: 0, y0: 0, s: 1 };
+  let size = 0; // matrix area side, CSS px
+  let dpr = 1;
+  let image: ImageData | null = null;
+  let pixels: Uint32Array | null = null;
+  let hover: [number, number] | null = null; // display (row, col)
+  let selected: number[] = [];
+  let frameRequested = false;
+  const ctx = safeContext(base);
+  const octx = safeContext(overlay);
+  const lctx = safeContext(legendBar);
+
+  // ----- transport -----
+  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
+  const fetcher = new KeyedFetcher(
+    async (keys, signal) => {
+      if (!rpc) throw new Error("this host cannot send messages to Python");
+      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
+      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
+    },
+    { batchSize: 8, maxInFlight: 2, cacheSize: 512 },
+  );
+  fetcher.onLoad(() => fillTipImages());
+  fetcher.onError((keys, err) => setText(message, `Could not load ${keys.length} image(s): ${err.message}`));
+
+  // ----- loading -----
+  function scale(): [number, number] {
+    const lo = get("vmin");
+    const hi = get("vmax");
+    return [lo === null || lo === undefined ? range[0] : Number(lo), hi === null || hi === undefined ? range[1] : Number(hi)];
+  }
+
+  function loadMatrix() {
+    setText(message, "");
+    try {
+      const st = get("values");
+      m = st && st.values ? decodeMatrix(st) : null;
+    } catch (e) {
+      m = null;
+      setText(message, `Cannot read the matrix: ${(e as Error).message}`);
+    }
+    k = m?.k ?? 0;
+    range = m ? matrixRange(m) : [0, 1];
+    const idm = get("neuron_ids");
+    ids = new Int32Array(k);
+    const raw = idm && idm.buffer ? decodeArray(idm).data : null;
+    for (let i = 0; i < k; i++) ids[i] = raw && raw.length === k ? raw[i] : i;
+    idPos = new Map();
+    ids.forEach((id, p) => idPos.set(id, p));
+    loadPermutation();
+    loadColours();
+    view = fitView(k, size || 1);
+  }
+
+  function loadPermutation() {
+    const pm = get("permutation");
+    const raw = pm && pm.buffer ? decodeArray(pm).data : null;
+    perm = new Int32Array(k);
+    let ok = !!raw && raw.length === k;
+    if (ok) {
+      const seen = new Uint8Array(k);
+      for (let r = 0; r < k; r++) {
+        const p = raw![r];
+        if (!(p >= 0 && p < k) || seen[p]) {
+          ok = false;
+          break;
+        }
+        seen[p] = 1;
+        perm[r] = p;
+      }
+    }
+    if (!ok) for (let r = 0; r < k; r++) perm[r] = r;
+    inv = inversePermutation(perm);
+  }
+
+  function loadColours() {
+    const name = get("colormap") in COLORMAPS ? get("colormap") : "viridis";
+    lut = buildLut(name, 256);
+    const [lo, hi] = scale();
+    codes = m ? codeColours(m, lut, lo, hi) : null;
+    cmapSelect.value = name;
+    drawLegend();
+  }
+
+  function drawLegend() {
+    const [lo, hi] = scale();
+    if (lctx) {
+      const img = lctx.createImageData(1, 256);
+      const px = new Uint32Array(img.data.buffer);
+      for (let y = 0; y < 256; y++) px[y] = lut[255 - y];
+      lctx.putImageData(img, 0, 0);
+    }
+    const hh = size || 256;
+    legendBar.style.height = `${hh}px`;
+    legend.style.height = `${hh}px`;
+    setText(tickHi, fmt(hi));
+    setText(tickMid, fmt((lo + hi) / 2));
+    setText(tickLo, fmt(lo));
+    tickHi.style.top = "1px";
+    tickMid.style.top = `${hh / 2}px`;
+    tickLo.style.top = `${hh - 1}px`;
+    setText(legendName, get("value_name") ?? "");
+  }
+
+  function loadSelection() {
+    selected = (get("selected") ?? []).filter((i) => idPos.has(i));
+  }
+
+  // ----- drawing -----
+  function measure(): number {
+    if (options.measure) {
+      const r = options.measure();
+      return Math.max(50, Math.min(r.width, r.height));
+    }
+    const hh = Number(get("height"));
+    const want = Number.isFinite(hh) && hh >= 150 ? hh : 520;
+    const avail = root.getBoundingClientRect().width - LEGEND_W - 24 - GUTTER;
+    return Math.max(120, Math.floor(avail > 0 ? Math.min(want, avail) : want));
+  }
+
+  function resize() {
+    const sz = measure();
+    const d = typeof devicePixelRatio === "number" && devicePixelRatio > 0 ? devicePixelRatio : 1;
+    if (sz === size && d === dpr && image) return;
+    const old = size;
+    size = sz;
+    dpr = d;
+    const full = size + GUTTER;
+    plot.style.width = `${full}px`;
+    plot.style.height = `${full}px`;
+    base.width = Math.round(size * dpr);
+    base.height = Math.round(size * dpr);
+    base.style.width = `${size}px`;
+    base.style.height = `${size}px`;
+    base.style.left = `${GUTTER}px`;
+    base.style.top = `${GUTTER}px`;
+    overlay.width = Math.round(full * dpr);
+    overlay.height = Math.round(full * dpr);
+    overlay.style.width = `${full}px`;
+    overlay.style.height = `${full}px`;
+    image = ctx ? ctx.createImageData(base.width, base.height) : null;
+    pixels = image ? new Uint32Array(image.data.buffer) : null;
+    view = old > 0 ? clampView({ ...view, s: (view.s * size) / old }, k, size) : fitView(k, size);
+    drawLegend();
+  }
+
+  function draw(): number {
+    const t0 = performance.now();
+    resize();
+    if (ctx && image && pixels && m) {
+      const [lo, hi] = scale();
+      rasterize(pixels, base.width, base.height, dpr, view, m, perm, lut, codes, lo, hi, 0);
+      ctx.putImageData(image, 0, 0);
+    }
+    drawOverlay();
+    updateStatus();
+    return performance.now() - t0;
+  }
+
+  function requestFrame() {
+    if (frameRequested) return;
+    frameRequested = true;
+    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (cb: () => void) => setTimeout(cb, 0);
+    raf(() => {
+      frameRequested = false;
+      draw();
+    });
+  }
+
+  /** Screen y range (CSS px, matrix coordinates) of display rows a..b. */
+  function band(a: number, b: number): [number, number] {
+    return [(a - view.y0) * view.s, (b + 1 - view.y0) * view.s];
+  }
+
+  function drawOverlay() {
+    if (!octx) return;
+    const full = size + GUTTER;
+    octx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    octx.clearRect(0, 0, full, full);
+    octx.save();
+    octx.translate(GUTTER, GUTTER);
+    // selection: marks in the gutters and a light band over the selected rows
+    if (selected.length) {
+      const rows = selected.map((id) => inv[idPos.get(id)!]).sort((a, b) => a - b);
+      octx.fillStyle = "#1976d2";
+      for (const r of rows) {
+        const [y0, y1] = band(r, r);
+        if (y1 < 0 || y0 > size) continue;
+        const top = Math.max(0, y0);
+        const hgt = Math.max(1, Math.min(size, y1) - top);
+        octx.fillRect(-GUTTER, top, GUTTER - 2, hgt);
+        const x0 = (r - view.x0) * view.s;
+        const x1 = (r + 1 - view.x0) * view.s;
+        if (x1 >= 0 && x0 <= size) octx.fillRect(Math.max(0, x0), -GUTTER, Math.max(1, Math.min(size, x1) - Math.max(0, x0)), GUTTER - 2);
+      }
+      octx.fillStyle = "rgba(25, 118, 210, 0.18)";
+      octx.beginPath();
+      octx.rect(0, 0, size, size);
+      octx.clip();
+      for (const r of rows) {
+        const [y0, y1] = band(r, r);
+        if (y1 < 0 || y0 > size) continue;
+        octx.fillRect(0, y0, size, Math.max(1, y1 - y0));
+      }
+    }
+    if (brush) {
+      const [y0, y1] = band(Math.min(brush.r0, brush.r1), Math.max(brush.r0, brush.r1));
+      octx.fillStyle = "rgba(25, 118, 210, 0.25)";
+      octx.strokeStyle = "#1976d2";
+      octx.lineWidth = 1.5;
+      octx.fillRect(-GUTTER, y0, size + GUTTER, y1 - y0);
+      octx.strokeRect(-GUTTER, y0, size + GUTTER, y1 - y0);
+    }
+    if (hover) {
+      const [r, c] = hover;
+      octx.strokeStyle = "rgba(255, 255, 255, 0.9)";
+      octx.lineWidth = 1;
+      const w = Math.max(view.s, 1);
+      octx.strokeRect((c - view.x0) * view.s - 0.5, -GUTTER, w + 1, size + GUTTER);
+      octx.strokeRect(-GUTTER, (r - view.y0) * view.s - 0.5, size + GUTTER, w + 1);
+      octx.strokeStyle = "#000";
+      octx.strokeRect((c - view.x0) * view.s - 1.5, (r - view.y0) * view.s - 1.5, w + 3, w + 3);
+    }
+    octx.restore();
+  }
+
+  function updateStatus() {
+    const zoom = k > 0 && size > 0 ? view.s / (size / k) : 1;
+    const parts = [`${k.toLocaleString()} × ${k.toLocaleString()}`];
+    if (zoom > 1.01) parts.push(`zoom ${zoom < 10 ? zoom.toFixed(1) : Math.round(zoom)}×`);
+    if (selected.length) parts.push(`${selected.length.toLocaleString()} selected`);
+    setText(status, parts.join(" · "));
+  }
+
+  function syncControls() {
+    setText(title, get("title") ?? "");
+    title.hidden = !get("title");
+    orderSelect.value = get("order") === "none" ? "none" : "cluster";
+  }
+
+  // ----- hover -----
+  function setHover(cell: [number, number] | null, sx: number, sy: number) {
+    const changed = cell?.[0] !== hover?.[0] || cell?.[1] !== hover?.[1];
+    hover = cell;
+    if (changed) drawOverlay();
+    if (!cell || !m) {
+      tip.hidden = true;
+      legendMark.hidden = true;
+      return;
+    }
+    const [r, c] = cell;
+    const a = perm[r];
+    const b = perm[c];
+    const labels = get("labels") ?? [];
+    const v = valueAt(m, a, b);
+    setText(tipA, `#${ids[a]}`);
+    setText(tipALabel, labels[a] ?? "");
+    setText(tipB, `#${ids[b]}`);
+    setText(tipBLabel, labels[b] ?? "");
+    setText(tipValue, `${get("value_name") || "value"}: ${fmt(v)}${m.quantized ? " (±" + fmt(m.step / 2) + ")" : ""}`);
+    tip.dataset.i = String(ids[a]);
+    tip.dataset.j = String(ids[b]);
+    tip.dataset.value = String(v);
+    tip.hidden = false;
+    const tw = tip.offsetWidth || 200;
+    const th = tip.offsetHeight || 80;
+    const px = sx + GUTTER;
+    const py = sy + GUTTER;
+    tip.style.left = `${px + 14 + tw > size + GUTTER ? Math.max(0, px - 14 - tw) : px + 14}px`;
+    tip.style.top = `${py + 14 + th > size + GUTTER ? Math.max(0, py - 14 - th) : py + 14}px`;
+    const [lo, hi] = scale();
+    legendMark.hidden = false;
+    legendMark.style.top = `${(1 - scaleT(v, lo, hi)) * (size || 256)}px`;
+    fillTipImages();
+  }
+
+  function fillTipImages() {
+    const show = !!get("has_thumbnails") && hover !== null && !!m;
+    tipImgs.hidden = !show;
+    if (!show || !hover) {
+      fetcher.want([]);
+      return;
+    }
+    const a = ids[perm[hover[0]]];
+    const b = ids[perm[hover[1]]];
+    for (const [img, id] of [[imgA, a], [imgB, b]] as [HTMLImageElement, number][]) {
+      const url = fetcher.get(id);
+      if (url) {
+        if (img.getAttribute("src") !== url) img.src = url;
+        img.dataset.key = String(id);
+      } else {
+        img.removeAttribute("src");
+        delete img.dataset.key;
+      }
+      img.alt = `neuron ${id}`;
+    }
+    fetcher.want(a === b ? [a] : [a, b]);
+  }
+
+  // ----- selection -----
+  function pushSelection(next: number[]) {
+    selected = [...new Set(next)];
+    model.set("selected", selected);
+    model.save_changes();
+    updateStatus();
+    drawOverlay();
+  }
+
+  let anchorRow = -1;
+  function clickRow(r: number, ev: MouseEvent) {
+    const id = ids[perm[r]];
+    if (ev.shiftKey && anchorRow >= 0 && anchorRow < k) {
+      const found = rowsToIds(anchorRow, r, perm, ids);
+      pushSelection(ev.ctrlKey || ev.metaKey ? [...selected, ...found] : found);
+      return;
+    }
+    anchorRow = r;
+    if (ev.ctrlKey || ev.metaKey) {
+      pushSelection(selected.includes(id) ? selected.filter((x) => x !== id) : [...selected, id]);
+    } else pushSelection(selected.length === 1 && selected[0] === id ? [] : [id]);
+  }
+
+  // ----- pointer interaction -----
+  interface Drag {
+    kind: "pan" | "brush";
+    sx: number;
+    sy: number;
+    moved: boolean;
+    view0: HView;
+  }
+  let drag: Drag | null = null;
+  let brush: { r0: number; r1: number } | null = null;
+
+  /** Pointer position relative to the matrix's top-left corner (CSS px). */
+  function local(ev: MouseEvent): [number, number] {
+    const rect = overlay.getBoundingClientRect();
+    return [ev.clientX - rect.left - GUTTER, ev.clientY - rect.top - GUTTER];
+  }
+
+  function onPointerDown(ev: PointerEvent) {
+    if (ev.button !== 0 || k === 0) return;
+    const [sx, sy] = local(ev);
+    const kind: Drag["kind"] = ev.shiftKey ? "brush" : "pan";
+    drag = { kind, sx, sy, moved: false, view0: { ...view } };
+    if (kind === "brush") {
+      const r = rowAt(view, sy, k);
+      brush = { r0: r, r1: r };
+    }
+    overlay.setPointerCapture?.(ev.pointerId);
+    root.focus({ preventScroll: true });
+    ev.preventDefault();
+  }
+
+  function onPointerMove(ev: PointerEvent) {
+    const [sx, sy] = local(ev);
+    if (!drag) {
+      const inside = sx >= 0 && sy >= 0 && sx < size && sy < size;
+      setHover(inside ? cellAt(view, sx, sy, k) : null, sx, sy);
+      return;
+    }
+    if (Math.abs(sx - drag.sx) + Math.abs(sy - drag.sy) > 3) drag.moved = true;
+    if (drag.kind === "pan") {
+      if (!drag.moved) return;
+      plot.classList.add("rw-panning");
+      view = panBy(drag.view0, sx - drag.sx, sy - drag.sy, k, size);
+      setHover(null, 0, 0);
+      requestFrame();
+    } else if (brush) {
+      brush.r1 = rowAt(view, sy, k);
+      setHover(null, 0, 0);
+      drawOverlay();
+    }
+  }
+
+  function onPointerUp(ev: PointerEvent) {
+    if (!drag) return;
+    const d = drag;
+    drag = null;
+    plot.classList.remove("rw-panning");
+    overlay.releasePointerCapture?.(ev.pointerId);
+    const b = brush;
+    brush = null;
+    if (d.kind === "brush" && b && (d.moved || b.r0 !== b.r1)) {
+      const found = rowsToIds(b.r0, b.r1, perm, ids);
+      pushSelection(ev.ctrlKey || ev.metaKey ? [...selected, ...found] : found);
+      return;
+    }
+    if (!d.moved) {
+      const r = d.sy >= 0 && d.sy < size ? rowAt(view, d.sy, k) : -1;
+      const inMatrixOrGutter = d.sx < size && d.sy >= 0 && d.sy < size;
+      if (r >= 0 && inMatrixOrGutter) clickRow(r, ev);
+    }
+    drawOverlay();
+  }
+
+  function onWheel(ev: WheelEvent) {
+    if (k === 0) return;
+    ev.preventDefault();
+    const [sx, sy] = local(ev);
+    const factor = Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015));
+    view = zoomAt(view, sx, sy, factor, k, size);
+    setHover(cellAt(view, sx, sy, k), sx, sy);
+    requestFrame();
+  }
+
+  function onLeave() {
+    if (!drag) setHover(null, 0, 0);
+  }
+
+  function onKey(ev: KeyboardEvent) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const key = ev.key;
+    if (key === "Escape") pushSelection([]);
+    else if (key === "r" || key === "R") resetView();
+    else if (key === "+" || key === "=" || key === "-") {
+      view = zoomAt(view, size / 2, size / 2, key === "-" ? 1 / 1.5 : 1.5, k, size);
+      requestFrame();
+    } else return;
+    ev.preventDefault();
+    ev.stopPropagation();
+  }
+
+  function resetView() {
+    view = fitView(k, size);
+    requestFrame();
+  }
+
+  overlay.addEventListener("pointerdown", onPointerDown);
+  overlay.addEventListener("pointermove", onPointerMove);
+  overlay.addEventListener("pointerup", onPointerUp);
+  overlay.addEventListener("pointerleave", onLeave);
+  overlay.addEventListener("wheel", onWheel, { passive: false });
+  root.addEventListener("keydown", onKey);
+  resetButton.addEventListener("click", resetView);
+  clearButton.addEventListener("click", () => pushSelection([]));
+  orderSelect.addEventListener("change", () => {
+    model.set("order", orderSelect.value);
+    model.save_changes();
+  });
+  cmapSelect.addEventListener("change", () => {
+    model.set("colormap", cmapSelect.value);
+    model.save_changes();
+    loadColours();
+    requestFrame();
+  });
+
+  // ----- Python -> view -----
+  const handlers: [string, () => void][] = [
+    ["change:values", () => { loadMatrix(); loadSelection(); requestFrame(); }],
+    ["change:neuron_ids", () => { loadMatrix(); loadSelection(); requestFrame(); }],
+    ["change:permutation", () => { loadPermutation(); setHover(null, 0, 0); requestFrame(); }],
+    ["change:selected", () => { loadSelection(); updateStatus(); drawOverlay(); }],
+    ["change:colormap", () => { loadColours(); requestFrame(); }],
+    ["change:vmin", () => { loadColours(); requestFrame(); }],
+    ["change:vmax", () => { loadColours(); requestFrame(); }],
+    ["change:value_name", () => drawLegend()],
+    ["change:order", () => syncControls()],
+    ["change:title", () => syncControls()],
+    ["change:height", () => requestFrame()],
+    ["change:has_thumbnails", () => fillTipImages()],
+  ];
+  for (const [ev, cb] of handlers) model.on(ev, cb);
+
+  let resizeObserver: ResizeObserver | null = null;
+  if (typeof ResizeObserver === "function" && !options.measure) {
+    resizeObserver = new ResizeObserver(() => requestFrame());
+    resizeObserver.observe(root);
+  }
+  const stopTheme = watchTheme(() => applyAutoTheme(root));
+
+  const handle: HeatmapHandle = {
+    draw,
+    screenOf: (a, b) => {
+      if (!(a >= 0 && a < k && b >= 0 && b < k)) return null;
+      const [x, y] = cellCentre(view, inv[a], inv[b]);
+      return x < 0 || y < 0 || x > size || y > size ? null : [x, y];
+    },
+    view: () => ({ ...view }),
+    setView: (v) => {
+      view = clampView(v, k, size);
+      draw();
+    },
+    k: () => k,
+  };
+  (root as unknown as { __rw: HeatmapHandle }).__rw = handle;
+
+  syncControls();
+  resize();
+  loadMatrix();
+  loadSelection();
+  draw();
+
+  return () => {
+    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    resizeObserver?.disconnect();
+    stopTheme();
+    fetcher.dispose();
+    rpc?.dispose();
+    root.remove();
+  };
+}
+
+export default {
+  render({ model, el }: RenderProps<HeatmapModel>) {
+    return renderHeatmap(model, el);
+  },
+};

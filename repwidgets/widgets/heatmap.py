@@ -1,0 +1,607 @@
+"""DistanceHeatmap: a k x k matrix (EA distances, concept similarities) on a canvas.
+
+Rows and columns are reordered by hierarchical clustering (average linkage on the
+distances), so groups of similar neurons show up as blocks on the diagonal. Hovering a
+cell shows both neurons (their ids, labels and, with a thumbnail source, their images
+fetched lazily from Python) and the value; the wheel zooms, dragging pans, a click
+selects the row's neuron and a shift-drag (brush) selects a range of rows. The
+selection is the synced trait ``selected`` (original neuron ids), so
+``rw.widgets.link(heatmap, gallery)`` keeps a gallery in step.
+
+What crosses the wire (binary, never JSON lists of numbers):
+
+- ``values``: the matrix as ``{"values": <array>, "k", "packing", "quantized", "lo",
+  "hi"}``. A symmetric matrix sends only its upper triangle (``packing="upper"``,
+  k (k + 1) / 2 entries, row by row). Small matrices (k <= 512) go as float32; larger
+  ones are quantised to uint16 codes ``q`` with ``value = lo + q * (hi - lo) / 65535``
+  (error at most (hi - lo) / 131070, far below what a colour or a three-digit tooltip
+  shows). A 2,048 x 2,048 distance matrix is 4.2 MB instead of 33.5 MB of float64.
+- ``permutation``: int32 [k], the display order (row r shows neuron ``permutation[r]``).
+- ``neuron_ids``: int32 [k], the original id of every row of the matrix.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 8))
+    >>> D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+    >>> hm = DistanceHeatmap(D, labels=[f"n{i}" for i in range(40)])
+    >>> sorted(hm.order_ids) == list(range(40))
+    True
+    >>> hm.selected = [3, 5]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anywidget
+import ipywidgets
+import numpy as np
+import traitlets
+
+from repwidgets.widgets._transport import (
+    ImageSource,
+    RequestRouter,
+    as_image_source,
+    encode_array,
+    image_fetch_handler,
+    static_esm,
+    to_numpy,
+)
+
+ENCODINGS = ("auto", "float32", "uint16", "uint8")
+ORDERS = ("cluster", "none")
+COLORMAPS = ("viridis", "magma", "greys", "rdbu")
+#: largest k sent as float32 by ``encoding="auto"``; larger matrices go as uint16.
+AUTO_FLOAT32_MAX_K = 512
+#: largest k for which the clustering also optimises the leaf order (O(k^3) work).
+OPTIMAL_ORDERING_MAX_K = 256
+
+_QMAX = {"uint8": 255, "uint16": 65535}
+
+
+# ----------------------------------------------------------------------------- checks
+def check_matrix(matrix: Any, name: str = "matrix") -> np.ndarray:
+    """Check a k x k matrix and return it as float64 numpy.
+
+    Raises:
+        ValueError: not 2-D or not square, fewer than 2 rows, NaN or infinite entries
+            (naming the rows that hold them).
+        TypeError: not numbers.
+
+    Example:
+        >>> check_matrix(np.eye(2)).dtype
+        dtype('float64')
+    """
+    a = np.asarray(to_numpy(matrix))
+    if a.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold numbers (a numpy array or torch tensor); got dtype {a.dtype}."
+        )
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(
+            f"{name} must be a square k x k matrix (one row and one column per neuron); got "
+            f"shape {tuple(a.shape)}. For activations [n_samples, k], compute distances first, "
+            "e.g. rw.dora.ea_distance(A)."
+        )
+    k = a.shape[0]
+    if k < 2:
+        raise ValueError(
+            f"{name} is {k} x {k}: a heatmap needs at least 2 neurons to compare. Pass a "
+            "matrix over two or more neurons."
+        )
+    a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        kind = "NaN" if np.isnan(a).any() else "infinite"
+        raise ValueError(
+            f"{name} has {kind} values in rows {rows[:10].tolist()}"
+            f"{' and more' if rows.size > 10 else ''} ({int((~finite).sum())} entries). "
+            "Drop those neurons (e.g. dead ones) or replace the values before plotting."
+        )
+    return a
+
+
+def is_symmetric(matrix: np.ndarray, rtol: float = 1e-6) -> bool:
+    """True when ``matrix`` equals its transpose up to ``rtol`` of its largest value."""
+    scale = float(np.abs(matrix).max()) if matrix.size else 0.0
+    return bool(np.allclose(matrix, matrix.T, rtol=0.0, atol=rtol * max(scale, 1e-300)))
+
+
+# ----------------------------------------------------------------------------- wire
+def encode_matrix(
+    matrix: Any, encoding: str = "auto", symmetric: bool | None = None
+) -> dict[str, Any]:
+    """Encode a k x k matrix for the front end (see the module docstring).
+
+    Args:
+        matrix: [k, k] numbers (numpy or torch).
+        encoding: "float32", "uint16" or "uint8" (quantised between the matrix's min and
+            max), or "auto" (float32 up to k = 512, uint16 above).
+        symmetric: send only the upper triangle; None decides from the values.
+
+    Returns:
+        ``{"values": encode_array(...), "k", "packing", "quantized", "lo", "hi"}``.
+
+    Example:
+        >>> m = encode_matrix(np.array([[0.0, 2.0], [2.0, 0.0]]), encoding="uint8")
+        >>> m["packing"], m["values"]["dtype"], m["values"]["shape"]
+        ('upper', 'uint8', [3])
+    """
+    a = check_matrix(matrix)
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}; got {encoding!r}.")
+    k = a.shape[0]
+    if encoding == "auto":
+        encoding = "float32" if k <= AUTO_FLOAT32_MAX_K else "uint16"
+    sym = is_symmetric(a) if symmetric is None else bool(symmetric)
+    flat = a[np.triu_indices(k)] if sym else a.ravel()
+    lo, hi = float(a.min()), float(a.max())
+    if encoding == "float32":
+        values = flat.astype(np.float32)
+    else:
+        qmax = _QMAX[encoding]
+        span = hi - lo
+        q = np.zeros_like(flat) if span == 0 else np.rint((flat - lo) * (qmax / span))
+        values = np.clip(q, 0, qmax).astype(encoding)
+    return {
+        "values": encode_array(values),
+        "k": int(k),
+        "packing": "upper" if sym else "full",
+        "quantized": encoding != "float32",
+        "lo": lo,
+        "hi": hi,
+    }
+
+
+def decode_matrix(state: Mapping[str, Any]) -> np.ndarray:
+    """The inverse of :func:`encode_matrix`: a float64 [k, k] matrix.
+
+    Example:
+        >>> m = np.array([[0.0, 1.0], [3.0, 0.0]])
+        >>> decode_matrix(encode_matrix(m)).tolist()
+        [[0.0, 1.0], [3.0, 0.0]]
+    """
+    from repwidgets.widgets._transport import decode_array
+
+    meta = state["values"]
+    flat = decode_array(meta["buffer"], meta["dtype"], meta["shape"]).astype(np.float64)
+    k = int(state["k"])
+    if state.get("quantized"):
+        qmax = _QMAX[meta["dtype"]]
+        flat = state["lo"] + flat * ((state["hi"] - state["lo"]) / qmax)
+    if state["packing"] == "upper":
+        out = np.zeros((k, k))
+        iu = np.triu_indices(k)
+        out[iu] = flat
+        out.T[iu] = flat
+        return out
+    return flat.reshape(k, k)
+
+
+# ----------------------------------------------------------------------------- ordering
+def cluster_order(matrix: Any, similarity: bool = False, optimal: bool | None = None) -> np.ndarray:
+    """Leaf order of average-linkage hierarchical clustering on a distance matrix.
+
+    Args:
+        matrix: [k, k] distances (symmetrised as (D + D.T) / 2, diagonal ignored).
+        similarity: the matrix holds similarities (larger = closer); they are turned into
+            distances ``max - S`` first.
+        optimal: also optimise the leaf order so neighbouring rows are as close as
+            possible (scipy's optimal_leaf_ordering); None does it for k <= 256.
+
+    Returns:
+        int64 [k], a permutation: display row r shows neuron ``order[r]``.
+
+    Example:
+        >>> D = np.array([[0, 9, 1, 9], [9, 0, 9, 1], [1, 9, 0, 9], [9, 1, 9, 0.0]])
+        >>> order = cluster_order(D).tolist()
+        >>> abs(order.index(0) - order.index(2)) == 1
+        True
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    d = check_matrix(matrix)
+    d = (d + d.T) / 2
+    if similarity:
+        d = d.max() - d
+    if d.min() < 0:  # a constant shift keeps average linkage's merges unchanged
+        d = d - d.min()
+    np.fill_diagonal(d, 0.0)
+    k = d.shape[0]
+    if optimal is None:
+        optimal = k <= OPTIMAL_ORDERING_MAX_K
+    condensed = squareform(d, checks=False)
+    Z = linkage(condensed, method="average", optimal_ordering=bool(optimal))
+    return leaves_list(Z).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- widget
+def _as_thumbnail_source(thumbnails: Any, ids: list[int]) -> ImageSource | None:
+    if thumbnails is None:
+        return None
+    if isinstance(thumbnails, (list, tuple)):
+        if len(thumbnails) != len(ids):
+            raise ValueError(
+                f"thumbnails has {len(thumbnails)} images but the matrix has {len(ids)} "
+                "neurons; give one encoded image per neuron, or a callable ids -> images."
+            )
+        thumbnails = dict(zip(ids, thumbnails))
+    return as_image_source(thumbnails)
+
+
+class DistanceHeatmap(anywidget.AnyWidget):
+    """An interactive k x k heatmap of distances between neurons, clustered and zoomable.
+
+    Args:
+        matrix: [k, k] distances (or similarities with ``similarity=True``), numpy or
+            torch. Rows and columns follow ``ids``.
+        labels: optional text per neuron (shown on hover, always as text).
+        order: "cluster" (average-linkage leaf order) or "none" (the given order).
+        thumbnails: image source for the hover: a callable ``ids -> list[bytes]`` (one
+            encoded PNG/JPEG/WebP per id), a dict id -> bytes, a list of bytes (one per
+            neuron) or None. Images are fetched lazily, for the hovered cell only.
+        ids: the original id of every row (default ``0..k-1``); ``selected`` holds these.
+        selected: initially selected ids.
+        similarity: the matrix holds similarities (clustering uses ``max - S``).
+        encoding: wire encoding, see :func:`encode_matrix`.
+        colormap: "viridis", "magma", "greys" or "rdbu".
+        vmin, vmax: colour scale limits (default: the matrix's min and max).
+        value_name: what a value is, for the tooltip and the legend ("distance").
+        title: shown in the toolbar.
+        height: height of the matrix area in pixels.
+
+    Example:
+        >>> hm = DistanceHeatmap(np.array([[0.0, 1.0], [1.0, 0.0]]), ids=[7, 9])
+        >>> hm.ids
+        [7, 9]
+    """
+
+    _esm = static_esm("heatmap")
+
+    values = traitlets.Dict().tag(sync=True)
+    permutation = traitlets.Dict().tag(sync=True)
+    neuron_ids = traitlets.Dict().tag(sync=True)
+    labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    order = traitlets.Unicode("cluster").tag(sync=True)
+    selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    colormap = traitlets.Unicode("viridis").tag(sync=True)
+    vmin = traitlets.Float(None, allow_none=True).tag(sync=True)
+    vmax = traitlets.Float(None, allow_none=True).tag(sync=True)
+    value_name = traitlets.Unicode("distance").tag(sync=True)
+    has_thumbnails = traitlets.Bool(False).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    height = traitlets.Int(520).tag(sync=True)
+
+    def __init__(
+        self,
+        matrix: Any,
+        labels: Sequence[str] | None = None,
+        order: str = "cluster",
+        thumbnails: ImageSource | Mapping | Sequence[bytes] | None = None,
+        *,
+        ids: Sequence[int] | None = None,
+        selected: Sequence[int] = (),
+        similarity: bool = False,
+        encoding: str = "auto",
+        colormap: str = "viridis",
+        vmin: float | None = None,
+        vmax: float | None = None,
+        value_name: str = "distance",
+        title: str = "",
+        height: int = 520,
+        **kwargs: Any,
+    ) -> None:
+        m = check_matrix(matrix)
+        k = m.shape[0]
+        if ids is None:
+            id_list = list(range(k))
+        else:
+            raw = np.asarray(to_numpy(ids)).ravel()
+            if raw.dtype.kind not in "iu":
+                raise TypeError(f"ids must be ints (neuron ids); got dtype {raw.dtype}.")
+            id_list = [int(i) for i in raw]
+            if len(id_list) != k:
+                raise ValueError(f"ids has {len(id_list)} entries but the matrix is {k} x {k}.")
+            if len(set(id_list)) != k:
+                raise ValueError("ids must be unique: every row is a different neuron.")
+        if labels is None:
+            label_list = [""] * k
+        else:
+            if isinstance(labels, str):
+                raise TypeError("labels must be a list of strings (one per neuron), not a str.")
+            label_list = ["" if x is None else str(x) for x in labels]
+            if len(label_list) != k:
+                raise ValueError(
+                    f"labels has {len(label_list)} entries but the matrix has {k} neurons."
+                )
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}; got {order!r}.")
+        if colormap not in COLORMAPS:
+            raise ValueError(f"colormap must be one of {COLORMAPS}; got {colormap!r}.")
+        self._matrix = m
+        self._similarity = bool(similarity)
+        self._cluster_order: np.ndarray | None = None
+        self._ids = id_list
+        self._id_set = set(id_list)
+        self._source = _as_thumbnail_source(thumbnails, id_list)
+        super().__init__(
+            values=encode_matrix(m, encoding=encoding),
+            neuron_ids=encode_array(np.asarray(id_list, dtype=np.int64)),
+            permutation=encode_array(self._permutation_for(order)),
+            labels=label_list,
+            order=order,
+            colormap=colormap,
+            vmin=vmin,
+            vmax=vmax,
+            value_name=value_name,
+            has_thumbnails=self._source is not None,
+            title=title,
+            height=height,
+            **kwargs,
+        )
+        self.selected = [int(i) for i in selected]
+        self._router = RequestRouter(self)
+        self._router.register("fetch", image_fetch_handler(self._images, max_keys=64))
+
+    # --- ordering ----------------------------------------------------------------------
+    def _permutation_for(self, order: str) -> np.ndarray:
+        k = self._matrix.shape[0]
+        if order == "none":
+            return np.arange(k, dtype=np.int64)
+        if self._cluster_order is None:
+            self._cluster_order = cluster_order(self._matrix, similarity=self._similarity)
+        return self._cluster_order
+
+    @traitlets.validate("order")
+    def _validate_order(self, proposal: Any) -> str:
+        if proposal["value"] not in ORDERS:
+            raise traitlets.TraitError(f"order must be one of {ORDERS}; got {proposal['value']!r}.")
+        return proposal["value"]
+
+    @traitlets.observe("order")
+    def _on_order(self, change: dict) -> None:
+        if getattr(self, "_ids", None) is not None:
+            self.permutation = encode_array(self._permutation_for(change["new"]))
+
+    @traitlets.validate("colormap")
+    def _validate_colormap(self, proposal: Any) -> str:
+        if proposal["value"] not in COLORMAPS:
+            raise traitlets.TraitError(
+                f"colormap must be one of {COLORMAPS}; got {proposal['value']!r}."
+            )
+        return proposal["value"]
+
+    # --- selection -----------------------------------------------------------------------
+    @traitlets.validate("selected")
+    def _validate_selected(self, proposal: Any) -> list[int]:
+        value = []
+        for i in proposal["value"]:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                raise traitlets.TraitError(
+                    f"selected must hold int neuron ids; got {type(i).__name__} {i!r}."
+                )
+            value.append(int(i))
+        ids = getattr(self, "_id_set", None)
+        if ids is not None:
+            unknown = [i for i in value if i not in ids]
+            if unknown:
+                raise traitlets.TraitError(
+                    f"selected contains ids that are not rows of this heatmap: {unknown[:10]}. "
+                    "Valid ids are in .ids (the ids= given, or 0..k-1)."
+                )
+        return list(dict.fromkeys(value))
+
+    # --- Python API ------------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Number of neurons (rows)."""
+        return self._matrix.shape[0]
+
+    @property
+    def ids(self) -> list[int]:
+        """The original id of every row of the matrix, in the matrix's order."""
+        return list(self._ids)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The matrix as given (float64 [k, k], rows in the order of ``ids``)."""
+        return self._matrix.copy()
+
+    @property
+    def order_positions(self) -> np.ndarray:
+        """The display order as row positions: display row r shows matrix row ``[r]``."""
+        return self._permutation_for(self.order).copy()
+
+    @property
+    def order_ids(self) -> list[int]:
+        """Neuron ids from the top row of the display to the bottom."""
+        return [self._ids[int(p)] for p in self._permutation_for(self.order)]
+
+    def value(self, a: int, b: int) -> float:
+        """The matrix value between neuron ids ``a`` and ``b``."""
+        pos = {i: p for p, i in enumerate(self._ids)}
+        for i in (a, b):
+            if i not in pos:
+                raise KeyError(f"No neuron with id {i} in this heatmap; see .ids.")
+        return float(self._matrix[pos[a], pos[b]])
+
+    def _images(self, keys: list) -> list[bytes]:
+        if self._source is None:
+            raise ValueError("This heatmap has no thumbnails; pass thumbnails= to show images.")
+        bad = [k for k in keys if not isinstance(k, int) or k not in self._id_set]
+        if bad:
+            raise KeyError(f"No neuron with id(s) {bad[:10]} in this heatmap.")
+        return list(self._source([int(k) for k in keys]))
+
+    def __repr__(self) -> str:
+        return f"DistanceHeatmap({self.k} x {self.k}, {len(self.selected)} selected)"
+
+
+# ----------------------------------------------------------------------------- DORA
+def _signal_thumbnails(signals: Any, ids: list[int], size: int | None) -> Callable:
+    """A lazy, cached image source: neuron id -> its s-AMS side by side as PNG."""
+    from repwidgets.session import encode_image
+
+    sig = signals.detach().float().cpu() if hasattr(signals, "detach") else signals
+    if getattr(sig, "ndim", 0) != 5 or sig.shape[0] != len(ids):
+        raise ValueError(
+            f"signals must be [k, n, C, H, W] with k = {len(ids)} neurons; got shape "
+            f"{tuple(getattr(sig, 'shape', ()))}."
+        )
+    pos = {i: p for p, i in enumerate(ids)}
+    cache: dict[int, bytes] = {}
+
+    def source(keys: list) -> list[bytes]:
+        out = []
+        for key in keys:
+            key = int(key)
+            if key not in cache:
+                if key not in pos:
+                    raise KeyError(f"No s-AMS for neuron {key}.")
+                s = sig[pos[key]]  # [n, C, H, W]
+                n, c, h, w = s.shape
+                strip = s.permute(1, 2, 0, 3).reshape(c, h, n * w)
+                cache[key] = encode_image(strip, size=None if size is None else size * n)
+            out.append(cache[key])
+        return out
+
+    return source
+
+
+def dora_widget(
+    result: Any,
+    *,
+    thumbnail_size: int | None = 48,
+    gallery: bool = True,
+    gallery_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+):
+    """A DistanceHeatmap of a DORA result's EA distances linked to a gallery of its s-AMS.
+
+    Args:
+        result: a :class:`repwidgets.engines.dora.DoraResult`.
+        thumbnail_size: height in pixels of each s-AMS in the images (None: original).
+        gallery: also show a NeuronGallery (one card per neuron: LOF score, outlier rank,
+            self activation, flags and nearest neighbours), linked both ways.
+        gallery_kwargs: passed to :class:`NeuronGallery`.
+        **kwargs: passed to :class:`DistanceHeatmap` (order, colormap, height, ...).
+
+    Returns:
+        A :class:`DoraWidget` (an ipywidgets VBox) with ``.heatmap``, ``.gallery`` and
+        ``.selected`` (the neuron ids picked in either).
+
+    Example:
+        >>> r = rw.dora.analyze(sess, "features.conv3")   # doctest: +SKIP
+        >>> w = dora_widget(r); w                          # doctest: +SKIP
+        >>> w.selected                                     # doctest: +SKIP
+    """
+    from repwidgets.widgets.gallery import NeuronGallery
+    from repwidgets.widgets.link import link
+
+    ids = [int(i) for i in to_numpy(result.neurons).ravel()]
+    k = len(ids)
+    lof = np.asarray(to_numpy(result.lof_scores), dtype=np.float64).ravel()
+    outlier = np.asarray(to_numpy(result.is_outlier)).astype(bool).ravel()
+    dead = np.asarray(to_numpy(result.is_dead)).astype(bool).ravel()
+    self_act = np.asarray(to_numpy(result.self_activation), dtype=np.float64).ravel()
+    flags = ["dead" if d else "outlier" if o else "" for d, o in zip(dead, outlier)]
+    order, _dist = result.nearest(3)
+    neighbours = [", ".join(str(ids[j]) for j in row) for row in order]
+
+    labels = []
+    for f, v in zip(flags, lof):
+        parts = [f] if f else []
+        if math.isfinite(v):
+            parts.append(f"LOF {v:.2f}")
+        labels.append(" · ".join(parts))
+    source = None
+    if getattr(result, "signals", None) is not None:
+        source = _signal_thumbnails(result.signals, ids, thumbnail_size)
+    n_out, n_dead = int(outlier.sum()), int(dead.sum())
+    kwargs.setdefault(
+        "title",
+        f"DORA · {result.layer or 'layer'} · EA distances of {k} neurons "
+        f"({n_out} outliers, {n_dead} dead)",
+    )
+    kwargs.setdefault("value_name", "EA distance")
+    heatmap = DistanceHeatmap(result.distances, labels, thumbnails=source, ids=ids, **kwargs)
+
+    cards_widget = None
+    ln = None
+    if gallery:
+        rank = np.full(k, np.nan)
+        live = [i for i in np.argsort(-np.nan_to_num(lof, nan=-np.inf)) if math.isfinite(lof[i])]
+        rank[live] = np.arange(1, len(live) + 1)
+        cards = []
+        for p, nid in enumerate(ids):
+            label = flags[p] or "inlier"
+            if neighbours[p]:
+                label += f" · near {neighbours[p]}"
+            cards.append(
+                {
+                    "id": nid,
+                    "label": label,
+                    "scores": {
+                        "LOF": lof[p],
+                        "outlier rank": rank[p],
+                        "self activation": self_act[p],
+                    },
+                    "images": [nid] if source is not None else [],
+                }
+            )
+        gkw = {"title": "s-AMS", "sort_by": "LOF", "height": 420, **dict(gallery_kwargs or {})}
+        cards_widget = NeuronGallery(cards, image_source=source, **gkw)
+        ln = link(heatmap, cards_widget)
+    children = [heatmap] + ([cards_widget] if cards_widget is not None else [])
+    return DoraWidget(children=children, heatmap=heatmap, gallery=cards_widget, link=ln)
+
+
+class DoraWidget(ipywidgets.VBox):
+    """A heatmap of EA distances above a gallery of s-AMS, selections linked.
+
+    Attributes:
+        heatmap: the :class:`DistanceHeatmap`.
+        gallery: the :class:`NeuronGallery` (None with ``gallery=False``).
+        link: the :class:`repwidgets.widgets.link.Link` between them (or None).
+    """
+
+    def __init__(
+        self,
+        children: Sequence[Any],
+        heatmap: DistanceHeatmap,
+        gallery: Any = None,
+        link: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(children=list(children), **kwargs)
+        self.heatmap = heatmap
+        self.gallery = gallery
+        self.link = link
+
+    @property
+    def selected(self) -> list[int]:
+        """Neuron ids selected in the heatmap (and the gallery, kept in step)."""
+        return list(self.heatmap.selected)
+
+    @selected.setter
+    def selected(self, ids: Sequence[int]) -> None:
+        self.heatmap.selected = list(ids)
+
+    def __repr__(self) -> str:
+        return f"DoraWidget({self.heatmap!r}, gallery={self.gallery is not None})"
+
+
+__all__ = [
+    "DistanceHeatmap",
+    "DoraWidget",
+    "check_matrix",
+    "cluster_order",
+    "decode_matrix",
+    "dora_widget",
+    "encode_matrix",
+]
