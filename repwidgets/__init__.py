@@ -32,6 +32,7 @@ _LAZY_ATTRS = {
     "demo_session": ("repwidgets.session", "demo_session"),
     "Report": ("repwidgets.report", "Report"),
     "load_ipython_extension": ("repwidgets.magics", "load_ipython_extension"),
+    "unload_ipython_extension": ("repwidgets.magics", "unload_ipython_extension"),
 }
 
 __all__ = sorted([*_LAZY, *_LAZY_ATTRS])

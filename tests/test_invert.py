@@ -4,6 +4,7 @@ planted formulas) and the behaviour a user relies on (filters, dedup, errors, re
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -452,4 +453,10 @@ def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
             r.formulas[j]["text"],
         )
     section = invert.demo_section(sess, layer=layer)
-    assert section["figures"] and any(artifact in line for line in section["summary_lines"])
+    text = "\n".join(section["summary_lines"])
+    assert section["figures"]
+    assert f"{len(detectors)} neurons detect it" in text
+    assert f"{len(detectors)} of them are labelled with a formula containing it" in text
+    for j in detectors[:12]:
+        label = re.search(rf"artifact detector {j}: (.+) \(AUC", text)
+        assert label and artifact in label.group(1), (j, text)

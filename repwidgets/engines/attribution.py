@@ -1823,6 +1823,10 @@ def removal_experiment(
     acc = np.zeros_like(bal)
     test_acc = np.zeros((len(conditions), len(seeds)))
     y_test = sess.targets("test")
+    groups = sess.groups("test")
+    group_names = list(getattr(sess.data, "group_names", []) or [])
+    n_groups = int(groups.max()) + 1 if groups is not None and len(groups) else 0
+    group_acc = np.full((len(conditions), n_groups, len(seeds)), np.nan)
     for ci, cond in enumerate(conditions):
         for si, seed in enumerate(seeds):
             if cond == "full" and train_fn is None:
@@ -1836,7 +1840,12 @@ def removal_experiment(
             bal[ci, :, si] = p.balanced_accuracy[:, 0]
             acc[ci, :, si] = p.accuracy[:, 0]
             s = _model_sessions(sess, [model])[0]
-            test_acc[ci, si] = float((s.predictions("test") == y_test).float().mean())
+            correct = (s.predictions("test").cpu() == y_test).float()
+            test_acc[ci, si] = float(correct.mean())
+            for gi in range(n_groups):
+                in_group = groups == gi
+                if bool(in_group.any()):
+                    group_acc[ci, gi, si] = float(correct[in_group].mean())
     labels = _labels(sess, concept, "train")
     result = RemovalResult(
         concept=_concept_name(concept),
@@ -1846,6 +1855,8 @@ def removal_experiment(
         balanced_accuracy=bal,
         accuracy=acc,
         test_accuracy=test_acc,
+        group_accuracy=group_acc,
+        group_names=group_names or [str(g) for g in range(n_groups)],
         removed_top=torch.as_tensor(top),
         removed_random=torch.as_tensor(rand),
         top_concept_fraction=float(labels[torch.as_tensor(top)].float().mean()),
@@ -1864,6 +1875,10 @@ class RemovalResult(Result):
         conditions: ``["full", "minus_top", "minus_random"]``.
         balanced_accuracy, accuracy: [n_conditions, n_layers, n_seeds] probe accuracy.
         test_accuracy: [n_conditions, n_seeds] classification accuracy on the test split.
+        group_accuracy: [n_conditions, n_groups, n_seeds] the same per (class x artifact)
+            group of the test split (``group_names``; empty without groups). This shows
+            whether the retrained model still relies on the concept: e.g. how well it
+            classifies watermarked samples of other classes.
         removed_top, removed_random: training indices removed in each condition.
         top_concept_fraction, random_concept_fraction: share of removed samples carrying
             the concept.
@@ -1878,6 +1893,8 @@ class RemovalResult(Result):
     test_accuracy: np.ndarray
     removed_top: torch.Tensor
     removed_random: torch.Tensor
+    group_accuracy: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    group_names: list = field(default_factory=list)
     top_concept_fraction: float = float("nan")
     random_concept_fraction: float = float("nan")
     seeds: list = field(default_factory=list)
@@ -1906,6 +1923,17 @@ class RemovalResult(Result):
                 )
         return pd.DataFrame(rows)
 
+    def groups_frame(self) -> pd.DataFrame:
+        """Test accuracy per group (rows) and condition (columns), mean over seeds."""
+        acc = np.asarray(self.group_accuracy, dtype=float)
+        if acc.size == 0:
+            return pd.DataFrame(columns=["group", *self.conditions])
+        mean = acc.mean(axis=2)
+        frame = pd.DataFrame({"group": list(self.group_names)})
+        for ci, cond in enumerate(self.conditions):
+            frame[cond] = mean[ci]
+        return frame
+
     def change(self) -> pd.DataFrame:
         """Per layer: probe balanced accuracy drop after removing the top k vs k random."""
         bal = np.asarray(self.balanced_accuracy, dtype=float).mean(axis=2)
@@ -1915,7 +1943,8 @@ class RemovalResult(Result):
         )
 
     def plot(self):
-        """Bokeh figure: probe balanced accuracy per layer, one line per condition."""
+        """Bokeh figure: probe balanced accuracy per layer, one line per condition (and,
+        when the data has groups, the test accuracy per group and condition beside it)."""
         from bokeh.plotting import figure
 
         bal = np.asarray(self.balanced_accuracy, dtype=float).mean(axis=2)
@@ -1946,12 +1975,39 @@ class RemovalResult(Result):
         fig.yaxis.axis_label = "balanced accuracy (held out)"
         fig.legend.location = "bottom_right"
         fig.xaxis.major_label_orientation = 0.6
-        return fig
+        groups = self.groups_frame()
+        if not len(groups):
+            return fig
+        from bokeh.layouts import row
+
+        gfig = figure(
+            x_range=[str(g) for g in groups["group"]],
+            height=280,
+            width=520,
+            y_range=(0, 1.02),
+            title="Test accuracy per group after retraining",
+            toolbar_location="above",
+        )
+        for cond, color in zip(self.conditions, _COLORS):
+            gfig.scatter(
+                [str(g) for g in groups["group"]],
+                groups[cond].to_numpy(),
+                size=9,
+                color=color,
+                legend_label=names.get(cond, cond),
+            )
+        gfig.yaxis.axis_label = "accuracy"
+        gfig.xaxis.major_label_orientation = 0.8
+        gfig.legend.location = "bottom_left"
+        return row(fig, gfig)
 
     def widget(self):
         import ipywidgets
 
-        return ipywidgets.HTML(self.to_frame().to_html(index=False, float_format="%.3f"))
+        tables = self.to_frame().to_html(index=False, float_format="%.3f")
+        if len(self.groups_frame()):
+            tables += self.groups_frame().to_html(index=False, float_format="%.3f")
+        return ipywidgets.HTML(tables)
 
 
 # ---------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from repwidgets._progress import progress_bar
-from repwidgets.engines.ranks import mann_whitney_p, ranks_of_rows
+from repwidgets.engines.ranks import auc_matrix, mann_whitney_p, ranks_of_rows
 from repwidgets.results import Result
 
 __all__ = ["InvertResult", "explain", "explain_activations", "formula_mask", "demo_section"]
@@ -1165,43 +1165,65 @@ def plot_results(results: Sequence[InvertResult], top_concepts: int = 25):
 
 # ---------------------------------------------------------------------------------- demo
 def demo_section(sess, layer: str | None = None, max_length: int = 3) -> dict:
-    """Run INVERT on a demo session layer and summarise it for the report.
+    """Run INVERT on a layer of the demo session and summarise it for the report.
 
-    Returns ``{"title", "summary_lines", "figures"}``.
+    The default layer is ``pool`` (the features the classifier reads) when the model has
+    one, else its last convolution. The summary names the neurons that detect the planted
+    artifact on their own (AUC >= 0.95 for the artifact concept) with their formulas.
+
+    Returns:
+        ``{"title": str, "summary_lines": [str], "figures": [bokeh layout]}``.
+
+    Example:
+        >>> section = demo_section(rw.demo_session())            # doctest: +SKIP
+        >>> print("\n".join(section["summary_lines"]))          # doctest: +SKIP
     """
     if layer is None:
         layers = sess.layers()
         convs = [name for name in layers if name.split(".")[-1].startswith("conv")]
-        layer = convs[-1] if convs else layers[-1]
+        layer = "pool" if "pool" in layers else (convs[-1] if convs else layers[-1])
     r = explain(sess, layer, max_length=max_length, beam_size=5, min_fraction=0.01, progress=False)
     frame = r.to_frame().sort_values("auc", ascending=False)
+    n_sig = int((frame.log10_p < math.log10(0.05 / max(len(frame), 1))).sum())
     lines = [
-        f"INVERT on {layer}: {len(frame)} neurons explained with formulas of up to "
+        f"INVERT on {layer}: {len(frame)} neurons labelled with formulas of up to "
         f"{max_length} concepts in {r.timings.get('total_s', 0.0):.2f} s.",
         f"Median AUC {frame.auc.median():.3f}; {int((frame.auc >= 0.9).sum())} neurons with "
-        "AUC >= 0.9.",
+        f"AUC >= 0.9; {n_sig} labels significant at 0.05 (Bonferroni over neurons).",
     ]
-    names = sess.concept_names
-    artifact = names[-1] if names else None
+    names = list(sess.concept_names)
     data_cfg = getattr(getattr(sess, "data", None), "config", {}) or {}
-    if data_cfg.get("artifact") in names:
-        artifact = data_cfg["artifact"]
-    if artifact is not None:
-        uses = [
-            int(n)
-            for n, f in zip(r.neurons.tolist(), r.formulas)
-            if any(c["concept"] == artifact for c in f["clauses"])
-        ]
+    artifact = data_cfg.get("artifact")
+    if artifact in names:
+        k = names.index(artifact)
+        acts = sess.activations(layer, split=r.split or "test", pool=r.pool or "mean")
+        single = auc_matrix(acts.detach().cpu(), sess.concepts(r.split or "test"))[:, k]
+        detectors = torch.nonzero(single >= 0.95).flatten().tolist()
+        labelled = [j for j in detectors if _mentions(r.formulas[j], artifact)]
+        mention = sum(_mentions(f, artifact) for f in r.formulas)
         lines.append(
-            f"{len(uses)} neurons have a formula that mentions {artifact!r}: {uses[:12]}"
-            f"{' ...' if len(uses) > 12 else ''}"
+            f"Artifact {artifact!r}: {len(detectors)} neurons detect it on their own "
+            f"(AUC >= 0.95); {len(labelled)} of them are labelled with a formula containing it. "
+            f"{mention} formulas mention it in all."
         )
+        for j in detectors[:12]:
+            lines.append(
+                f"  artifact detector {int(r.neurons[j])}: {r.formulas[j]['text']} "
+                f"(AUC {float(r.auc[j]):.3f}, log10 p {float(r.log10_p[j]):.1f})"
+            )
+        if len(detectors) > 12:
+            lines.append(f"  ... and {len(detectors) - 12} more")
+    lines.append("Best labels:")
     for row in frame.head(5).itertuples():
         lines.append(
-            f"neuron {row.neuron}: {row.formula}  (AUC {row.auc:.3f}, log10 p {row.log10_p:.1f})"
+            f"  neuron {row.neuron}: {row.formula}  (AUC {row.auc:.3f}, log10 p {row.log10_p:.1f})"
         )
     return {
         "title": f"INVERT: neuron labels ({layer})",
         "summary_lines": lines,
         "figures": [r.plot()],
     }
+
+
+def _mentions(formula: dict, concept: str) -> bool:
+    return any(c["concept"] == concept for c in formula["clauses"])

@@ -32,7 +32,7 @@ g = NeuronGallery(
     make_cards(64, 8),
     image_source=lambda keys: [thumbnail(int(k)) for k in keys],
     title="kernel round trip",
-    height=420,
+    height=480,
 )
 g"""
 
@@ -52,6 +52,16 @@ DARK_THEME = """() => {
     .catch(() => {});
   return true;
 }"""
+
+
+def mean_brightness(png: bytes) -> float:
+    """Mean grey level (0..255) of a PNG screenshot."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return float(np.asarray(Image.open(io.BytesIO(png)).convert("L")).mean())
 
 
 def free_port() -> int:
@@ -259,6 +269,9 @@ def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifa
         bg = page.eval_on_selector(".rw-gallery", "e => getComputedStyle(e).backgroundColor")
         rgb = [int(x) for x in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3]]
         assert sum(rgb) / 3 < 80, bg
+        # the selected card stays dark too, so its light text keeps its contrast
+        shot = page.locator(".rw-card.rw-selected .rw-card-scores").screenshot()
+        assert mean_brightness(shot) < 110
         page.screenshot(path=str(artifacts / f"gallery-{server.app}-dark.png"))
     finally:
         page.close()

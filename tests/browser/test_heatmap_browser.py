@@ -223,3 +223,103 @@ def test_large_quantised_matrix_hover(page, heatmap_bundle):
     assert (int(tip["i"]), int(tip["j"])) == (a, b)
     assert abs(float(tip["value"]) - D[a, b]) <= step / 2 + 1e-9
     assert page.errors == []
+
+
+# ----------------------------------------------------------------------------- kernel
+SETUP_CELL = """\
+import sys
+sys.path[:0] = [{root!r}, {here!r}, {tests!r}]
+from harness import thumbnail
+from test_heatmap_browser import blocks
+from repwidgets.widgets.heatmap import DistanceHeatmap
+D, group = blocks()
+ids = [100 + 3 * i for i in range(len(D))]
+hm = DistanceHeatmap(D, [f"block {{g}}" for g in group], ids=ids,
+                     thumbnails=lambda ks: [thumbnail(int(k)) for k in ks], height=360)
+hm"""
+
+
+def selected_in_kernel(server, name: str, expected: list, timeout_s: float = 30) -> list:
+    """Poll ``<name>.selected`` in the kernel until it equals ``expected`` (or time runs out)."""
+    import json
+    import time
+
+    from test_gallery_kernel import kernel_eval
+
+    value: list = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = json.loads(kernel_eval(server, f"import json; print(json.dumps({name}.selected))"))
+        if value == expected:
+            break
+        time.sleep(0.5)
+    return value
+
+
+def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_path, artifacts):
+    import importlib.util
+    import time
+
+    import nbformat
+    from support import ROOT, need
+    from test_gallery_kernel import Server
+
+    need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
+    root = tmp_path / "nb"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    cell = SETUP_CELL.format(
+        root=str(ROOT), here=str(ROOT / "tests" / "browser"), tests=str(ROOT / "tests")
+    )
+    nb.cells = [nbformat.v4.new_code_cell(cell)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "heatmap.ipynb")
+    D, group = blocks()
+    ids = [100 + 3 * i for i in range(len(D))]
+    server = Server("lab", root, tmp_path)
+    page = None
+    try:
+        server.wait_ready()
+        page = chromium.new_page()
+        page.set_viewport_size({"width": 1300, "height": 1000})
+        page.goto(f"{server.url}/lab/tree/heatmap.ipynb", timeout=120_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        )
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            try:
+                page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=20_000)
+                break
+            except Exception:
+                continue
+        page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=10_000)
+        page.locator(".rw-heatmap").scroll_into_view_if_needed()
+        page.wait_for_function(
+            "() => document.querySelector('.rw-heatmap').__rw.k() > 0", timeout=30_000
+        )
+        a, b = 9, 2
+        x, y = page_xy(page, a, b)
+        # nothing of the notebook lies over the widget: the cell's point hits its overlay
+        hit = page.evaluate(f"() => document.elementFromPoint({x}, {y}).className")
+        assert "rw-hm-overlay" in str(hit), hit
+        page.mouse.move(x + 20, y + 20)
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.up()
+        value = selected_in_kernel(server, "hm", [ids[a]])
+        if value != [ids[a]]:
+            page.screenshot(path=str(artifacts / "heatmap-lab-failed.png"))
+        assert value == [ids[a]]
+        # the page shows it too
+        assert page.locator(".rw-heatmap .rw-status").inner_text().endswith("1 selected")
+    finally:
+        if page is not None:
+            page.close()
+        server.stop()

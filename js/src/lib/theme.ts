@@ -11,7 +11,7 @@ export const THEME_CSS = `
   --rw-fg2: var(--jp-ui-font-color2, var(--vscode-descriptionForeground, rgba(0, 0, 0, 0.54)));
   --rw-border: var(--jp-border-color2, var(--vscode-editorWidget-border, #e0e0e0));
   --rw-accent: var(--jp-brand-color1, var(--vscode-focusBorder, #1976d2));
-  --rw-accent-soft: var(--jp-brand-color3, rgba(25, 118, 210, 0.18));
+  --rw-accent-soft: rgba(25, 118, 210, 0.18);
   --rw-warn: var(--jp-warn-color1, #f57c00);
   --rw-error: var(--jp-error-color1, #d32f2f);
   --rw-font: var(--jp-ui-font-family, var(--vscode-font-family, system-ui, -apple-system, "Segoe UI", sans-serif));
@@ -21,6 +21,11 @@ export const THEME_CSS = `
   background: var(--rw-bg);
   font-family: var(--rw-font);
   font-size: var(--rw-font-size);
+}
+/* a translucent accent reads well on light and dark backgrounds alike (an opaque
+   light tint such as --jp-brand-color3 would put light text on a light fill in dark themes) */
+@supports (color: color-mix(in srgb, red 50%, blue)) {
+  .rw-root { --rw-accent-soft: color-mix(in srgb, var(--rw-accent) 22%, transparent); }
 }
 .rw-root.rw-auto-dark {
   --rw-bg: #1e1e1e; --rw-bg2: #252526; --rw-bg3: #333333;
