@@ -238,6 +238,13 @@ hm = DistanceHeatmap(D, [f"block {{g}}" for g in group], ids=ids,
                      thumbnails=lambda ks: [thumbnail(int(k)) for k in ks], height=360)
 hm"""
 
+# model id of the widget view shown in the first output of the notebook's first cell
+MODEL_ID = """() => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const out = nb.model.cells.get(0).outputs.get(0);
+  return out.data['application/vnd.jupyter.widget-view+json'].model_id;
+}"""
+
 
 def selected_in_kernel(server, name: str, expected: list, timeout_s: float = 30) -> list:
     """Poll ``<name>.selected`` in the kernel until it equals ``expected`` (or time runs out)."""
@@ -258,11 +265,10 @@ def selected_in_kernel(server, name: str, expected: list, timeout_s: float = 30)
 
 def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_path, artifacts):
     import importlib.util
-    import time
 
     import nbformat
     from support import ROOT, need
-    from test_gallery_kernel import Server
+    from test_gallery_kernel import KERNEL_IDLE, RUN_ALL, Server, kernel_eval
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     root = tmp_path / "nb"
@@ -278,8 +284,7 @@ def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_pa
         "language": "python",
     }
     nbformat.write(nb, root / "heatmap.ipynb")
-    D, group = blocks()
-    ids = [100 + 3 * i for i in range(len(D))]
+    ids = [100 + 3 * i for i in range(len(blocks()[0]))]  # as in the kernel
     server = Server("lab", root, tmp_path)
     page = None
     try:
@@ -291,15 +296,21 @@ def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_pa
             "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
         )
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            try:
-                page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=20_000)
-                break
-            except Exception:
-                continue
-        page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=10_000)
+        # Run the cell exactly once, after the kernel is up, without awaiting the command
+        # (its promise can stay pending while the kernel starts): running it again would
+        # make a new ``hm`` in the kernel that the widget on screen no longer belongs to.
+        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+        page.evaluate(RUN_ALL)
+        try:
+            page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=180_000)
+        except Exception:
+            page.screenshot(path=str(artifacts / "heatmap-lab-failed.png"))
+            dialogs = page.eval_on_selector_all(".jp-Dialog", "els => els.map(e => e.innerText)")
+            raise AssertionError(f"the heatmap did not appear; dialogs: {dialogs}") from None
+        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+        # the widget on screen is the one bound to ``hm`` in the kernel
+        shown = page.evaluate(MODEL_ID)
+        assert shown == kernel_eval(server, "print(hm.model_id, end='')"), shown
         page.locator(".rw-heatmap").scroll_into_view_if_needed()
         page.wait_for_function(
             "() => document.querySelector('.rw-heatmap').__rw.k() > 0", timeout=30_000
