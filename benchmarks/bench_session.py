@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _common import best_of, emit
 
 import repwidgets as rw
-from _common import best_of, emit
 
 
 def main() -> None:
@@ -27,7 +27,9 @@ def main() -> None:
     data = rw.datasets.shapes(n_test=args.n, seed=0)
     model = rw.models.demo_model(data, seed=0, progress=False)
     sess = rw.Session(model, data, batch_size=args.batch_size, progress=False)
-    images = torch.cat([sess.images(range(i, min(i + 1000, args.n))) for i in range(0, args.n, 1000)])
+    images = torch.cat(
+        [sess.images(range(i, min(i + 1000, args.n))) for i in range(0, args.n, 1000)]
+    )
     images = images.to(sess.device)
 
     def raw_forward():
