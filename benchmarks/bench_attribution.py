@@ -65,7 +65,9 @@ def _throughput_setup(cfg: dict):
     model = SmallCNN(len(data.class_names)).eval()
     # one-time lazy imports inside torch.func (seconds), paid by both libraries alike
     w = torch.ones(2)
-    torch.func.vmap(torch.func.grad(lambda w, x: (w * x).sum()), in_dims=(None, 0))(w, X[:3, 0, 0, :2])
+    torch.func.vmap(torch.func.grad(lambda w, x: (w * x).sum()), in_dims=(None, 0))(
+        w, X[:3, 0, 0, :2]
+    )
     return model, X, y
 
 
@@ -278,7 +280,9 @@ def main() -> None:
                 "batch_size": cfg["batch"],
                 "ours_samples_per_s": round(best_ours["samples_per_s"], 2),
                 "traker_samples_per_s": round(best_ref["samples_per_s"], 2),
-                "speedup_vs_traker": round(best_ours["samples_per_s"] / best_ref["samples_per_s"], 2),
+                "speedup_vs_traker": round(
+                    best_ours["samples_per_s"] / best_ref["samples_per_s"], 2
+                ),
                 "raw_forward_backward_samples_per_s": round(raw["samples_per_s"], 2),
                 "ours_fraction_of_raw": round(best_ours["samples_per_s"] / raw["samples_per_s"], 3),
                 "ours_peak_rss_mb": round(best_ours["peak_rss_mb"], 1),

@@ -448,3 +448,22 @@ def test_removal_experiment_removes_the_top_k_and_k_random(tiny_session, tmp_pat
     assert isinstance(rm.plot(), LayoutDOM)
     with pytest.raises(ValueError, match="k must lie in"):
         A.removal_experiment(sess, "watermark", k=0, attribution=r, train_fn=train_fn)
+
+
+# ------------------------------------------------------------------ demo session
+
+
+@pytest.mark.demo
+def test_demo_top_attributed_samples_carry_the_artifact(demo_session):
+    import re
+
+    from bokeh.models import LayoutDOM
+
+    section = A.demo_section(demo_session)
+    assert section["title"] and all(isinstance(f, LayoutDOM) for f in section["figures"])
+    text = "\n".join(section["summary_lines"])
+    found = re.search(r"precision at 100 = ([0-9.]+) \(base rate ([0-9.]+)\)", text)
+    assert found, text
+    precision, base = float(found.group(1)), float(found.group(2))
+    assert precision >= 0.9, text
+    assert base < 0.5  # the artifact is a minority of the training samples

@@ -401,7 +401,7 @@ def test_demo_outliers_are_enriched_in_artifact_samples_of_the_wrong_class(
     wrong = has & (data.targets("test") != data.config["spurious_class"])
     out = r.outliers()
     assert len(out) >= 10
-    flagged = float(wrong[torch.as_tensor(out["index"].to_numpy())].float().mean())
+    flagged = float(wrong[torch.tensor(out["index"].to_numpy())].float().mean())
     base = float(wrong.float().mean())
     assert flagged > base + 0.15, (flagged, base)
 
@@ -455,3 +455,8 @@ def test_concept_browser_from_a_result():
     r.embedding = None
     with pytest.raises(ValueError, match="embedding='umap'"):
         r.widget()
+
+
+@pytest.mark.demo
+def test_demo_section_looks_at_the_last_convolution_after_its_relu(demo_session):
+    assert cd._last_conv_activation(demo_session) == "features.relu4"

@@ -1381,16 +1381,37 @@ def plot_concept_maps(
 
 
 # ----------------------------------------------------------------------------- demo
+def _last_conv_activation(sess) -> str:
+    """The activation module after the last convolution (non-negative maps), else the
+    last convolution itself, else the layer before the last one."""
+    leaves = [(n, m) for n, m in sess.model.named_modules() if n and not list(m.children())]
+    last = None
+    for i, (name, module) in enumerate(leaves):
+        if isinstance(module, nn.Conv2d):
+            last = name
+            for nxt, nxt_mod in leaves[i + 1 : i + 4]:
+                if isinstance(nxt_mod, nn.Conv2d):
+                    break
+                if isinstance(nxt_mod, (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU)):
+                    last = nxt
+                    break
+    return last if last is not None else sess.layers()[-2]
+
+
 def demo_section(sess, layer: str | None = None) -> dict:
-    """A report section for the demo session: concepts of the last conv layer.
+    """A report section for the demo session: concepts after the last convolution.
+
+    Reports the concept that best separates the data's artifact (its AUC and concept
+    maps over its top samples), how enriched the outliers are in artifact samples of
+    other classes, and the most relevant concepts.
 
     Returns ``{"title", "summary_lines", "figures"}``.
     """
     if layer is None:
-        convs = [n for n, mod in sess.model.named_modules() if isinstance(mod, nn.Conv2d)]
-        layer = convs[-1] if convs else sess.layers()[-2]
+        layer = _last_conv_activation(sess)
     r = discover(sess, layer, n_components=16, top_t=100, embedding="pca", progress=False)
     frame = r.to_frame()
+    figures = [r.plot()]
     lines = [
         f"Layer {layer}, split {r.split}: {r.directions.shape[0]} directions "
         f"({'centered' if r.centered else 'uncentered'}), "
@@ -1408,21 +1429,25 @@ def demo_section(sess, layer: str | None = None) -> dict:
                 f"{float(r.concept_auc[j, a]):.3f} ({frame.loc[j, 'labels']}; "
                 f"dominant class {frame.loc[j, 'dominant_class']})."
             )
+            if len(sess.layer_shapes()[layer]) == 3:  # spatial maps: where it responds
+                figures.append(plot_concept_maps(sess, r, j))
             out = r.outliers()
             if len(out) and r.labels is not None:
                 has = sess.concepts(r.split)[:, a]
                 spurious = data_cfg.get("spurious_class")
                 if isinstance(spurious, int):
                     wrong = has & (sess.targets(r.split) != spurious)
-                    flagged = float(wrong[torch.as_tensor(out["index"].to_numpy())].float().mean())
+                    flagged_idx = torch.tensor(out["index"].to_numpy(), dtype=torch.long)
+                    flagged = float(wrong[flagged_idx].float().mean())
                     lines.append(
                         f"{len(out)} outlier samples; {flagged:.1%} carry the artifact in "
                         f"another class (base rate {float(wrong.float().mean()):.1%})."
                     )
-    for _, row in frame.head(8).iterrows():
+    lines.append("Most relevant concepts (relevance z for their class):")
+    for _, row in frame.sort_values("relevance", ascending=False, kind="stable").head(6).iterrows():
         lines.append(
             f"  concept {row['concept']}: from d{row['source_direction']} (cos "
             f"{row['cosine']:.2f}), {row['size']} samples, class {row['dominant_class']} "
             f"({row['purity']:.0%}), relevance z {row['relevance']:.2f}, {row['labels']}"
         )
-    return {"title": "Concept discovery", "summary_lines": lines, "figures": [r.plot()]}
+    return {"title": "Concept discovery", "summary_lines": lines, "figures": figures}
