@@ -202,7 +202,7 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
 
     import nbformat
     from support import ROOT, need
-    from test_gallery_kernel import Server, kernel_eval
+    from test_gallery_kernel import KERNEL_IDLE, RUN_ALL, Server, kernel_eval
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     here = str(ROOT / "tests" / "browser")
@@ -229,15 +229,12 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
             "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
         )
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            try:
-                page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=20_000)
-                break
-            except Exception:
-                continue
-        page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=10_000)
+        # Run the cell once, after the kernel is up, without awaiting the command: running
+        # it again would bind ``b`` to a new widget, not the one on screen.
+        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+        page.evaluate(RUN_ALL)
+        page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=180_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
         page.locator(".rw-browser").scroll_into_view_if_needed()
         centre = np.array([screen_of(page, i) for i in range(0, 300)]).mean(axis=0)
         r = 50
