@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description and JSON output."""
+"""Helpers shared by the benchmark scripts: machine description, timing, JSON output and
+the headless Chromium the front-end figures are measured in."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -43,3 +47,36 @@ def emit(name: str, figures: dict) -> None:
     """Print the benchmark's one JSON object."""
     print(json.dumps({"benchmark": name, "machine": machine(), **figures}, indent=2))
     sys.stdout.flush()
+
+
+CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@contextmanager
+def headless_chromium(viewport: dict | None = None) -> Iterator:
+    """A Playwright browser context on Debian's Chromium with a fresh profile folder."""
+    if not Path(CHROMIUM).is_file():
+        raise SystemExit(f"Chromium is missing at {CHROMIUM}: apt-get install chromium.")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport=viewport or {"width": 1100, "height": 800},
+        )
+        try:
+            yield context
+        finally:
+            context.close()

@@ -21,7 +21,6 @@ sizes of the specification; --quick n = 2,000 with small C).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,19 +32,9 @@ from torch import nn
 from repwidgets.engines import concepts as cd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import CHROMIUM, CHROMIUM_ARGS, emit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _sync(device: torch.device) -> None:

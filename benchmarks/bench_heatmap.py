@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "browser"), str(ROOT / "benchmarks")]
 
-from _common import best_of, emit  # noqa: E402
+from _common import best_of, emit, headless_chromium  # noqa: E402
 from harness import Harness, thumbnail  # noqa: E402
 
 from repwidgets.widgets.heatmap import (  # noqa: E402
@@ -39,17 +38,6 @@ from repwidgets.widgets.heatmap import (  # noqa: E402
     decode_matrix,
     encode_matrix,
 )
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def planted_distances(k: int, n_blocks: int = 12, seed: int = 0) -> np.ndarray:
@@ -151,13 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k", type=int, default=2048, help="matrix size (default 2048)")
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     bundle = ROOT / "repwidgets" / "static" / "heatmap.js"
     if not bundle.is_file():
         raise SystemExit("repwidgets/static/heatmap.js is missing: run `cd js && npm run build`.")
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"Chromium is missing at {CHROMIUM}: apt-get install chromium.")
 
     D = planted_distances(args.k)
     thumbs: dict[int, bytes] = {}
@@ -174,19 +158,9 @@ def main() -> None:
     }
     hm = DistanceHeatmap(D, thumbnails=source, title=f"{args.k} neurons")
     figures["wire"] = wire_figures(hm, D)
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            viewport={"width": 1100, "height": 800},
-        )
-        try:
-            figures["chromium"] = context.browser.version if context.browser else None
-            figures["browser"] = browser_figures(context, bundle, hm, D)
-        finally:
-            context.close()
+    with headless_chromium() as context:
+        figures["chromium"] = context.browser.version if context.browser else None
+        figures["browser"] = browser_figures(context, bundle, hm, D)
     figures["bundle_kib"] = round(bundle.stat().st_size / 1024, 1)
     emit("heatmap", figures)
 

@@ -24,14 +24,13 @@ import io
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "browser"), str(ROOT / "benchmarks")]
 
-from _common import emit  # noqa: E402
+from _common import emit, headless_chromium  # noqa: E402
 from harness import VISIBLE_IMAGES_LOADED, Harness, make_cards  # noqa: E402
 
 from repwidgets.widgets import NeuronGallery  # noqa: E402
@@ -221,39 +220,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="512 neurons only, front end only")
     args = parser.parse_args()
 
-    from playwright.sync_api import sync_playwright
-
     bundle = ROOT / "repwidgets" / "static" / "gallery.js"
     if not bundle.is_file():
         raise SystemExit(
             "repwidgets/static/gallery.js is missing: run `cd js && npm ci && npm run build`."
         )
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"Chromium is missing at {CHROMIUM}: apt-get install chromium.")
     pool = thumbnail_pool()
     figures: dict = {"wire": wire_figures(pool), "render": {}}
     sizes = [512] if args.quick else [512, 4096]
     modes = ["page"] if args.quick else ["page", "python"]
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            viewport={"width": 1100, "height": 800},
-        )
-        try:
-            figures["chromium"] = context.browser.version if context.browser else None
-            for mode in modes:
-                for n in sizes:
-                    label = "frontend" if mode == "page" else "python"
-                    # the Python path's scroll through 4,096 cards adds minutes and no news
-                    full = mode == "page" or n <= 512
-                    figures["render"][f"{label}_{n}"] = render_figures(
-                        context, bundle, pool, n, mode, full=full
-                    )
-        finally:
-            context.close()
+    with headless_chromium() as context:
+        figures["chromium"] = context.browser.version if context.browser else None
+        for mode in modes:
+            for n in sizes:
+                label = "frontend" if mode == "page" else "python"
+                # the Python path's scroll through 4,096 cards adds minutes and no news
+                full = mode == "page" or n <= 512
+                figures["render"][f"{label}_{n}"] = render_figures(
+                    context, bundle, pool, n, mode, full=full
+                )
     figures["bundle_kib"] = round(bundle.stat().st_size / 1024, 1)
     emit("widgets", figures)
 
