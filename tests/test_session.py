@@ -189,3 +189,27 @@ def test_prefetched_keeps_order_and_raises_loader_errors():
         for item in prefetched(failing()):
             got.append(item)
     assert got == [1]
+
+
+def test_session_over_an_image_folder(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog", "owl"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            arr = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
+    folder = ImageFolder(tmp_path)
+    torch.manual_seed(0)
+    model = TinyNet()
+    sess = Session(model, folder, device="cpu", batch_size=5, progress=False)
+    acts = sess.activations("features.conv1", "test")
+    assert acts.shape == (12, 4)
+    first = torch.from_numpy(np.array(Image.open(folder.samples[7][0]).convert("RGB")))
+    first = first.permute(2, 0, 1).float().div(255).unsqueeze(0)
+    with torch.no_grad():
+        expected = model.features.conv1(first).mean(dim=(2, 3))[0]
+    assert torch.allclose(acts[7], expected, atol=1e-5)
+    assert sess.class_names == ["cat", "dog", "owl"]
+    assert sess.logits("test").shape == (12, 3)
