@@ -15,7 +15,8 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -149,24 +150,16 @@ def load_or_train(
         )
     use_cache = _cacheable(bundle) if cache is None else bool(cache)
     path = checkpoint_path(bundle, seed, model_cfg, train_cfg) if use_cache else None
-    if path is not None and path.exists():
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            model = _build(bundle, ckpt.get("model_config", model_cfg))
-            model.load_state_dict(ckpt["state_dict"])
-            model.eval()
-            return model, TrainHistory.from_dict(ckpt.get("history", {}))
-        except Exception as err:  # a corrupt or stale file: train again
-            warnings.warn(
-                f"Ignoring unreadable checkpoint {path} ({err}); retraining.", stacklevel=2
-            )
-    torch.manual_seed(int(seed))
-    model = _build(bundle, model_cfg)
-    history = train_model(
-        model, bundle, seed=int(seed), progress=progress, device=device, **train_cfg
-    )
-    model.to("cpu").eval()
-    if path is not None:
+    if path is None:
+        return _train(bundle, seed, model_cfg, train_cfg, progress, device)
+    cached = _load_checkpoint(bundle, path, model_cfg)
+    if cached is not None:
+        return cached
+    with _training_lock(path):  # another process may be training the same model
+        cached = _load_checkpoint(bundle, path, model_cfg)
+        if cached is not None:
+            return cached
+        model, history = _train(bundle, seed, model_cfg, train_cfg, progress, device)
         _save_atomic(
             {
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -178,6 +171,49 @@ def load_or_train(
             path,
         )
     return model, history
+
+
+def _train(bundle, seed, model_cfg, train_cfg, progress, device) -> tuple[nn.Module, TrainHistory]:
+    torch.manual_seed(int(seed))
+    model = _build(bundle, model_cfg)
+    history = train_model(
+        model, bundle, seed=int(seed), progress=progress, device=device, **train_cfg
+    )
+    return model.to("cpu").eval(), history
+
+
+def _load_checkpoint(
+    bundle: DataBundle, path: Path, model_cfg: dict[str, Any]
+) -> tuple[nn.Module, TrainHistory] | None:
+    """The cached model and history, or None when there is none (or it is unreadable)."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = _build(bundle, ckpt.get("model_config", model_cfg))
+        model.load_state_dict(ckpt["state_dict"])
+        model.eval()
+        return model, TrainHistory.from_dict(ckpt.get("history", {}))
+    except Exception as err:  # a corrupt or stale file: train again
+        warnings.warn(f"Ignoring unreadable checkpoint {path} ({err}); retraining.", stacklevel=3)
+        return None
+
+
+@contextmanager
+def _training_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path`` (POSIX; elsewhere no lock is taken)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: two processes may both train; the rename stays atomic
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def demo_model(
