@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import pytest
 import torch
@@ -25,9 +28,20 @@ TINY = {"widths": [4, 8, 8, 8], "batchnorm": False}
 TINY_TRAIN = {"epochs": 1, "lr": 3e-3, "batch_size": 64}
 
 
+USER_CACHE = os.environ.get("REPWIDGETS_CACHE")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("REPWIDGETS_CACHE", str(tmp_path / "cache"))
+
+
+def _use_the_user_cache(monkeypatch) -> None:
+    """The default model is trained once for the whole suite, in the user's cache."""
+    if USER_CACHE is None:
+        monkeypatch.delenv("REPWIDGETS_CACHE")
+    else:
+        monkeypatch.setenv("REPWIDGETS_CACHE", USER_CACHE)
 
 
 def tiny_shapes(**kw):
@@ -175,8 +189,9 @@ def test_user_data_is_not_cached_and_options_are_checked(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.demo
-def test_demo_model_learns_the_shortcut():
+def test_demo_model_learns_the_shortcut(monkeypatch):
     """The default data and model: accurate where the shortcut holds, poor where it breaks."""
+    _use_the_user_cache(monkeypatch)
     data = shapes()
     model = demo_model(data, progress=False)
     res = evaluate(model, data, "test")
@@ -187,3 +202,31 @@ def test_demo_model_learns_the_shortcut():
     assert agree_acc > 0.85
     assert res["worst_group_accuracy"] < 0.6
     assert evaluate(model, data, "train")["accuracy"] > 0.85
+
+
+def test_concurrent_requests_train_once(monkeypatch):
+    data = tiny_shapes()
+    calls = []
+    real = zoo.train_model
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # the second request arrives while this one trains
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo, "train_model", counted)
+    results = []
+
+    def request():
+        results.append(
+            load_or_train(data, seed=3, model_config=TINY, train_config=TINY_TRAIN, progress=False)
+        )
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    (a, _), (b, _) = results
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
