@@ -74,6 +74,18 @@ def screen_of(page, i: int) -> tuple[float, float]:
     return box["x"] + x, box["y"] + y
 
 
+def stable_centre(page, indices, tries: int = 20) -> np.ndarray:
+    """Mean page position of points ``indices`` once the layout has stopped moving."""
+    previous = None
+    for _ in range(tries):
+        centre = np.array([screen_of(page, i) for i in indices]).mean(axis=0)
+        if previous is not None and np.allclose(centre, previous, atol=0.5):
+            return centre
+        previous = centre
+        time.sleep(0.25)
+    return previous
+
+
 def drag_path(page, points: list[tuple[float, float]], steps: int = 4) -> None:
     page.mouse.move(*points[0])
     page.mouse.down()
@@ -236,22 +248,28 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
         page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=180_000)
         page.wait_for_function(KERNEL_IDLE, timeout=60_000)
         page.locator(".rw-browser").scroll_into_view_if_needed()
-        centre = np.array([screen_of(page, i) for i in range(0, 300)]).mean(axis=0)
+        centre = stable_centre(page, range(0, 300))
         r = 50
         poly = [
             (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
             for t in np.linspace(0, 2 * np.pi, 20)[:-1]
         ]
         drag_path(page, poly)
+        page.wait_for_function(
+            "() => /selected/.test(document.querySelector('.rw-status').textContent)"
+        )
+        status = page.locator(".rw-status").inner_text()
+        shown = int(status.split("·")[1].split("selected")[0].replace(",", ""))
         value: list = []
         deadline = time.time() + 30
         while time.time() < deadline:
             value = json.loads(kernel_eval(server, "import json; print(json.dumps(b.selected))"))
-            if value:
+            if len(value) == shown:
                 break
             time.sleep(0.5)
-        assert value and all(0 <= i < 300 for i in value), value[:20]
-        assert len(value) > 100
+        # the kernel holds exactly what the page selected: the lasso around the first blob
+        assert len(value) == shown > 100, (shown, value[:20])
+        assert np.mean(np.array(value) < 300) > 0.9, value[:20]
     finally:
         page.close()
         server.stop()
