@@ -1807,8 +1807,6 @@ def demo_section(
         f"{wga['curated']:.3f}"
         + (f" (oracle {wga['oracle']:.3f})" if "oracle" in wga.index else "")
     )
-    print(headline)
-    print(text)
     lines.append(headline)
     lines.append(f"test split, {len(seeds)} seeds (mean, std):")
     lines.extend(text.splitlines())
