@@ -9,7 +9,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,7 +62,7 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def headless_chromium(viewport: dict | None = None) -> Iterator:
+def headless_chromium(viewport: dict | None = None, extra_args: Sequence[str] = ()) -> Iterator:
     """A Playwright browser context on Debian's Chromium with a fresh profile folder."""
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"Chromium is missing at {CHROMIUM}: apt-get install chromium.")
@@ -72,7 +72,7 @@ def headless_chromium(viewport: dict | None = None) -> Iterator:
         context = pw.chromium.launch_persistent_context(
             profile,
             executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
+            args=[*CHROMIUM_ARGS, *extra_args],
             headless=True,
             viewport=viewport or {"width": 1100, "height": 800},
         )

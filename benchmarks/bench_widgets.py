@@ -36,17 +36,8 @@ from harness import VISIBLE_IMAGES_LOADED, Harness, make_cards  # noqa: E402
 from repwidgets.widgets import NeuronGallery  # noqa: E402
 from repwidgets.widgets._transport import encode_image_batch  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--js-flags=--expose-gc",  # so the heap figure counts live objects, not garbage
-]
+#: so the heap figure counts live objects, not garbage
+EXPOSE_GC = ["--js-flags=--expose-gc"]
 POOL_SIZE = 256
 
 
@@ -229,7 +220,7 @@ def main() -> None:
     figures: dict = {"wire": wire_figures(pool), "render": {}}
     sizes = [512] if args.quick else [512, 4096]
     modes = ["page"] if args.quick else ["page", "python"]
-    with headless_chromium() as context:
+    with headless_chromium(extra_args=EXPOSE_GC) as context:
         figures["chromium"] = context.browser.version if context.browser else None
         for mode in modes:
             for n in sizes:
