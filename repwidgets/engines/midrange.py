@@ -438,7 +438,6 @@ class MidrangeResult(Result):
                 "p": assoc["p_value"].to_numpy(),
             }
         )
-        from bokeh.transform import dodge
 
         bar = figure(
             title="Concepts: band vs top extreme (lowest p first)",
@@ -455,22 +454,7 @@ class MidrangeResult(Result):
                 ("p", "@p{0.0000e}"),
             ],
         )
-        bar.vbar(
-            x=dodge("concept", -0.18, range=bar.x_range),
-            top="band",
-            width=0.34,
-            source=src,
-            color="#ff7f0e",
-            legend_label="band",
-        )
-        bar.vbar(
-            x=dodge("concept", 0.18, range=bar.x_range),
-            top="top",
-            width=0.34,
-            source=src,
-            color="#1f77b4",
-            legend_label="top",
-        )
+        _paired_bars(bar, src, "concept", ("band", "#ff7f0e", "band"), ("top", "#1f77b4", "top"))
         bar.xaxis.major_label_orientation = 0.9
         bar.legend.location = "top_right"
         return row(fig, bar)
@@ -1642,6 +1626,21 @@ def _scores(acc: Mapping[str, Any]) -> dict[str, float]:
     return {"accuracy": acc["accuracy"], "worst_group_accuracy": acc["worst_group_accuracy"]}
 
 
+def _paired_bars(fig, source, category: str, left: tuple, right: tuple) -> None:
+    """Two bars side by side per category; ``left``/``right`` are (column, colour, legend)."""
+    from bokeh.transform import dodge
+
+    for offset, (column, colour, legend) in ((-0.18, left), (0.18, right)):
+        fig.vbar(
+            x=dodge(category, offset, range=fig.x_range),
+            top=column,
+            width=0.34,
+            source=source,
+            color=colour,
+            legend_label=legend,
+        )
+
+
 def plot_comparison(table: pd.DataFrame, title: str = "Last-layer retraining"):
     """Bars of accuracy and worst-group accuracy per method with the spread over seeds."""
     from bokeh.models import ColumnDataSource, Whisker
@@ -1678,21 +1677,12 @@ def plot_comparison(table: pd.DataFrame, title: str = "Last-layer retraining"):
             ("worst group", "@wga{0.000}"),
         ],
     )
-    fig.vbar(
-        x=dodge("method", -0.18, range=fig.x_range),
-        top="acc",
-        width=0.34,
-        source=src,
-        color="#1f77b4",
-        legend_label="accuracy",
-    )
-    fig.vbar(
-        x=dodge("method", 0.18, range=fig.x_range),
-        top="wga",
-        width=0.34,
-        source=src,
-        color="#d62728",
-        legend_label="worst-group accuracy",
+    _paired_bars(
+        fig,
+        src,
+        "method",
+        ("acc", "#1f77b4", "accuracy"),
+        ("wga", "#d62728", "worst-group accuracy"),
     )
     fig.add_layout(
         Whisker(
