@@ -1,5 +1,9 @@
 """Helpers shared by the benchmark scripts: machine description, timing, JSON output and
-the headless Chromium the front-end figures are measured in."""
+the headless Chromium the front-end figures are measured in.
+
+Importing it puts ``tests/`` and ``tests/browser/`` on ``sys.path``: the benchmarks
+compare against the same oracles (``reference_invert``) and drive the same browser
+harness as the tests."""
 
 from __future__ import annotations
 
@@ -49,16 +53,10 @@ def emit(name: str, figures: dict) -> None:
     sys.stdout.flush()
 
 
-CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+from harness import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 @contextmanager

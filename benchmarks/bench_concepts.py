@@ -32,9 +32,7 @@ from torch import nn
 from repwidgets.engines import concepts as cd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CHROMIUM, CHROMIUM_ARGS, emit  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from _common import CHROMIUM, CHROMIUM_ARGS, ROOT, emit  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -190,7 +188,6 @@ def bench_scatter(sizes: tuple[int, ...], frames: int = 40) -> dict:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return {"skipped": "the Python package playwright is not installed"}
-    sys.path.insert(0, str(ROOT / "tests" / "browser"))
     from harness import Harness
 
     rows = []

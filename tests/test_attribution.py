@@ -47,9 +47,13 @@ def _closed_form(model, X, y, Xt, lam):
     return (s[:, None] * X64) @ torch.linalg.solve(K, Xt64.T) * q[:, None]
 
 
-def test_logistic_regression_closed_form_primal():
-    model, X, y, Xt = _logreg_data()
-    lam = 0.7
+@pytest.mark.parametrize(
+    "n, d, lam",
+    [(120, 6, 0.7), (15, 40, 0.3)],  # primal solve; features outnumber samples: dual solve
+    ids=["primal", "dual"],
+)
+def test_scores_equal_the_logistic_regression_closed_form(n, d, lam):
+    model, X, y, Xt = _logreg_data(n=n, d=d)
     r = A.trak_scores(
         model,
         (X, y),
@@ -60,24 +64,7 @@ def test_logistic_regression_closed_form_primal():
         lam_relative=False,
         progress=False,
     )
-    expected = _closed_form(model, X, y, Xt, lam)
     assert r.scores.shape == (len(X), len(Xt))
-    torch.testing.assert_close(r.scores.double(), expected, rtol=1e-4, atol=1e-6)
-
-
-def test_dual_form_equals_closed_form_when_features_outnumber_samples():
-    model, X, y, Xt = _logreg_data(n=15, d=40)  # p = 40 > n = 15: dual solve
-    lam = 0.3
-    r = A.trak_scores(
-        model,
-        (X, y),
-        (Xt, torch.ones(len(Xt), dtype=torch.long)),
-        output_fn=_signed_logit,
-        proj_dim=None,
-        lam=lam,
-        lam_relative=False,
-        progress=False,
-    )
     torch.testing.assert_close(
         r.scores.double(), _closed_form(model, X, y, Xt, lam), rtol=1e-4, atol=1e-6
     )

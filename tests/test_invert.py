@@ -9,82 +9,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from reference_invert import reference_explain
 from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 
 from repwidgets.engines import invert
 from repwidgets.engines.invert import InvertResult, explain_activations, formula_mask
-
-
-# ------------------------------------------------------------------------- a reference
-def _atom_text(a, names):
-    k = len(names)
-    return names[a % k] if a < k else f"NOT {names[a % k]}"
-
-
-def _text(formula, names):
-    text = _atom_text(formula[0][1], names)
-    for i, (op, a) in enumerate(formula[1:], start=1):
-        text = f"{f'({text})' if i >= 2 else text} {op} {_atom_text(a, names)}"
-    return text
-
-
-def reference_beam(a, C, names, L, B, min_fraction, max_fraction):
-    """The documented search, one candidate at a time: every mask built, every AUROC from
-    sklearn. Dedup: a formula equal to an atom becomes the lexicographically first such
-    atom; among equal masks keep (shorter, lexicographically first, first generated)."""
-    n, K = C.shape
-    lo = max(1, math.ceil(min_fraction * n - 1e-9))
-    hi = min(n - 1, math.floor(max_fraction * n + 1e-9))
-    atom_masks = [C[:, k] for k in range(K)] + [~C[:, k] for k in range(K)]
-    canon = {}
-    for i, m in enumerate(atom_masks):
-        key = m.tobytes()
-        if key not in canon or (_atom_text(i, names), i) < canon[key]:
-            canon[key] = (_atom_text(i, names), i)
-
-    def entry(formula, mask, order):
-        if mask.tobytes() in canon:
-            formula = ((None, canon[mask.tobytes()][1]),)
-        return dict(
-            formula=formula,
-            mask=mask,
-            auc=roc_auc_score(mask, a),
-            order=order,
-            length=len(formula),
-            text=_text(formula, names),
-        )
-
-    def select(entries):
-        best = {}
-        for e in entries:
-            key = e["mask"].tobytes()
-            if key not in best or (e["length"], e["text"], e["order"]) < (
-                best[key]["length"],
-                best[key]["text"],
-                best[key]["order"],
-            ):
-                best[key] = e
-        ranked = sorted(
-            best.values(), key=lambda e: (-round(e["auc"], 12), e["length"], e["order"])
-        )
-        return ranked[:B]
-
-    beam = select(
-        [entry(((None, i),), m, i) for i, m in enumerate(atom_masks) if lo <= m.sum() <= hi]
-    )
-    for _ in range(2, L + 1):
-        entries = [dict(e, order=s) for s, e in enumerate(beam)]
-        for b, phi in enumerate(beam):
-            for op in range(4):
-                for k in range(K):
-                    col = C[:, k] if op % 2 == 0 else ~C[:, k]
-                    mask = phi["mask"] & col if op < 2 else phi["mask"] | col
-                    if lo <= mask.sum() <= hi:
-                        formula = phi["formula"] + (("AND" if op < 2 else "OR", k + K * (op % 2)),)
-                        entries.append(entry(formula, mask, B + (b * 4 + op) * K + k))
-        beam = select(entries)
-    return [(e["text"], e["auc"]) for e in beam]
 
 
 def _concepts(n=800, K=8, seed=0):
@@ -118,7 +48,7 @@ def test_engine_equals_brute_force_reference(mode, min_f, max_f):
     )
     for j in range(acts.shape[1]):
         a = acts[:, j] if mode == "positive" else -acts[:, j]
-        ref = reference_beam(a, C, names, 3, 4, min_f, max_f)
+        ref = reference_explain(a, C, names, 3, 4, min_f, max_f)
         ours = [(e["text"], e["auc"] if mode == "positive" else 1 - e["auc"]) for e in r.beams[j]]
         assert [t for t, _ in ours] == [t for t, _ in ref], (j, min_f)
         np.testing.assert_allclose([x for _, x in ours], [x for _, x in ref], atol=1e-12)

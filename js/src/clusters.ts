@@ -8,10 +8,11 @@
 // membership ([n]) arrive as binary arrays; thumbnails are fetched lazily on hover.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { decodeArray, decodeImageBatch, type ArrayMeta, type ImageBatchMeta } from "./lib/codec";
+import { decodeArray, type ArrayMeta } from "./lib/codec";
 import { clear, h, setText } from "./lib/dom";
-import { KeyedFetcher, type Key } from "./lib/fetcher";
-import { RpcClient, type MessageModel } from "./lib/rpc";
+import { type Key } from "./lib/fetcher";
+import { pythonImages } from "./lib/images";
+import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
 
 export interface Coloring {
@@ -325,10 +326,6 @@ const CSS = `
 .rw-browser .rw-message:empty { display: none; }
 `;
 
-function isMessageModel(m: unknown): m is MessageModel {
-  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
-}
-
 function hasBuffer(meta: ArrayMeta | null | undefined): meta is ArrayMeta {
   return !!meta && meta.buffer !== undefined && meta.buffer !== null;
 }
@@ -426,16 +423,9 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   const octx = safeContext(overlay);
 
   // ----- transport -----
-  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
-  const fetcher = new KeyedFetcher(
-    async (keys, signal) => {
-      if (!rpc) throw new Error("this host cannot send messages to Python");
-      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
-      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
-    },
-    { batchSize: 32, maxInFlight: 2, cacheSize: 2000 },
-  );
-  fetcher.onLoad(() => scheduleImages());
+  const { rpc, fetcher } = pythonImages(model, { batchSize: 32, maxInFlight: 2, cacheSize: 2000 });
+  const scheduleImages = oncePerTick(() => fillImages());
+  fetcher.onLoad(scheduleImages);
   fetcher.onError((keys, err) => {
     setText(message, `Could not load ${keys.length} image(s): ${err.message}`);
     scheduleImages();
@@ -712,16 +702,6 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     return img;
   }
 
-  let imagesScheduled = false;
-  function scheduleImages() {
-    if (imagesScheduled) return;
-    imagesScheduled = true;
-    queueMicrotask(() => {
-      imagesScheduled = false;
-      fillImages();
-    });
-  }
-
   function fillImages() {
     const keys: Key[] = [];
     if (hover >= 0) keys.push(hover);
@@ -953,7 +933,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   clearButton.addEventListener("click", () => pushSelection([]));
 
   // ----- Python -> view -----
-  const handlers: [string, () => void][] = [
+  const handlers: Handlers = [
     ["change:points", () => { loadPoints(); requestFrame(); }],
     ["change:codes", () => loadCodes()],
     ["change:colorings", () => loadCodes()],
@@ -966,7 +946,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     ["change:height", () => { resize(); requestFrame(); }],
     ["change:point_size", () => requestFrame()],
   ];
-  for (const [ev, cb] of handlers) model.on(ev, cb);
+  const unlisten = listen(model, handlers);
 
   let resizeObserver: ResizeObserver | null = null;
   if (typeof ResizeObserver === "function" && !options.measure) {
@@ -989,7 +969,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   draw();
 
   return () => {
-    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    unlisten();
     resizeObserver?.disconnect();
     stopTheme();
     fetcher.dispose();

@@ -7,13 +7,13 @@
 // Python side: repwidgets/widgets/curation.py.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { decodeArray, decodeImageBatch, type ArrayMeta, type ImageBatchMeta, type NDArray } from "./lib/codec";
+import { decodeArray, type ArrayMeta, type NDArray } from "./lib/codec";
 import { clear, h, setText } from "./lib/dom";
-import { KeyedFetcher } from "./lib/fetcher";
 import { fmt } from "./lib/format";
 import { drawHistogram } from "./lib/histogram";
+import { pythonImages } from "./lib/images";
 import { gridKey } from "./lib/keyboard";
-import { RpcClient, type MessageModel } from "./lib/rpc";
+import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
 import { VirtualGrid } from "./lib/vgrid";
 
@@ -132,10 +132,6 @@ function decodeItems(state: ItemsState | undefined): Items | null {
   };
 }
 
-function isMessageModel(m: unknown): m is MessageModel {
-  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
-}
-
 /** Positions (into the items) shown for a filter: all, unmarked or one mark. */
 export function filterItems(samples: ArrayLike<number>, marks: Record<string, Mark>, filter: string): number[] {
   const out: number[] = [];
@@ -228,24 +224,8 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   const pending = new Map<number, Mark | null>();
   let marks: Record<string, Mark> = {};
 
-  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
-  const fetcher = new KeyedFetcher(
-    async (keys, signal) => {
-      if (!rpc) throw new Error("this host cannot send messages to Python");
-      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
-      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
-    },
-    { batchSize: options.batchSize ?? 48, maxInFlight: 2, cacheSize: 3000 },
-  );
-  let fillScheduled = false;
-  fetcher.onLoad(() => {
-    if (fillScheduled) return;
-    fillScheduled = true;
-    queueMicrotask(() => {
-      fillScheduled = false;
-      grid?.refresh();
-    });
-  });
+  const { rpc, fetcher } = pythonImages(model, { batchSize: options.batchSize ?? 48, maxInFlight: 2, cacheSize: 3000 });
+  fetcher.onLoad(oncePerTick(() => grid?.refresh()));
   fetcher.onError((keys, err) => setText(errorBox, `Could not load ${keys.length} image(s): ${err.message}`));
 
   // ----- grid -----
@@ -576,7 +556,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     if (!status.textContent) setText(status, file ? file.split(/[\\/]/).pop() ?? file : "in memory");
     setText(errorBox, get("error") ?? "");
   }
-  const handlers: [string, () => void][] = [
+  const handlers: Handlers = [
     ["change:items", loadItems],
     ["change:version", () => {}],
     ["change:marks", loadMarks],
@@ -597,7 +577,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     ["change:height", ensureGrid],
     ["change:can_move_band", syncSliders],
   ];
-  for (const [ev, cb] of handlers) model.on(ev, cb);
+  const unlisten = listen(model, handlers);
   const stopTheme = watchTheme(() => {
     applyAutoTheme(root);
     drawBand();
@@ -611,7 +591,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   raf(() => drawBand());
 
   return () => {
-    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    unlisten();
     stopTheme();
     if (bandTimer) clearTimeout(bandTimer);
     grid?.dispose();

@@ -3,13 +3,14 @@
 // Python side: repwidgets/widgets/gallery.py.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { bytesToUrl, decodeArray, decodeImageBatch, row, type ArrayMeta, type ImageBatchMeta, type NDArray } from "./lib/codec";
+import { bytesToUrl, decodeArray, row, type ArrayMeta, type NDArray } from "./lib/codec";
 import { h, setText, clear } from "./lib/dom";
-import { KeyedFetcher, keyId, type Key } from "./lib/fetcher";
+import { keyId, type Key } from "./lib/fetcher";
 import { fmt } from "./lib/format";
 import { drawHistogram } from "./lib/histogram";
+import { pythonImages } from "./lib/images";
 import { gridKey, suppressNotebookShortcuts } from "./lib/keyboard";
-import { RpcClient, type MessageModel } from "./lib/rpc";
+import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { Selection } from "./lib/selection";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
 import { VirtualGrid } from "./lib/vgrid";
@@ -102,10 +103,6 @@ const CSS = `
 const PAD = 8;
 const GAP = 8;
 const IMG_GAP = 2;
-
-function isMessageModel(m: unknown): m is MessageModel {
-  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
-}
 
 /** Decoded histograms: counts [n_cards, bins] and per-card [min, max]. */
 interface Histograms {
@@ -222,25 +219,9 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   let lbBigUrl: string | null = null;
 
   // ----- transport -----
-  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
-  const fetcher = new KeyedFetcher(
-    async (keys, signal) => {
-      if (!rpc) throw new Error("this host cannot send messages to Python");
-      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
-      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
-    },
-    { batchSize: options.batchSize ?? 48, maxInFlight: options.maxInFlight ?? 2, cacheSize: options.cacheSize ?? 6000 },
-  );
+  const { rpc, fetcher } = pythonImages(model, { batchSize: options.batchSize ?? 48, maxInFlight: options.maxInFlight ?? 2, cacheSize: options.cacheSize ?? 6000 });
 
-  let loadScheduled = false;
-  fetcher.onLoad(() => {
-    if (loadScheduled) return;
-    loadScheduled = true;
-    queueMicrotask(() => {
-      loadScheduled = false;
-      fillImages();
-    });
-  });
+  fetcher.onLoad(oncePerTick(() => fillImages()));
   fetcher.onError((keys, err) => {
     setText(message, `Could not load ${keys.length} image(s): ${err.message}`);
     fillImages();
@@ -680,7 +661,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     ensureGrid();
   };
   const onTitle = () => syncControls();
-  const handlers: [string, () => void][] = [
+  const handlers: Handlers = [
     ["change:cards", onCards],
     ["change:histograms", onCards],
     ["change:score_names", onView],
@@ -693,7 +674,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     ["change:title", onTitle],
     ["change:noun", onTitle],
   ];
-  for (const [ev, cb] of handlers) model.on(ev, cb);
+  const unlisten = listen(model, handlers);
 
   const stopTheme = watchTheme(() => {
     applyAutoTheme(root);
@@ -704,7 +685,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   loadCards();
 
   return () => {
-    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    unlisten();
     stopTheme();
     if (queryTimer) clearTimeout(queryTimer);
     grid?.dispose();

@@ -8,12 +8,12 @@
 // lookup table, so a 2,048 x 2,048 matrix needs no k x k image and zoom stays exact.
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
-import { decodeArray, decodeImageBatch, type ArrayMeta, type ImageBatchMeta, type TypedArray } from "./lib/codec";
+import { decodeArray, type ArrayMeta, type TypedArray } from "./lib/codec";
 import { h, setText } from "./lib/dom";
-import { KeyedFetcher } from "./lib/fetcher";
 import { fmt } from "./lib/format";
+import { pythonImages } from "./lib/images";
 import { suppressNotebookShortcuts } from "./lib/keyboard";
-import { RpcClient, type MessageModel } from "./lib/rpc";
+import { listen, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
 
 export interface MatrixState {
@@ -341,10 +341,6 @@ const CSS = `
 .rw-heatmap .rw-message:empty { display: none; }
 `;
 
-function isMessageModel(m: unknown): m is MessageModel {
-  return typeof (m as MessageModel).send === "function" && typeof (m as MessageModel).on === "function";
-}
-
 function safeContext(c: HTMLCanvasElement): CanvasRenderingContext2D | null {
   try {
     return c.getContext("2d");
@@ -438,15 +434,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   const lctx = safeContext(legendBar);
 
   // ----- transport -----
-  const rpc = isMessageModel(model) ? new RpcClient(model) : null;
-  const fetcher = new KeyedFetcher(
-    async (keys, signal) => {
-      if (!rpc) throw new Error("this host cannot send messages to Python");
-      const { content, buffers } = await rpc.request("fetch", { keys }, signal);
-      return decodeImageBatch(content as unknown as ImageBatchMeta, buffers[0]);
-    },
-    { batchSize: 8, maxInFlight: 2, cacheSize: 512 },
-  );
+  const { rpc, fetcher } = pythonImages(model, { batchSize: 8, maxInFlight: 2, cacheSize: 512 });
   fetcher.onLoad(() => fillTipImages());
   fetcher.onError((keys, err) => setText(message, `Could not load ${keys.length} image(s): ${err.message}`));
 
@@ -872,7 +860,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   });
 
   // ----- Python -> view -----
-  const handlers: [string, () => void][] = [
+  const handlers: Handlers = [
     ["change:values", () => { loadMatrix(); loadSelection(); requestFrame(); }],
     ["change:neuron_ids", () => { loadMatrix(); loadSelection(); requestFrame(); }],
     ["change:permutation", () => { loadPermutation(); setHover(null, 0, 0); requestFrame(); }],
@@ -886,7 +874,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
     ["change:height", () => requestFrame()],
     ["change:has_thumbnails", () => fillTipImages()],
   ];
-  for (const [ev, cb] of handlers) model.on(ev, cb);
+  const unlisten = listen(model, handlers);
 
   let resizeObserver: ResizeObserver | null = null;
   if (typeof ResizeObserver === "function" && !options.measure) {
@@ -918,7 +906,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   draw();
 
   return () => {
-    for (const [ev, cb] of handlers) model.off(ev as never, cb);
+    unlisten();
     resizeObserver?.disconnect();
     stopTheme();
     fetcher.dispose();

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .bundle import DataBundle
-from .shapes import ARTIFACTS, _patch_size, draw_artifact, group_names_for
+from .shapes import _patch_size, check_artifact_arguments, draw_artifact, group_names_for
 
 __all__ = ["DigitsDataset", "digits"]
 
@@ -125,17 +125,9 @@ def digits(
         >>> data.class_names[:3], data.concept_names[-1]
         (['0', '1', '2'], 'border')
     """
-    if artifact is not None and artifact not in ARTIFACTS:
-        raise ValueError(f"Unknown artifact {artifact!r}; choose one of {list(ARTIFACTS)} or None.")
+    check_artifact_arguments(artifact, spurious_strength, artifact_rate, test_artifact_fraction)
     if not 0 <= int(spurious_class) <= 9:
         raise ValueError(f"spurious_class must be a digit 0..9; got {spurious_class!r}.")
-    for label, value in (
-        ("spurious_strength", spurious_strength),
-        ("artifact_rate", artifact_rate),
-        ("test_artifact_fraction", test_artifact_fraction),
-    ):
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"{label} must be in [0, 1]; got {value!r}.")
     if not (val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 0.9):
         raise ValueError(
             f"val_fraction and test_fraction must be > 0 and sum to < 0.9; got {val_fraction} "

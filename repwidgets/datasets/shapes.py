@@ -55,6 +55,25 @@ SIZES = ["size_small", "size_medium", "size_large"]
 POSITIONS = ["pos_top_left", "pos_top_right", "pos_bottom_left", "pos_bottom_right"]
 ARTIFACTS = ("watermark", "border", "patch")
 
+
+def check_artifact_arguments(
+    artifact: str | None,
+    spurious_strength: float,
+    artifact_rate: float,
+    test_artifact_fraction: float,
+) -> None:
+    """Raise a ValueError naming the first artifact argument out of range."""
+    if artifact is not None and artifact not in ARTIFACTS:
+        raise ValueError(f"Unknown artifact {artifact!r}; choose one of {list(ARTIFACTS)} or None.")
+    for label, value in (
+        ("spurious_strength", spurious_strength),
+        ("artifact_rate", artifact_rate),
+        ("test_artifact_fraction", test_artifact_fraction),
+    ):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"{label} must be in [0, 1]; got {value!r}.")
+
+
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 # A small "(c)" mark, the default watermark glyph (1 = ink).
@@ -533,20 +552,12 @@ def shapes(
         >>> data.concepts("test")[:, data.concept_index("border")].float().mean()
         tensor(0.5000)
     """
-    if artifact is not None and artifact not in ARTIFACTS:
-        raise ValueError(f"Unknown artifact {artifact!r}; choose one of {list(ARTIFACTS)} or None.")
+    check_artifact_arguments(artifact, spurious_strength, artifact_rate, test_artifact_fraction)
     for label, value in (("n_train", n_train), ("n_test", n_test), ("n_val", n_val)):
         if int(value) < 0 or int(value) != value:
             raise ValueError(f"{label} must be a non-negative integer; got {value!r}.")
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be >= 1; got {n_train} and {n_test}.")
-    for label, value in (
-        ("spurious_strength", spurious_strength),
-        ("artifact_rate", artifact_rate),
-        ("test_artifact_fraction", test_artifact_fraction),
-    ):
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"{label} must be in [0, 1]; got {value!r}.")
     if int(image_size) < 16:
         raise ValueError(f"image_size must be >= 16 pixels; got {image_size}.")
     if not 0 < radius_range[0] < radius_range[1]:

@@ -6,23 +6,13 @@ naming it; on CI (CI=true) it fails instead, since nothing may be skipped there.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from harness import CHROMIUM, CHROMIUM_ARGS
 from support import ensure_bundle, need
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+# Debian's Chromium (Playwright's own browser download is not used) and its flags.
+CHROMIUM = os.environ.get("REPWIDGETS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 BASE = "http://repwidgets.test"
 
