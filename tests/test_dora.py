@@ -363,4 +363,10 @@ def test_demo_distances_tell_the_truth(demo_session):
     assert v["passes"]["outliers"], v
     # dead neurons are set aside, never outliers
     assert not (r.is_dead & r.is_outlier).any()
-    assert len(section["summary_lines"]) == 5
+    # the top outliers are printed with their INVERT labels; a detector's names the artifact
+    rows = [line.split(None, 2) for line in section["summary_lines"] if line.startswith("    ")]
+    assert 1 <= len(rows) <= 8
+    artifact = demo_session.data.config["artifact"]
+    for neuron, _, label in rows:
+        if int(neuron) in set(v["detectors"]):
+            assert artifact in label, rows

@@ -1099,6 +1099,22 @@ def validate(
     }
 
 
+def _invert_labels(sess, layer: str, neurons: list[int]) -> dict[int, str]:
+    """INVERT formulas (with AUC) of a few neurons, to say what the outliers detect."""
+    from . import invert
+
+    if not neurons or not len(sess.concept_names):
+        return {}
+    r = invert.explain(
+        sess, layer, neurons=neurons, max_length=3, beam_size=5, min_fraction=0.01, progress=False
+    )
+    frame = r.to_frame()
+    return {
+        int(n): f"{text} (AUC {auc:.2f})"
+        for n, text, auc in zip(frame["neuron"], frame["formula"], frame["auc"])
+    }
+
+
 # ------------------------------------------------------------------------ report
 def demo_section(sess, layer: str = "features.conv4", **kwargs) -> dict:
     """DORA on the demo session for the report: the three checks, top outliers, the map.
@@ -1117,11 +1133,15 @@ def demo_section(sess, layer: str = "features.conv4", **kwargs) -> dict:
     concept = sess.data.config.get("artifact") if hasattr(sess.data, "config") else None
     frame = result.to_frame()
     top = frame.dropna(subset=["lof_score"]).sort_values("lof_score", ascending=False).head(8)
+    labels = _invert_labels(sess, layer, [int(n) for n in top["neuron"]])
     lines = [
         f"Layer {layer}: {result.k} neurons, {len(result.dead())} dead (set aside), "
         f"{len(result.outliers())} flagged as outliers by LOF.",
-        "Top outliers (neuron: LOF): "
-        + ", ".join(f"{int(n)}: {v:.2f}" for n, v in zip(top["neuron"], top["lof_score"])),
+        "Top outliers (neuron, LOF score, INVERT label on test images):",
+        *(
+            f"    {int(n):4d}  {v:5.2f}  {labels.get(int(n), '-')}"
+            for n, v in zip(top["neuron"], top["lof_score"])
+        ),
     ]
     report = None
     if concept and concept in sess.concept_names:
