@@ -248,8 +248,14 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
         page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=180_000)
         page.wait_for_function(KERNEL_IDLE, timeout=60_000)
         page.locator(".rw-browser").scroll_into_view_if_needed()
+        # JupyterLab sizes the output area after the first render: lasso only once the
+        # plot has its final width, with a radius scaled to the blobs' spacing on screen.
+        page.wait_for_function(
+            "() => document.querySelector('.rw-overlay').getBoundingClientRect().width > 300"
+        )
         centre = stable_centre(page, range(0, 300))
-        r = 50
+        r = 0.3 * np.linalg.norm(stable_centre(page, range(300, 600)) - centre)
+        assert np.allclose(stable_centre(page, range(0, 300)), centre, atol=0.5)
         poly = [
             (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
             for t in np.linspace(0, 2 * np.pi, 20)[:-1]
