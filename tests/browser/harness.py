@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,23 @@ VISIBLE_IMAGES_LOADED = """() => {
     .filter((i) => i.style.visibility !== 'hidden');
   return imgs.every((i) => i.getAttribute('src') && i.complete && i.naturalWidth > 0);
 }"""
+
+
+def wait_until(predicate, page=None, timeout: float = 15.0) -> bool:
+    """Poll ``predicate()`` until it holds or ``timeout`` seconds pass; returns its last value.
+
+    With ``page``, waits through Playwright, so the page's pending calls into Python
+    (trait changes saved by the widget) are delivered while it waits.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        if page is not None:
+            page.wait_for_timeout(20)
+        else:
+            time.sleep(0.05)
+    return bool(predicate())
 
 
 def thumbnail(key: int, size: int = 64) -> bytes:

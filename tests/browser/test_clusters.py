@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from harness import Harness, thumbnail
+from harness import Harness, thumbnail, wait_until
 from support import ensure_bundle
 
 pytestmark = pytest.mark.browser
@@ -123,6 +123,7 @@ def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
     expected = {
         i for i in range(len(xy)) if np.hypot(*(np.array(screen_of(page, i)) - centre)) < r - 2
     }
+    assert wait_until(lambda: len(w.selected) > 200, page)
     sel = set(w.selected)
     assert expected <= sel
     assert all(300 <= i < 600 for i in sel)  # nothing from the other blobs
@@ -131,7 +132,7 @@ def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
 
     # box with shift adds blob 0's points inside the box
     page.click("button[data-mode='box']")
-    assert w.mode == "box"
+    assert wait_until(lambda: w.mode == "box", page)
     b0 = np.array([screen_of(page, i) for i in range(0, 300)])
     lo, hi = b0.min(axis=0) - 5, b0.max(axis=0) + 5
     page.keyboard.down("Shift")
@@ -141,7 +142,7 @@ def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
     page.mouse.move(hi[0], hi[1])
     page.mouse.up()
     page.keyboard.up("Shift")
-    assert set(range(300)) <= set(w.selected)
+    assert wait_until(lambda: set(range(300)) <= set(w.selected), page)
     assert sel <= set(w.selected)
 
     # hover: the tooltip fetches and shows the thumbnail of the point under the cursor
@@ -172,7 +173,8 @@ def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
     page.click("button[data-mode='lasso']")
     x, y = screen_of(page, 601)
     page.mouse.click(x, y)
-    assert w.focus == member[601] == 2
+    assert member[601] == 2
+    assert wait_until(lambda: w.focus == 2, page), w.focus
     page.wait_for_selector(".rw-cluster:not([hidden]) .rw-desc")
     assert page.inner_text(".rw-cluster .rw-desc") == "mostly: <b>blob</b> 2"
     page.screenshot(path=str(artifacts / "clusters-panel.png"))

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import pytest
-from harness import Harness
+from harness import Harness, wait_until
 from support import ROOT, ensure_bundle, need
 
 pytestmark = pytest.mark.browser
@@ -48,18 +47,6 @@ def _fresh_registry():
     Curation._forget()
     yield
     Curation._forget()
-
-
-def wait_until(predicate, timeout: float = 15.0, page=None) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        if page is not None:
-            page.wait_for_timeout(50)
-        else:
-            time.sleep(0.05)
-    return predicate()
 
 
 def file_marks(path: Path) -> dict[int, str]:

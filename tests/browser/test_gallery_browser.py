@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import Harness, make_cards, thumbnail
+from harness import Harness, make_cards, thumbnail, wait_until
 
 from repwidgets.widgets import NeuronGallery
 
@@ -49,16 +49,16 @@ def test_gallery_renders_lazily_and_selection_reaches_python(page, bundle, artif
     # click two cards (on their label, not an image): Python's trait follows
     page.click(".rw-card[data-id='1'] .rw-card-label")
     page.click(".rw-card[data-id='6'] .rw-card-head")
-    assert g.selected == [1, 6]
+    assert wait_until(lambda: g.selected == [1, 6], page), g.selected
     # shift-click extends the range from the anchor in view order
     page.click(".rw-card[data-id='9'] .rw-card-scores", modifiers=["Shift"])
-    assert g.selected == [1, 6, 7, 8, 9]
+    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9], page), g.selected
     # keyboard: the cursor is on 9; right arrow then space toggles card 10
     page.keyboard.press("ArrowRight")
     page.keyboard.press("Space")
-    assert g.selected == [1, 6, 7, 8, 9, 10]
+    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9, 10], page), g.selected
     page.keyboard.press("Space")
-    assert g.selected == [1, 6, 7, 8, 9]
+    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9], page), g.selected
 
     # Python sets the selection: the page follows
     g.selected = [3]

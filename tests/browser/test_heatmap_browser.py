@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import Harness, thumbnail
+from harness import Harness, thumbnail, wait_until
 from support import ensure_bundle
 
 pytestmark = pytest.mark.browser
@@ -54,16 +54,6 @@ def page_xy(page, a: int, b: int) -> tuple[float, float]:
     assert xy is not None, f"cell ({a}, {b}) is off screen"
     box = page.locator("canvas.rw-hm-matrix").bounding_box()
     return box["x"] + xy[0], box["y"] + xy[1]
-
-
-def wait_for(page, predicate, timeout_s: float = 10.0) -> None:
-    """Let the page's calls into Python run until ``predicate()`` holds."""
-    import time
-
-    deadline = time.time() + timeout_s
-    while not predicate():
-        assert time.time() < deadline, "timed out waiting for the page to reach Python"
-        page.wait_for_timeout(20)
 
 
 def painted_colours(page) -> int:
@@ -127,7 +117,7 @@ def test_render_hover_click_brush(page, heatmap_bundle, artifacts):
     # click selects the row's neuron
     x, y = page_xy(page, 9, 2)
     page.mouse.click(x, y)
-    wait_for(page, lambda: hm.selected != [])
+    assert wait_until(lambda: hm.selected != [], page)
     assert hm.selected == [ids[9]]
 
     # shift-drag brush over display rows of one block selects exactly that block
@@ -145,7 +135,7 @@ def test_render_hover_click_brush(page, heatmap_bundle, artifacts):
     page.mouse.up()
     page.keyboard.up("Shift")
     expected = [ids[p] for p in order[: last + 1]]
-    wait_for(page, lambda: hm.selected != [ids[9]])
+    assert wait_until(lambda: hm.selected != [ids[9]], page)
     assert hm.selected == expected
     assert set(group[[ids.index(i) for i in hm.selected]]) == {blk}
     assert page.locator(".rw-status").inner_text().endswith(f"{len(expected)} selected")
@@ -196,7 +186,7 @@ def test_zoom_pan_and_python_changes(page, heatmap_bundle):
     ys = [page_xy(page, p, p)[1] for p in range(len(D))]
     assert ys == sorted(ys)  # original order: row p is drawn at display row p
     page.select_option("select[aria-label='colour map']", "greys")
-    wait_for(page, lambda: hm.colormap == "greys")
+    assert wait_until(lambda: hm.colormap == "greys", page)
     assert page.errors == []
 
 
