@@ -448,7 +448,7 @@ def test_concept_browser_from_a_result():
     assert b.clusters[0]["images"] == r.top_samples(0, 16).tolist()
     import traitlets
 
-    with pytest.raises(traitlets.TraitError, match="out of range"):
+    with pytest.raises(traitlets.TraitError, match="not points of this browser"):
         b.selected = [10_000]
     with pytest.raises(traitlets.TraitError, match="not a colouring"):
         b.color_by = "nope"

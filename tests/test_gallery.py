@@ -153,6 +153,8 @@ def test_selection_trait_validates_and_dedupes():
     assert [c["id"] for c in g.selected_cards()] == [12, 10]
     with pytest.raises(traitlets.TraitError, match="not cards of this gallery"):
         g.selected = [10, 77]
+    with pytest.raises(traitlets.TraitError, match="must hold ints; got bool True"):
+        g.selected = [True]
     assert g.selected == [12, 10]
     frame = g.to_frame()
     assert frame.set_index("id")["selected"].to_dict() == {10: True, 11: False, 12: True}

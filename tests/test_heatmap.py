@@ -164,7 +164,7 @@ def test_selection_trait_validation():
     assert hm.selected == [14, 7]  # deduplicated, order kept
     with pytest.raises(traitlets.TraitError, match="not rows of this heatmap: \\[3\\]"):
         hm.selected = [3]
-    with pytest.raises(traitlets.TraitError, match="int neuron ids"):
+    with pytest.raises(traitlets.TraitError, match="must hold ints; got bool"):
         hm.selected = [True]
     hm.selected = [np.int64(21)]
     assert hm.selected == [21]

@@ -29,6 +29,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from repwidgets.widgets._selection import checked_selection
 from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
@@ -196,15 +197,13 @@ class ConceptBrowser(anywidget.AnyWidget):
 
     @traitlets.validate("selected")
     def _validate_selected(self, proposal: Any) -> list[int]:
-        value = [int(i) for i in proposal["value"]]
         n = getattr(self, "_n", None)
-        if n is not None:
-            bad = [i for i in value if not 0 <= i < n]
-            if bad:
-                raise traitlets.TraitError(
-                    f"selected contains indices out of range 0..{n - 1}: {bad[:10]}."
-                )
-        return list(dict.fromkeys(value))
+        return checked_selection(
+            proposal["value"],
+            None if n is None else range(n),
+            "points of this browser",
+            f"Valid indices are 0..{(n or 1) - 1}, one per point.",
+        )
 
     @traitlets.validate("mode")
     def _validate_mode(self, proposal: Any) -> str:

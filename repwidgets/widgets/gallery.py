@@ -36,6 +36,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from repwidgets.widgets._selection import checked_selection
 from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
@@ -280,16 +281,12 @@ class NeuronGallery(anywidget.AnyWidget):
     # --- selection -------------------------------------------------------------------------
     @traitlets.validate("selected")
     def _validate_selected(self, proposal: Any) -> list[int]:
-        value = [int(i) for i in proposal["value"]]
-        ids = getattr(self, "_ids", None)
-        if ids is not None:
-            unknown = [i for i in value if i not in ids]
-            if unknown:
-                raise traitlets.TraitError(
-                    f"selected contains ids that are not cards of this gallery: {unknown[:10]}. "
-                    f"Valid ids are the cards' 'id' values (see .ids)."
-                )
-        return list(dict.fromkeys(value))
+        return checked_selection(
+            proposal["value"],
+            getattr(self, "_ids", None),
+            "cards of this gallery",
+            "Valid ids are the cards' 'id' values (see .ids).",
+        )
 
     @property
     def ids(self) -> list[int]:

@@ -41,6 +41,7 @@ import ipywidgets
 import numpy as np
 import traitlets
 
+from repwidgets.widgets._selection import checked_selection
 from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
@@ -379,22 +380,12 @@ class DistanceHeatmap(anywidget.AnyWidget):
     # --- selection -----------------------------------------------------------------------
     @traitlets.validate("selected")
     def _validate_selected(self, proposal: Any) -> list[int]:
-        value = []
-        for i in proposal["value"]:
-            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-                raise traitlets.TraitError(
-                    f"selected must hold int neuron ids; got {type(i).__name__} {i!r}."
-                )
-            value.append(int(i))
-        ids = getattr(self, "_id_set", None)
-        if ids is not None:
-            unknown = [i for i in value if i not in ids]
-            if unknown:
-                raise traitlets.TraitError(
-                    f"selected contains ids that are not rows of this heatmap: {unknown[:10]}. "
-                    "Valid ids are in .ids (the ids= given, or 0..k-1)."
-                )
-        return list(dict.fromkeys(value))
+        return checked_selection(
+            proposal["value"],
+            getattr(self, "_id_set", None),
+            "rows of this heatmap",
+            "Valid ids are in .ids (the ids= given, or 0..k-1).",
+        )
 
     # --- Python API ------------------------------------------------------------------------
     @property
