@@ -1103,7 +1103,7 @@ def _invert_labels(sess, layer: str, neurons: list[int]) -> dict[int, str]:
     """INVERT formulas (with AUC) of a few neurons, to say what the outliers detect."""
     from . import invert
 
-    if not neurons or not len(sess.concept_names):
+    if not neurons or not sess.concept_names:
         return {}
     r = invert.explain(
         sess, layer, neurons=neurons, max_length=3, beam_size=5, min_fraction=0.01, progress=False
