@@ -408,6 +408,8 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   let index: GridIndex | null = null;
   let view: View = { cx: 0, cy: 0, scale: 1 };
   let viewFitted = false;
+  // the view follows the plot's size (refit on resize) until the user pans or zooms
+  let autoFit = true;
   let width = 0;
   let height = 0;
   let dpr = 1;
@@ -514,7 +516,10 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     side.style.maxHeight = plot.style.height;
     const m = measure();
     dpr = typeof devicePixelRatio === "number" && devicePixelRatio > 0 ? devicePixelRatio : 1;
-    if (m.width === width && m.height === height && image) return;
+    if (m.width === width && m.height === height && image) {
+      if (!viewFitted) fit();
+      return;
+    }
     width = m.width;
     height = m.height;
     for (const c of [base, overlay]) {
@@ -525,12 +530,13 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     }
     image = ctx ? ctx.createImageData(base.width, base.height) : null;
     pixels = image ? new Uint32Array(image.data.buffer) : null;
-    if (!viewFitted) fit();
+    if (!viewFitted || autoFit) fit();
   }
 
   function fit() {
     view = fitView(xy, n, width, height);
     viewFitted = n > 0;
+    autoFit = true;
   }
 
   function draw(): number {
@@ -793,6 +799,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     if (Math.abs(sx - drag.sx) + Math.abs(sy - drag.sy) > 3) drag.moved = true;
     const [x, y] = toData(view, width, height, sx, sy);
     if (drag.kind === "pan") {
+      autoFit = false;
       view = { ...drag.view0, cx: drag.view0.cx - (sx - drag.sx) / view.scale, cy: drag.view0.cy + (sy - drag.sy) / view.scale };
       requestFrame();
       return;
@@ -875,6 +882,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     const factor = Math.exp(-ev.deltaY * 0.0015);
     const scale = Math.min(Math.max(view.scale * factor, 1e-9), 1e12);
     // keep the data point under the cursor in place
+    autoFit = false;
     view = { scale, cx: x - (sx - width / 2) / scale, cy: y - (height / 2 - sy) / scale };
     requestFrame();
   }

@@ -217,6 +217,30 @@ describe("ConceptBrowser view", () => {
     expect(model.state.color_by).toBe("class");
   });
 
+  it("refits the view when the plot gets its size late, until the user zooms", () => {
+    // JupyterLab may render the widget before laying out its output area
+    let size = { width: 1, height: 1 };
+    const model = new MockModel(state(100));
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    disposers.push(renderBrowser(model as any, el, { measure: () => size }));
+    const handle = (el.querySelector(".rw-browser") as any).__rw;
+    const xy = grid(10);
+    expect(handle.view().scale).toBeCloseTo(fitView(xy, 100, 1, 1).scale);
+    size = { width: 400, height: 300 };
+    handle.draw();
+    expect(handle.view().scale).toBeCloseTo(fitView(xy, 100, 400, 300).scale);
+    // a view the user chose is kept when the size changes again
+    el.querySelector("canvas.rw-overlay")!.dispatchEvent(
+      new WheelEvent("wheel", { deltaY: -200, clientX: 10, clientY: 10, cancelable: true }),
+    );
+    const zoomed = handle.view().scale;
+    expect(zoomed).toBeGreaterThan(fitView(xy, 100, 400, 300).scale);
+    size = { width: 500, height: 300 };
+    handle.draw();
+    expect(handle.view().scale).toBe(zoomed);
+  });
+
   it("cleans up listeners on dispose", () => {
     const model = new MockModel(state(10));
     const el = document.createElement("div");
