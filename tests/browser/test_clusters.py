@@ -216,7 +216,7 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
 
     import nbformat
     from support import ROOT, need
-    from test_gallery_kernel import KERNEL_IDLE, RUN_ALL, Server, kernel_eval
+    from test_gallery_kernel import Server, kernel_eval, open_and_run
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     here = str(ROOT / "tests" / "browser")
@@ -238,36 +238,24 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
     page = chromium.new_page()
     try:
         server.wait_ready()
-        page.goto(f"{server.url}/lab/tree/browser.ipynb", timeout=120_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
-        )
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        # Run the cell once, after the kernel is up, without awaiting the command: running
-        # it again would bind ``b`` to a new widget, not the one on screen.
-        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
-        page.evaluate(RUN_ALL)
-        page.wait_for_selector(".rw-browser canvas.rw-overlay", timeout=180_000)
-        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+        open_and_run(page, server, "lab/tree/browser.ipynb", ".rw-browser canvas.rw-overlay")
         page.locator(".rw-browser").scroll_into_view_if_needed()
-        # JupyterLab sizes the output area after the first render: lasso only once the
-        # plot has its final width, with a radius scaled to the blobs' spacing on screen.
+        # JupyterLab sizes the output area after the first render (the view refits then):
+        # lasso once the plot has its final width, with a radius scaled to the blobs' spacing.
         page.wait_for_function(
             "() => document.querySelector('.rw-overlay').getBoundingClientRect().width > 300",
             timeout=60_000,
         )
-        # a busy machine may still move the layout under the pointer: lasso again if the
-        # first one caught nothing
-        for _ in range(3):
-            centre = stable_centre(page, range(0, 300))
-            r = 0.3 * np.linalg.norm(stable_centre(page, range(300, 600)) - centre)
-            poly = [
-                (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
-                for t in np.linspace(0, 2 * np.pi, 20)[:-1]
-            ]
-            drag_path(page, poly)
-            if wait_until(lambda: "selected" in page.locator(".rw-status").inner_text(), page, 10):
-                break
+        centre = stable_centre(page, range(0, 300))
+        r = 0.3 * np.linalg.norm(stable_centre(page, range(300, 600)) - centre)
+        poly = [
+            (centre[0] + r * np.cos(t), centre[1] + r * np.sin(t))
+            for t in np.linspace(0, 2 * np.pi, 20)[:-1]
+        ]
+        drag_path(page, poly)
+        page.wait_for_function(
+            "() => /selected/.test(document.querySelector('.rw-status').textContent)"
+        )
         status = page.locator(".rw-status").inner_text()
         shown = int(status.split("·")[1].split("selected")[0].replace(",", ""))
         value: list = []

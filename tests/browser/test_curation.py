@@ -151,7 +151,7 @@ def test_key_press_in_jupyterlab_reaches_the_kernel_and_the_file(
 ):
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     import nbformat
-    from test_gallery_kernel import KERNEL_IDLE, RUN_ALL, Server, kernel_eval
+    from test_gallery_kernel import Server, kernel_eval, open_and_run
 
     root = tmp_path / "notebooks"
     root.mkdir()
@@ -173,17 +173,7 @@ def test_key_press_in_jupyterlab_reaches_the_kernel_and_the_file(
     page = chromium.new_page()
     try:
         server.wait_ready()
-        page.goto(f"{server.url}/lab/tree/curation.ipynb", timeout=120_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
-        )
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        # Run the cells once, after the kernel is up, without awaiting the command:
-        # running them again would bind ``cur`` to a new widget, not the one on screen.
-        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
-        page.evaluate(RUN_ALL)
-        page.wait_for_selector(".rw-cur-cell", timeout=240_000)
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+        open_and_run(page, server, "lab/tree/curation.ipynb", ".rw-cur-cell")
         first = int(page.get_attribute(".rw-cur-cell", "data-sample"))
         page.click(f".rw-cur-cell[data-sample='{first}'] .rw-cur-line")
         page.keyboard.press("x")

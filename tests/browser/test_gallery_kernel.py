@@ -54,6 +54,31 @@ DARK_THEME = """() => {
 }"""
 
 
+def open_and_run(page, server, path: str, widget: str, failure_png: Path | None = None) -> None:
+    """Open the notebook at ``path`` in the server's app, run its cells, wait for ``widget``.
+
+    The cells run exactly once, after the kernel is idle, and the run command is not
+    awaited (its promise can stay pending while the kernel starts): running them twice
+    would bind the notebook's variable to a new widget, not the one on screen. Returns
+    once the widget's element is on the page and the kernel is idle again; on failure
+    the page is saved to ``failure_png`` and the error names any open dialog.
+    """
+    page.goto(f"{server.url}/{path}", timeout=120_000)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=120_000)
+    page.wait_for_function("() => window.jupyterapp.started.then(() => true)", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+    page.evaluate(RUN_ALL)
+    try:
+        page.wait_for_selector(widget, timeout=240_000)
+    except Exception:
+        if failure_png is not None:
+            page.screenshot(path=str(failure_png))
+        dialogs = page.eval_on_selector_all(".jp-Dialog", "els => els.map(e => e.innerText)")
+        raise AssertionError(f"{widget} did not appear; dialogs: {dialogs}") from None
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+
+
 def mean_brightness(png: bytes) -> float:
     """Mean grey level (0..255) of a PNG screenshot."""
     import io
@@ -221,21 +246,13 @@ def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifa
     page.set_viewport_size({"width": 1400, "height": 1000})
     try:
         path = "lab/tree/gallery.ipynb" if server.app == "lab" else "notebooks/gallery.ipynb"
-        page.goto(f"{server.url}/{path}", timeout=120_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        open_and_run(
+            page,
+            server,
+            path,
+            ".rw-card[data-id='2']",
+            artifacts / f"gallery-{server.app}-failed.png",
         )
-        page.wait_for_function("() => window.jupyterapp.started.then(() => true)", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        # run the cell once the notebook's kernel is idle
-        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
-        page.evaluate(RUN_ALL)
-        try:
-            page.wait_for_selector(".rw-card[data-id='2']", timeout=120_000)
-        except Exception:
-            page.screenshot(path=str(artifacts / f"gallery-{server.app}-failed.png"))
-            dialogs = page.eval_on_selector_all(".jp-Dialog", "els => els.map(e => e.innerText)")
-            raise AssertionError(f"the gallery did not appear; dialogs: {dialogs}") from None
         page.wait_for_function(
             "() => [...document.querySelectorAll('.rw-card[data-id=\"1\"] img.rw-thumb')]"
             ".every(i => i.complete && i.naturalWidth > 0)",

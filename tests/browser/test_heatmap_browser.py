@@ -258,7 +258,7 @@ def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_pa
 
     import nbformat
     from support import ROOT, need
-    from test_gallery_kernel import KERNEL_IDLE, RUN_ALL, Server, kernel_eval
+    from test_gallery_kernel import Server, kernel_eval, open_and_run
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     root = tmp_path / "nb"
@@ -281,23 +281,13 @@ def test_click_in_jupyterlab_reaches_the_kernel(chromium, heatmap_bundle, tmp_pa
         server.wait_ready()
         page = chromium.new_page()
         page.set_viewport_size({"width": 1300, "height": 1000})
-        page.goto(f"{server.url}/lab/tree/heatmap.ipynb", timeout=120_000)
-        page.wait_for_function(
-            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        open_and_run(
+            page,
+            server,
+            "lab/tree/heatmap.ipynb",
+            ".rw-heatmap canvas.rw-hm-overlay",
+            artifacts / "heatmap-lab-failed.png",
         )
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        # Run the cell exactly once, after the kernel is up, without awaiting the command
-        # (its promise can stay pending while the kernel starts): running it again would
-        # make a new ``hm`` in the kernel that the widget on screen no longer belongs to.
-        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
-        page.evaluate(RUN_ALL)
-        try:
-            page.wait_for_selector(".rw-heatmap canvas.rw-hm-overlay", timeout=180_000)
-        except Exception:
-            page.screenshot(path=str(artifacts / "heatmap-lab-failed.png"))
-            dialogs = page.eval_on_selector_all(".jp-Dialog", "els => els.map(e => e.innerText)")
-            raise AssertionError(f"the heatmap did not appear; dialogs: {dialogs}") from None
-        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
         # the widget on screen is the one bound to ``hm`` in the kernel
         shown = page.evaluate(MODEL_ID)
         assert shown == kernel_eval(server, "print(hm.model_id, end='')"), shown
