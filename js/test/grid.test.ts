@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { VirtualGrid, columnsFor, contentHeight, visibleRange } from "../src/lib/vgrid";
-import { Selection } from "../src/lib/selection";
+import { Selection, clickModifiers } from "../src/lib/selection";
 import { gridKey } from "../src/lib/keyboard";
 
 const G = { cellWidth: 100, cellHeight: 50, gap: 10, padding: 5 };
@@ -54,21 +54,69 @@ describe("VirtualGrid", () => {
 
 describe("Selection", () => {
   const order = [5, 3, 9, 1, 7];
-  it("toggles on click and extends ranges with shift in view order", () => {
-    const s = new Selection();
-    s.click(3, order, false);
-    s.click(1, order, true);
-    expect(s.values()).toEqual([3, 9, 1]);
-    s.click(9, order, false); // toggle off
-    expect(s.values()).toEqual([3, 1]);
-    s.click(5, order, true); // anchor is 9: range 5..9
-    expect(s.values()).toEqual([3, 1, 5, 9]);
-    expect(s.equals([3, 1, 5, 9])).toBe(true);
+  const plain = {};
+  const ctrl = { toggle: true };
+  const shift = { extend: true };
+  it("a plain click selects only that id", () => {
+    const s = new Selection([5, 9]);
+    expect(s.click(3, plain, order)).toBe(true);
+    expect(s.values()).toEqual([3]);
+    expect(s.anchor).toBe(3);
+    expect(s.click(3, plain, order)).toBe(false);
+    expect(s.values()).toEqual([3]);
   });
-  it("without an anchor a shift-click toggles", () => {
+  it("ctrl-click toggles one id and keeps the rest", () => {
+    const s = new Selection();
+    s.click(3, plain, order);
+    s.click(1, ctrl, order);
+    expect(s.values()).toEqual([3, 1]);
+    s.click(3, ctrl, order);
+    expect(s.values()).toEqual([1]);
+    expect(s.anchor).toBe(3);
+  });
+  it("shift-click selects the range from the anchor in view order", () => {
+    const s = new Selection();
+    s.click(3, plain, order);
+    s.click(1, shift, order);
+    expect(s.values()).toEqual([3, 9, 1]);
+    // the anchor stays: a second shift-click resizes the same range
+    s.click(5, shift, order);
+    expect(s.values()).toEqual([3, 5]);
+    expect(s.anchor).toBe(3);
+  });
+  it("shift-click replaces other selected ids; ctrl+shift adds the range", () => {
+    const s = new Selection();
+    s.click(7, plain, order);
+    s.click(5, ctrl, order); // anchor 5
+    s.click(9, shift, order);
+    expect(s.values()).toEqual([5, 3, 9]);
+    s.click(7, ctrl, order); // anchor 7
+    s.click(9, { toggle: true, extend: true }, order);
+    expect(s.values()).toEqual([5, 3, 9, 7, 1]);
+  });
+  it("without a visible anchor a shift-click acts as a plain click", () => {
     const s = new Selection([7]);
-    s.click(1, order, true);
-    expect(s.values()).toEqual([7, 1]);
+    s.click(1, shift, order);
+    expect(s.values()).toEqual([1]);
+    s.anchor = 42; // filtered out of the view
+    s.click(5, { toggle: true, extend: true }, order);
+    expect(s.values()).toEqual([1, 5]);
+  });
+  it("keyboard helpers keep working: toggle and selectRange add", () => {
+    const s = new Selection();
+    s.toggle(3);
+    s.selectRange(1, order);
+    expect(s.values()).toEqual([3, 9, 1]);
+    s.toggle(9);
+    expect(s.values()).toEqual([3, 1]);
+    expect(s.equals([3, 1])).toBe(true);
+  });
+  it("clickModifiers maps ctrl or cmd to toggle and shift to extend", () => {
+    const ev = (o: Partial<MouseEvent>) => ({ ctrlKey: false, metaKey: false, shiftKey: false, ...o });
+    expect(clickModifiers(ev({}))).toEqual({ toggle: false, extend: false });
+    expect(clickModifiers(ev({ ctrlKey: true }))).toEqual({ toggle: true, extend: false });
+    expect(clickModifiers(ev({ metaKey: true }))).toEqual({ toggle: true, extend: false });
+    expect(clickModifiers(ev({ shiftKey: true }))).toEqual({ toggle: false, extend: true });
   });
 });
 
