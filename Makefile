@@ -22,10 +22,9 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_PINS)
 	touch $@
 
-# `npm install --no-save` rather than `npm ci`: the lock file lists only the platform
-# binaries of rollup that the registry serves, which `npm ci` rejects as out of sync.
+# `npm ci` installs exactly what the lock file lists and never rewrites it.
 js/node_modules/.package-lock.json: js/package.json js/package-lock.json
-	cd js && npm install --no-save --no-audit --no-fund --loglevel=error
+	cd js && npm ci --no-audit --no-fund --loglevel=error
 
 repwidgets/static/gallery.js: js/node_modules/.package-lock.json $(JS_SOURCES)
 	cd js && npm run --silent build
