@@ -1,12 +1,18 @@
-"""Small bokeh figures shared by the report and the engines' ``plot()`` methods.
+"""Small bokeh figures shared by the report and the engines' ``plot()`` methods, and
+their display in a notebook.
 
 Every function returns a bokeh model and shows nothing, so the caller decides
-whether it goes into a notebook (``bokeh.io.show``) or an offline report.
+whether it goes into a notebook or an offline report. In a notebook, a model passed
+through :func:`displayable` (every result's ``plot()`` is) draws itself when it is a
+cell's value, and ``bokeh.io.show`` works too: BokehJS is loaded once per kernel from
+the installed bokeh package (inline), never from a CDN, so plots draw offline.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +21,108 @@ from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
 WIDTH, HEIGHT = 520, 300
+
+_state = {"bokehjs_loaded": False}
+
+#: Shown in a plot's place when the page has no BokehJS (e.g. a notebook reopened
+#: without running its cells again).
+MISSING_BOKEHJS = (
+    "This plot needs BokehJS, which this page has not loaded: run "
+    "repwidgets.plots.use_notebook(force=True), then this cell again."
+)
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (an IPython shell with a kernel behind it)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def use_notebook(force: bool = False) -> bool:
+    """Send bokeh's output to this notebook, loading BokehJS inline (no network needed).
+
+    Runs once per kernel (again with ``force=True``, e.g. after reloading the page);
+    outside a notebook it does nothing. Returns whether the notebook is set up.
+    """
+    if not in_notebook():
+        return False
+    if force or not _state["bokehjs_loaded"]:
+        from bokeh.io import output_notebook
+        from bokeh.resources import INLINE
+
+        output_notebook(INLINE, hide_banner=True)
+        _state["bokehjs_loaded"] = True
+    return True
+
+
+def displayable(model):
+    """``model`` (a bokeh figure or layout), made to draw itself as a notebook cell's value.
+
+    It stays the same bokeh model, for ``bokeh.io.show``, ``bokeh.io.save`` and reports.
+    In a notebook this also loads BokehJS (inline, once), so that ``show`` works offline.
+    """
+    from bokeh.models import UIElement
+
+    if not isinstance(model, UIElement):
+        return model
+
+    def _repr_mimebundle_(include=None, exclude=None):
+        return notebook_bundle(model)
+
+    model._repr_mimebundle_ = _repr_mimebundle_
+    use_notebook()
+    return model
+
+
+def notebook_bundle(model) -> dict[str, str]:
+    """The notebook representation of a bokeh model: its element and the script that
+    draws it once BokehJS is in the page (or says that BokehJS is missing)."""
+    from bokeh.embed.notebook import notebook_content
+
+    use_notebook()
+    script, div, _ = notebook_content(model)
+    match = re.search(r'id="([^"]+)"', div)
+    element_id = match.group(1) if match else ""
+    return {
+        "text/html": f"{div}<script type=\"text/javascript\">"
+        f"{_script_text(_draw_when_ready(script, element_id))}</script>",
+        "text/plain": describe(model),
+    }
+
+
+def _draw_when_ready(script: str, element_id: str, wait_ms: int = 30_000) -> str:
+    """Run bokeh's embedding ``script`` once its element is in the page and BokehJS loaded."""
+    return (
+        "(function () {\n"
+        f"  var id = {json.dumps(element_id)}, left = {wait_ms // 50};\n"
+        "  function draw() {\n"
+        "    var el = document.getElementById(id);\n"
+        "    if (el && window.Bokeh !== undefined) {\n"
+        f"{script}\n"
+        "      return;\n"
+        "    }\n"
+        "    if (--left > 0) { setTimeout(draw, 50); return; }\n"
+        f"    if (el) {{ el.style.display = 'block'; el.textContent = {json.dumps(MISSING_BOKEHJS)}; }}\n"
+        "  }\n"
+        "  draw();\n"
+        "})();"
+    )
+
+
+def _script_text(code: str) -> str:
+    """JavaScript made safe inside an HTML <script> element (data cannot close it)."""
+    return code.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def describe(model) -> str:
+    """A one-line text form of a bokeh model, for places that cannot draw it."""
+    title = getattr(getattr(model, "title", None), "text", None)
+    kind = type(model).__name__
+    return f"<bokeh {kind}: {title}>" if title else f"<bokeh {kind}>"
 
 
 def png_data_uri(data: bytes, mime: str = "image/png") -> str:

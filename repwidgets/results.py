@@ -9,6 +9,7 @@ file's metadata, so loading runs no code (no pickle). Fields whose name starts w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -54,16 +55,39 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def notebook_plot(make_plot):
+    """Decorator for a function that returns a bokeh model: in a notebook the model draws
+    itself when it is a cell's value, and ``bokeh.io.show`` works offline
+    (see :func:`repwidgets.plots.displayable`). Every result's ``plot()`` gets it."""
+    if getattr(make_plot, "_notebook_plot", False):
+        return make_plot
+
+    @functools.wraps(make_plot)
+    def plot(*args, **kwargs):
+        from repwidgets.plots import displayable
+
+        return displayable(make_plot(*args, **kwargs))
+
+    plot._notebook_plot = True
+    return plot
+
+
 @dataclasses.dataclass
 class Result:
     """Common behaviour of engine results; subclasses are dataclasses.
 
-    Subclasses implement ``to_frame()``, ``widget()`` and ``plot()``.
+    Subclasses implement ``to_frame()``, ``widget()`` and ``plot()``; the figure that
+    ``plot()`` returns draws itself when it is a notebook cell's value.
 
     Example:
         >>> r.save("invert_conv3.safetensors")            # doctest: +SKIP
         >>> r2 = type(r).load("invert_conv3.safetensors")  # doctest: +SKIP
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "plot" in cls.__dict__:
+            cls.plot = notebook_plot(cls.__dict__["plot"])
 
     # --- what subclasses provide -------------------------------------------------
     def to_frame(self):  # pragma: no cover - abstract

@@ -56,7 +56,7 @@ from repwidgets.engines.curation_store import (
     CurationWriteError,
     VanishedMarksWarning,
 )
-from repwidgets.results import Result
+from repwidgets.results import Result, notebook_plot
 
 __all__ = [
     "DEMO_BAND",
@@ -1641,6 +1641,7 @@ def _paired_bars(fig, source, category: str, left: tuple, right: tuple) -> None:
         )
 
 
+@notebook_plot
 def plot_comparison(table: pd.DataFrame, title: str = "Last-layer retraining"):
     """Bars of accuracy and worst-group accuracy per method with the spread over seeds."""
     from bokeh.models import ColumnDataSource, Whisker
