@@ -74,6 +74,7 @@ from repwidgets.engines.probes import (
 )
 from repwidgets.engines.projection import JLProjection
 from repwidgets.results import Result
+from repwidgets.session import check_layer_names, resolve_layer
 
 __all__ = [
     "OutputFunction",
@@ -225,10 +226,7 @@ class ProbeLogit(OutputFunction):
         return cls(layer, probe.weight, probe.bias, pool=pool)
 
     def attach(self, model, device):
-        modules = dict(model.named_modules())
-        if self.layer not in modules or not self.layer:
-            names = [n for n in modules if n]
-            raise ValueError(f"Unknown layer {self.layer!r}. Available layers: {', '.join(names)}.")
+        module = resolve_layer(model, self.layer)
         self.detach()
 
         def stop(_module, _inputs, output):
@@ -236,7 +234,7 @@ class ProbeLogit(OutputFunction):
                 output = output[0]
             raise _LayerReached(output)
 
-        self._handle = modules[self.layer].register_forward_hook(stop)
+        self._handle = module.register_forward_hook(stop)
         self._w = self.weight.to(device)
 
     def detach(self):
@@ -1298,15 +1296,14 @@ def _model_sessions(sess, models: list[nn.Module]) -> list:
 
 def _check_layers(sessions, layers: list[str]) -> None:
     for k, s in enumerate(sessions):
-        known = set(s.layers())
-        missing = [layer for layer in layers if layer not in known]
-        if missing:
+        try:
+            check_layer_names(s.model, layers)
+        except ValueError as err:
             which = "the session's model" if k == 0 else f"ensemble model {k}"
             raise ValueError(
-                f"Layer(s) {missing} not found in {which}. Available layers: "
-                f"{', '.join(s.layers())}. If the ensemble's default models do not match your "
+                f"In {which}: {err} If the ensemble's default models do not match your "
                 "architecture, pass models=[...] (checkpoints of your own model)."
-            )
+            ) from None
 
 
 def _concept_name(concept) -> str:

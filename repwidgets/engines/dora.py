@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from repwidgets.engines import featurevis
 from repwidgets.results import Result
+from repwidgets.session import resolve_layer
 
 __all__ = [
     "DoraResult",
@@ -349,11 +350,7 @@ class _Stop(Exception):
 
 def _resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module | Callable:
     if isinstance(layer, str):
-        modules = dict(model.named_modules())
-        if not layer or layer not in modules:
-            names = [n for n in modules if n]
-            raise ValueError(f"Unknown layer {layer!r}. Available layers: {', '.join(names)}.")
-        return modules[layer]
+        return resolve_layer(model, layer)
     if isinstance(layer, nn.Module):
         if not any(m is layer for m in model.modules()):
             raise ValueError(
