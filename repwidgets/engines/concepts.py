@@ -70,7 +70,7 @@ from torch import Tensor, nn
 
 from repwidgets._progress import progress_bar
 from repwidgets.engines.ranks import auc_matrix
-from repwidgets.results import Result
+from repwidgets.results import Result, notebook_plot
 
 __all__ = [
     "ConceptResult",
@@ -1327,6 +1327,7 @@ def concept_map(
     return torch.cat(outs)
 
 
+@notebook_plot
 def plot_concept_maps(
     sess,
     result: ConceptResult,

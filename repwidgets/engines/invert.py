@@ -51,7 +51,7 @@ import torch
 
 from repwidgets._progress import progress_bar
 from repwidgets.engines.ranks import auc_matrix, mann_whitney_p, ranks_of_rows
-from repwidgets.results import Result
+from repwidgets.results import Result, notebook_plot
 
 __all__ = ["InvertResult", "explain", "explain_activations", "formula_mask", "demo_section"]
 
@@ -1109,6 +1109,7 @@ def explain(
 
 
 # ---------------------------------------------------------------------------------- plots
+@notebook_plot
 def plot_results(results: Sequence[InvertResult], top_concepts: int = 25):
     """AUC distribution per result (layer) and concept frequency among the formulas."""
     from bokeh.layouts import row
