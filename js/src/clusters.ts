@@ -13,7 +13,22 @@ import { clear, h, setText } from "./lib/dom";
 import { type Key } from "./lib/fetcher";
 import { pythonImages } from "./lib/images";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
+import { NONE_COLOUR, PALETTE, distinctColours } from "./lib/palette";
+import {
+  GridIndex,
+  fitView,
+  pointsInBox,
+  pointsInPolygon,
+  rasterize,
+  toData,
+  toScreen,
+  type View,
+} from "./lib/scatter";
 import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
+import { drawable, watchVisibility } from "./lib/visibility";
+
+export { PALETTE } from "./lib/palette";
+export * from "./lib/scatter";
 
 export interface Coloring {
   name: string;
@@ -54,20 +69,15 @@ export type Mode = "lasso" | "box" | "pan";
 const MODES: Mode[] = ["lasso", "box", "pan"];
 
 // ------------------------------------------------------------------ colours
-export const PALETTE = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-  "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-  "#f7b6d2", "#9edae5", "#dbdb8d", "#393b79",
-];
-const NONE_COLOUR = "#c4c4c4";
 const BINARY = ["#b9b9b9", "#d62728"];
 
-/** The colour of category `code` of a colouring. */
+/** The colour of category `code` of a colouring: distinct for every category. */
 export function categoryColour(coloring: Coloring | undefined, code: number): string {
   if (!coloring) return PALETTE[0];
-  if (coloring.none) return code === 0 ? NONE_COLOUR : PALETTE[(code - 1) % PALETTE.length];
-  if (coloring.categories.length === 2) return BINARY[code] ?? NONE_COLOUR;
-  return PALETTE[code % PALETTE.length];
+  const k = coloring.categories.length;
+  if (coloring.none) return code === 0 ? NONE_COLOUR : distinctColours(k - 1)[code - 1] ?? NONE_COLOUR;
+  if (k === 2) return BINARY[code] ?? NONE_COLOUR;
+  return distinctColours(k)[code] ?? NONE_COLOUR;
 }
 
 /** "#rrggbb" -> RGBA packed for a little-endian Uint32 view of ImageData. */
@@ -77,212 +87,6 @@ export function packColour(hex: string, alpha = 255): number {
   const g = (v >> 8) & 255;
   const b = v & 255;
   return ((alpha << 24) | (b << 16) | (g << 8) | r) >>> 0;
-}
-
-// ------------------------------------------------------------------ geometry
-/** Screen = (data - centre) * scale, y up; origin in the middle of the canvas (CSS px). */
-export interface View {
-  cx: number;
-  cy: number;
-  scale: number;
-}
-
-export function fitView(xy: Float32Array, n: number, width: number, height: number): View {
-  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const x = xy[2 * i];
-    const y = xy[2 * i + 1];
-    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-    if (x < x0) x0 = x;
-    if (x > x1) x1 = x;
-    if (y < y0) y0 = y;
-    if (y > y1) y1 = y;
-  }
-  if (!Number.isFinite(x0)) return { cx: 0, cy: 0, scale: 1 };
-  const dx = Math.max(x1 - x0, 1e-9);
-  const dy = Math.max(y1 - y0, 1e-9);
-  const scale = 0.92 * Math.min(width / dx, height / dy);
-  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: Number.isFinite(scale) && scale > 0 ? scale : 1 };
-}
-
-export function toScreen(v: View, w: number, hgt: number, x: number, y: number): [number, number] {
-  return [(x - v.cx) * v.scale + w / 2, hgt / 2 - (y - v.cy) * v.scale];
-}
-
-export function toData(v: View, w: number, hgt: number, sx: number, sy: number): [number, number] {
-  return [(sx - w / 2) / v.scale + v.cx, (hgt / 2 - sy) / v.scale + v.cy];
-}
-
-/** Is (x, y) inside the polygon [x0, y0, x1, y1, ...] (even-odd rule)? */
-export function insidePolygon(poly: ArrayLike<number>, x: number, y: number): boolean {
-  let inside = false;
-  const m = poly.length >> 1;
-  for (let i = 0, j = m - 1; i < m; j = i++) {
-    const xi = poly[2 * i], yi = poly[2 * i + 1];
-    const xj = poly[2 * j], yj = poly[2 * j + 1];
-    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
-  }
-  return inside;
-}
-
-/** Indices of the points inside a polygon given in data coordinates. */
-export function pointsInPolygon(xy: Float32Array, n: number, poly: ArrayLike<number>): number[] {
-  const m = poly.length >> 1;
-  if (m < 3) return [];
-  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-  for (let i = 0; i < m; i++) {
-    x0 = Math.min(x0, poly[2 * i]);
-    x1 = Math.max(x1, poly[2 * i]);
-    y0 = Math.min(y0, poly[2 * i + 1]);
-    y1 = Math.max(y1, poly[2 * i + 1]);
-  }
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = xy[2 * i];
-    const y = xy[2 * i + 1];
-    if (x < x0 || x > x1 || y < y0 || y > y1) continue;
-    if (insidePolygon(poly, x, y)) out.push(i);
-  }
-  return out;
-}
-
-/** Indices of the points inside an axis-aligned box (data coordinates, any corner order). */
-export function pointsInBox(xy: Float32Array, n: number, ax: number, ay: number, bx: number, by: number): number[] {
-  const x0 = Math.min(ax, bx), x1 = Math.max(ax, bx), y0 = Math.min(ay, by), y1 = Math.max(ay, by);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const x = xy[2 * i];
-    const y = xy[2 * i + 1];
-    if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i);
-  }
-  return out;
-}
-
-/** A uniform grid over the points' bounding box for nearest-point queries (hover, click). */
-export class GridIndex {
-  readonly g: number;
-  private x0 = 0;
-  private y0 = 0;
-  private cw = 1;
-  private ch = 1;
-  private start: Int32Array;
-  private items: Int32Array;
-
-  constructor(
-    private xy: Float32Array,
-    n: number,
-  ) {
-    this.g = Math.max(1, Math.min(512, Math.ceil(Math.sqrt(n / 4))));
-    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    for (let i = 0; i < n; i++) {
-      const x = xy[2 * i], y = xy[2 * i + 1];
-      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-      x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
-    }
-    if (!Number.isFinite(x0)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
-    this.x0 = x0;
-    this.y0 = y0;
-    this.cw = Math.max((x1 - x0) / this.g, 1e-12);
-    this.ch = Math.max((y1 - y0) / this.g, 1e-12);
-    const cells = this.g * this.g;
-    const count = new Int32Array(cells + 1);
-    const cellOf = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const c = this.cell(xy[2 * i], xy[2 * i + 1]);
-      cellOf[i] = c;
-      if (c >= 0) count[c + 1]++;
-    }
-    for (let c = 0; c < cells; c++) count[c + 1] += count[c];
-    this.start = count;
-    this.items = new Int32Array(count[cells]);
-    const fill = count.slice(0, cells);
-    for (let i = 0; i < n; i++) if (cellOf[i] >= 0) this.items[fill[cellOf[i]]++] = i;
-  }
-
-  private cell(x: number, y: number): number {
-    if (!Number.isFinite(x) || !Number.isFinite(y)) return -1;
-    const cx = Math.min(this.g - 1, Math.max(0, Math.floor((x - this.x0) / this.cw)));
-    const cy = Math.min(this.g - 1, Math.max(0, Math.floor((y - this.y0) / this.ch)));
-    return cy * this.g + cx;
-  }
-
-  /** The point nearest to (x, y) within `radius` (data units), or -1. */
-  nearest(x: number, y: number, radius: number): number {
-    const gx0 = Math.max(0, Math.floor((x - radius - this.x0) / this.cw));
-    const gx1 = Math.min(this.g - 1, Math.floor((x + radius - this.x0) / this.cw));
-    const gy0 = Math.max(0, Math.floor((y - radius - this.y0) / this.ch));
-    const gy1 = Math.min(this.g - 1, Math.floor((y + radius - this.y0) / this.ch));
-    let best = -1;
-    let bestD = radius * radius;
-    for (let gy = gy0; gy <= gy1; gy++) {
-      for (let gx = gx0; gx <= gx1; gx++) {
-        const c = gy * this.g + gx;
-        for (let k = this.start[c]; k < this.start[c + 1]; k++) {
-          const i = this.items[k];
-          const dx = this.xy[2 * i] - x;
-          const dy = this.xy[2 * i + 1] - y;
-          const d = dx * dx + dy * dy;
-          if (d <= bestD) {
-            bestD = d;
-            best = i;
-          }
-        }
-      }
-    }
-    return best;
-  }
-}
-
-/**
- * Rasterise the points into `pixels` (Uint32 view of an RGBA ImageData of size w x hgt in
- * device pixels). Selected points (when any) are drawn last and the others dimmed.
- */
-export function rasterize(
-  pixels: Uint32Array,
-  w: number,
-  hgt: number,
-  dpr: number,
-  view: View,
-  xy: Float32Array,
-  n: number,
-  codes: ArrayLike<number> | null,
-  colours: Uint32Array,
-  dimmed: Uint32Array,
-  selected: Uint8Array | null,
-  size: number,
-): number {
-  pixels.fill(0);
-  const s = view.scale * dpr;
-  const ox = (w / 2) - view.cx * s;
-  const oy = (hgt / 2) + view.cy * s;
-  const half = size >> 1;
-  const nc = colours.length;
-  let drawn = 0;
-  const pass = (wantSelected: boolean) => {
-    for (let i = 0; i < n; i++) {
-      const sel = selected !== null && selected[i] === 1;
-      if (selected !== null && sel !== wantSelected) continue;
-      const px = Math.round(xy[2 * i] * s + ox) - half;
-      const py = Math.round(oy - xy[2 * i + 1] * s) - half;
-      if (px + size <= 0 || py + size <= 0 || px >= w || py >= hgt) continue;
-      const code = codes ? codes[i] : 0;
-      const c = code >= 0 && code < nc ? code : 0;
-      const colour = selected !== null && !sel ? dimmed[c] : colours[c];
-      const xa = Math.max(0, px), xb = Math.min(w, px + size);
-      const ya = Math.max(0, py), yb = Math.min(hgt, py + size);
-      for (let y = ya; y < yb; y++) {
-        const rowStart = y * w;
-        for (let x = xa; x < xb; x++) pixels[rowStart + x] = colour;
-      }
-      drawn++;
-    }
-  };
-  if (selected === null) pass(true);
-  else {
-    pass(false);
-    pass(true);
-  }
-  return drawn;
 }
 
 // ------------------------------------------------------------------ widget
@@ -507,18 +311,21 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   function measure() {
     if (options.measure) return options.measure();
     const r = plot.getBoundingClientRect();
-    return { width: Math.max(1, Math.floor(r.width)), height: Math.max(1, Math.floor(r.height)) };
+    return { width: Math.floor(r.width), height: Math.floor(r.height) };
   }
 
-  function resize() {
+  /** Size the canvases to the plot; false (canvases and view untouched) while it is hidden. */
+  function resize(): boolean {
     const hh = Number(get("height"));
     plot.style.height = `${Number.isFinite(hh) && hh >= 150 ? hh : 480}px`;
     side.style.maxHeight = plot.style.height;
     const m = measure();
+    if (!drawable(m.width, m.height)) return false;
     dpr = typeof devicePixelRatio === "number" && devicePixelRatio > 0 ? devicePixelRatio : 1;
-    if (m.width === width && m.height === height && image) {
+    const device = Math.round(m.width * dpr);
+    if (m.width === width && m.height === height && image && base.width === device) {
       if (!viewFitted) fit();
-      return;
+      return true;
     }
     width = m.width;
     height = m.height;
@@ -531,24 +338,25 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     image = ctx ? ctx.createImageData(base.width, base.height) : null;
     pixels = image ? new Uint32Array(image.data.buffer) : null;
     if (!viewFitted || autoFit) fit();
+    return true;
   }
 
   function fit() {
-    view = fitView(xy, n, width, height);
-    viewFitted = n > 0;
     autoFit = true;
+    viewFitted = n > 0 && drawable(width, height);
+    if (viewFitted) view = fitView(xy, n, width, height);
   }
 
   function draw(): number {
     const t0 = performance.now();
-    resize();
+    updateStatus();
+    if (!resize()) return 0;
     if (ctx && image && pixels) {
       const size = Math.max(1, Math.round(pointSize() * dpr));
       rasterize(pixels, base.width, base.height, dpr, view, xy, n, codes, colours, dimmed, selectedMask, size);
       ctx.putImageData(image, 0, 0);
     }
     drawOverlay();
-    updateStatus();
     return performance.now() - t0;
   }
 
@@ -956,12 +764,11 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   ];
   const unlisten = listen(model, handlers);
 
-  let resizeObserver: ResizeObserver | null = null;
-  if (typeof ResizeObserver === "function" && !options.measure) {
-    resizeObserver = new ResizeObserver(() => requestFrame());
-    resizeObserver.observe(plot);
-  }
-  const stopTheme = watchTheme(() => applyAutoTheme(root));
+  const stopVisibility = watchVisibility(plot, requestFrame);
+  const stopTheme = watchTheme(() => {
+    applyAutoTheme(root);
+    requestFrame();
+  });
 
   const handle: BrowserHandle = {
     draw,
@@ -978,7 +785,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
 
   return () => {
     unlisten();
-    resizeObserver?.disconnect();
+    stopVisibility();
     stopTheme();
     fetcher.dispose();
     rpc?.dispose();

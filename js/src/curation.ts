@@ -16,6 +16,7 @@ import { gridKey } from "./lib/keyboard";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
 import { VirtualGrid } from "./lib/vgrid";
+import { drawable, watchVisibility } from "./lib/visibility";
 
 export type Mark = "keep" | "spurious" | "exclude";
 export const MARKS: Mark[] = ["keep", "spurious", "exclude"];
@@ -346,7 +347,9 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   // ----- band panel -----
   function drawBand() {
     const { counts: countsArr, range } = histState();
-    const width = Math.max(100, hist.clientWidth || (options.measure ? options.measure().width - 200 : 400));
+    const width = options.measure ? Math.max(100, options.measure().width - 200) : hist.clientWidth;
+    // hidden: keep the last picture; the visibility watcher redraws once the band shows
+    if (!drawable(width, 40)) return;
     drawHistogram(canvas as HTMLCanvasElement, countsArr, width, 40, {
       bar: cssVar(root, "--rw-fg2", "#888"),
       baseline: cssVar(root, "--rw-border", "#999"),
@@ -582,6 +585,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     applyAutoTheme(root);
     drawBand();
   });
+  const stopVisibility = watchVisibility(hist, drawBand);
 
   marks = { ...(get("marks") ?? {}) };
   updateCounts();
@@ -593,6 +597,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   return () => {
     unlisten();
     stopTheme();
+    stopVisibility();
     if (bandTimer) clearTimeout(bandTimer);
     grid?.dispose();
     fetcher.dispose();

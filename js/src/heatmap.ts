@@ -15,6 +15,7 @@ import { pythonImages } from "./lib/images";
 import { suppressNotebookShortcuts } from "./lib/keyboard";
 import { listen, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, injectStyle, watchTheme } from "./lib/theme";
+import { drawable, watchVisibility } from "./lib/visibility";
 
 export interface MatrixState {
   values?: ArrayMeta;
@@ -522,21 +523,26 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   }
 
   // ----- drawing -----
+  /** Side of the matrix area (CSS px), or 0 while the widget is hidden. */
   function measure(): number {
     if (options.measure) {
       const r = options.measure();
-      return Math.max(50, Math.min(r.width, r.height));
+      return drawable(r.width, r.height) ? Math.max(50, Math.min(r.width, r.height)) : 0;
     }
+    const box = root.getBoundingClientRect();
+    if (!drawable(box.width, box.height)) return 0;
     const hh = Number(get("height"));
     const want = Number.isFinite(hh) && hh >= 150 ? hh : 520;
-    const avail = root.getBoundingClientRect().width - LEGEND_W - 24 - GUTTER;
+    const avail = box.width - LEGEND_W - 24 - GUTTER;
     return Math.max(120, Math.floor(avail > 0 ? Math.min(want, avail) : want));
   }
 
-  function resize() {
+  /** Size the canvases; false (canvases and view untouched) while the widget is hidden. */
+  function resize(): boolean {
     const sz = measure();
+    if (sz === 0) return false;
     const d = typeof devicePixelRatio === "number" && devicePixelRatio > 0 ? devicePixelRatio : 1;
-    if (sz === size && d === dpr && image) return;
+    if (sz === size && d === dpr && image && base.width === Math.round(sz * d)) return true;
     const old = size;
     size = sz;
     dpr = d;
@@ -557,18 +563,19 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
     pixels = image ? new Uint32Array(image.data.buffer) : null;
     view = old > 0 ? clampView({ ...view, s: (view.s * size) / old }, k, size) : fitView(k, size);
     drawLegend();
+    return true;
   }
 
   function draw(): number {
     const t0 = performance.now();
-    resize();
+    updateStatus();
+    if (!resize()) return 0;
     if (ctx && image && pixels && m) {
       const [lo, hi] = scale();
       rasterize(pixels, base.width, base.height, dpr, view, m, perm, lut, codes, lo, hi, 0);
       ctx.putImageData(image, 0, 0);
     }
     drawOverlay();
-    updateStatus();
     return performance.now() - t0;
   }
 
@@ -876,12 +883,11 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   ];
   const unlisten = listen(model, handlers);
 
-  let resizeObserver: ResizeObserver | null = null;
-  if (typeof ResizeObserver === "function" && !options.measure) {
-    resizeObserver = new ResizeObserver(() => requestFrame());
-    resizeObserver.observe(root);
-  }
-  const stopTheme = watchTheme(() => applyAutoTheme(root));
+  const stopVisibility = watchVisibility(root, requestFrame);
+  const stopTheme = watchTheme(() => {
+    applyAutoTheme(root);
+    requestFrame();
+  });
 
   const handle: HeatmapHandle = {
     draw,
@@ -907,7 +913,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
 
   return () => {
     unlisten();
-    resizeObserver?.disconnect();
+    stopVisibility();
     stopTheme();
     fetcher.dispose();
     rpc?.dispose();

@@ -226,7 +226,9 @@ describe("ConceptBrowser view", () => {
     disposers.push(renderBrowser(model as any, el, { measure: () => size }));
     const handle = (el.querySelector(".rw-browser") as any).__rw;
     const xy = grid(10);
-    expect(handle.view().scale).toBeCloseTo(fitView(xy, 100, 1, 1).scale);
+    // nothing is drawn or fitted into a 1 x 1 plot
+    expect(el.querySelector<HTMLCanvasElement>("canvas.rw-points")!.width).toBeGreaterThan(1);
+    expect(handle.view().scale).not.toBeCloseTo(fitView(xy, 100, 1, 1).scale);
     size = { width: 400, height: 300 };
     handle.draw();
     expect(handle.view().scale).toBeCloseTo(fitView(xy, 100, 400, 300).scale);

@@ -276,3 +276,35 @@ def make_cards(n: int, k: int = 8, bins: int = 24, seed: int = 0) -> list[dict]:
             }
         )
     return cards
+
+
+def canvas_paint(page, selector: str) -> dict:
+    """Size (device px and CSS px) of the canvas at ``selector`` and how many of its
+    pixels are painted (alpha > 0)."""
+    return page.evaluate(
+        """(sel) => { const c = document.querySelector(sel);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let painted = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+        const r = c.getBoundingClientRect();
+        return { width: c.width, height: c.height, cssWidth: r.width, cssHeight: r.height, painted }; }""",
+        selector,
+    )
+
+
+def switch_theme(page, dark: bool = True) -> None:
+    """Switch the page's theme as JupyterLab does (attributes on <body>) and the OS
+    preference with it."""
+    page.emulate_media(color_scheme="dark" if dark else "light")
+    page.evaluate(
+        """(dark) => { document.body.dataset.jpThemeLight = String(!dark);
+        document.body.dataset.jpThemeName = dark ? 'JupyterLab Dark' : 'JupyterLab Light'; }""",
+        dark,
+    )
+
+
+def set_hidden(page, selector: str, hidden: bool) -> None:
+    """Hide (display: none) or show the element at ``selector``."""
+    page.evaluate(
+        "([sel, hide]) => { document.querySelector(sel).style.display = hide ? 'none' : ''; }",
+        [selector, hidden],
+    )

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from harness import Harness, thumbnail, wait_until
+from harness import Harness, canvas_paint, set_hidden, switch_theme, thumbnail, wait_until
 from support import ensure_bundle
 
 pytestmark = pytest.mark.browser
@@ -193,6 +193,42 @@ def test_python_changes_reach_the_page(page, clusters_bundle):
     )
     names = page.eval_on_selector_all(".rw-legend-name", "es => es.map(e => e.textContent)")
     assert names == ["left", "right"]
+    assert page.errors == []
+
+
+def test_hidden_during_a_theme_change_redraws_when_shown(page, clusters_bundle):
+    w, xy, member = make_browser()
+    Harness(page, w, clusters_bundle).open()
+    before = canvas_paint(page, "canvas.rw-points")
+    assert before["painted"] > 900 and before["cssWidth"] > 300
+    set_hidden(page, "#root", True)
+    page.wait_for_timeout(100)
+    switch_theme(page, dark=True)
+    page.evaluate(
+        "() => document.querySelector('.rw-browser').__rw.draw()"
+    )  # a redraw while hidden
+    page.wait_for_timeout(100)
+    hidden = canvas_paint(page, "canvas.rw-points")
+    # the canvases keep their size and picture while hidden (no 1 x 1 canvas)
+    assert (hidden["width"], hidden["height"]) == (before["width"], before["height"])
+    assert hidden["painted"] == before["painted"]
+    # shown again, narrower: drawn at the new size, every point on screen
+    page.evaluate("() => { document.getElementById('root').style.width = '760px'; }")
+    set_hidden(page, "#root", False)
+    page.wait_for_function(
+        "(w) => { const c = document.querySelector('canvas.rw-points');"
+        " return c.width > 100 && c.width < w; }",
+        arg=before["width"],
+    )
+    after = canvas_paint(page, "canvas.rw-points")
+    assert after["cssWidth"] > 300 and after["cssHeight"] > 300
+    assert after["painted"] > 900
+    box = page.locator(".rw-plot").bounding_box()
+    for i in (0, 299, 450, 899):
+        x, y = screen_of(page, i)
+        assert (
+            box["x"] <= x <= box["x"] + box["width"] and box["y"] <= y <= box["y"] + box["height"]
+        )
     assert page.errors == []
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import Harness, thumbnail, wait_until
+from harness import Harness, canvas_paint, set_hidden, switch_theme, thumbnail, wait_until
 from support import ensure_bundle
 
 pytestmark = pytest.mark.browser
@@ -187,6 +187,32 @@ def test_zoom_pan_and_python_changes(page, heatmap_bundle):
     assert ys == sorted(ys)  # original order: row p is drawn at display row p
     page.select_option("select[aria-label='colour map']", "greys")
     assert wait_until(lambda: hm.colormap == "greys", page)
+    assert page.errors == []
+
+
+def test_hidden_during_a_theme_change_redraws_when_shown(page, heatmap_bundle):
+    hm, D, group, ids = make_heatmap()
+    Harness(page, hm, heatmap_bundle).open()
+    before = canvas_paint(page, "canvas.rw-hm-matrix")
+    assert before["painted"] == before["width"] * before["height"] > 0
+    set_hidden(page, "#root", True)
+    page.wait_for_timeout(100)
+    switch_theme(page, dark=True)
+    page.evaluate(
+        "() => document.querySelector('.rw-heatmap').__rw.draw()"
+    )  # a redraw while hidden
+    hidden = canvas_paint(page, "canvas.rw-hm-matrix")
+    assert (hidden["width"], hidden["height"]) == (before["width"], before["height"])
+    # shown again in a narrower page: redrawn at the new size, every pixel painted
+    page.evaluate("() => { document.getElementById('root').style.width = '400px'; }")
+    set_hidden(page, "#root", False)
+    page.wait_for_function(
+        "(w) => { const c = document.querySelector('canvas.rw-hm-matrix'); return c.width < w; }",
+        arg=before["width"],
+    )
+    after = canvas_paint(page, "canvas.rw-hm-matrix")
+    assert after["cssWidth"] > 100
+    assert after["painted"] == after["width"] * after["height"]
     assert page.errors == []
 
 
