@@ -6,6 +6,7 @@ activations, logits, labels and thumbnails, which it computes once and caches.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import math
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from repwidgets._progress import progress_bar
 from repwidgets.cache import cache_dir
+from repwidgets.datasets.bundle import class_id
 
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
@@ -49,6 +51,41 @@ def pool_activations(output: torch.Tensor, pool: str | None) -> torch.Tensor:
         return output
     flat = output.flatten(2)
     return flat.mean(dim=2) if pool == "mean" else flat.amax(dim=2)
+
+
+def unknown_layer_message(layer, available: Sequence[str]) -> str:
+    """The error text for a layer name that is not in ``available``: close matches, then all."""
+    available = list(available)
+    close: list[str] = []
+    if isinstance(layer, str) and layer:
+        close = [name for name in available if name.endswith("." + layer)]
+        close += difflib.get_close_matches(layer, available, n=3, cutoff=0.6)
+        close = list(dict.fromkeys(close))[:3]
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listed = ", ".join(available) if available else "(the model has no submodules)"
+    return f"Unknown layer {layer!r}.{hint} Available layers: {listed}."
+
+
+def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The submodule of ``model`` called ``layer``.
+
+    An unknown name raises a ValueError that suggests close matches and lists every
+    layer; this is the one place where layer names are checked.
+
+    Example:
+        >>> resolve_layer(nn.Sequential(nn.Linear(2, 2)), "0")
+        Linear(in_features=2, out_features=2, bias=True)
+    """
+    modules = dict(model.named_modules())
+    if isinstance(layer, str) and layer and layer in modules:
+        return modules[layer]
+    raise ValueError(unknown_layer_message(layer, [name for name in modules if name]))
+
+
+def check_layer_names(model: nn.Module, layers: Iterable[str]) -> None:
+    """Raise the unknown-layer error for the first name in ``layers`` that ``model`` lacks."""
+    for layer in layers:
+        resolve_layer(model, layer)
 
 
 class Session:
@@ -141,12 +178,7 @@ class Session:
 
     def module(self, layer: str) -> nn.Module:
         """The module called ``layer``; a clear error listing the layers otherwise."""
-        modules = dict(self.model.named_modules())
-        if not isinstance(layer, str) or layer not in modules or not layer:
-            raise ValueError(
-                f"Unknown layer {layer!r}. Available layers: {', '.join(self.layers())}."
-            )
-        return modules[layer]
+        return resolve_layer(self.model, layer)
 
     def last_linear(self) -> tuple[str, nn.Linear]:
         """The name and module of the model's last ``nn.Linear`` (its classification head)."""
@@ -275,7 +307,7 @@ class Session:
         try:
             with torch.no_grad():
                 batches = progress_bar(
-                    prefetched(loader),
+                    prefetched(finite_checked(loader, split)),
                     total=math.ceil(n / self.batch_size),
                     desc=f"activations ({split})",
                     enable=self.progress,
@@ -395,7 +427,7 @@ class Session:
         )
 
 
-def check_item(item, split: str = "test") -> None:
+def check_item(item, split: str = "test", index: int = 0) -> None:
     """Raise a clear error unless a dataset item is ``(image tensor, int target)``."""
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise TypeError(
@@ -408,15 +440,40 @@ def check_item(item, split: str = "test") -> None:
             f"Items of split {split!r} must start with an image tensor; got "
             f"{type(image).__name__}. Add a transform such as torchvision.transforms.ToTensor()."
         )
-    if isinstance(target, torch.Tensor):
-        ok = target.ndim == 0 and not target.is_floating_point()
-    else:
-        ok = isinstance(target, (int, np.integer))
-    if not ok:
-        raise TypeError(
-            f"Items of split {split!r} must end with an int class target; got "
-            f"{type(target).__name__} {target!r}."
-        )
+    class_id(target, index, split)
+
+
+def nonfinite_samples(images: torch.Tensor) -> torch.Tensor:
+    """Positions (LongTensor) of the images in a batch that hold NaN or infinite values."""
+    if not images.is_floating_point() or images.ndim == 0:
+        return torch.empty(0, dtype=torch.long)
+    finite = torch.isfinite(images.reshape(images.shape[0], -1)).all(dim=1)
+    return torch.nonzero(~finite).flatten().cpu()
+
+
+def finite_checked(batches: Iterable, split: str = "test", shown: int = 10) -> Iterator:
+    """Yield ``(images, targets)`` batches, raising when an image holds NaN or infinity.
+
+    The error names the split and the first ``shown`` offending sample indices (counted
+    over the batches in order, as a DataLoader without shuffling reads the dataset).
+    """
+    start = 0
+    for batch in batches:
+        images = batch[0]
+        bad = nonfinite_samples(images)
+        if bad.numel():
+            indices = (bad + start).tolist()
+            listed = ", ".join(str(i) for i in indices[:shown])
+            more = f" and {len(indices) - shown} more" if len(indices) > shown else ""
+            raise ValueError(
+                f"Images of split {split!r} hold NaN or infinite values: sample(s) {listed}"
+                f"{more} (in the first batch that has any; later samples were not read). The "
+                "model would turn them into NaN activations and logits. Fix those images (for "
+                "example torch.nan_to_num in the dataset's transform) or leave them out "
+                "(torch.utils.data.Subset with the other indices)."
+            )
+        start += int(images.shape[0])
+        yield batch
 
 
 def prefetched(batches: Iterable, depth: int = 2) -> Iterator:

@@ -317,3 +317,46 @@ def test_digits_bundle():
     assert torch.equal(plain.groups("test"), plain.targets("test"))
     with pytest.raises(ValueError, match="artifact"):
         digits(artifact="sticker")
+
+
+def test_float_targets_of_shape_n_by_2_name_the_item_and_the_fix():
+    from torch.utils.data import TensorDataset
+
+    X = torch.rand(6, 3, 4, 4)
+    y = torch.tensor([[1.0, 0.0]] * 6)
+    with pytest.raises(TypeError) as info:
+        as_bundle({"train": TensorDataset(X, y), "test": TensorDataset(X, y)})
+    message = str(info.value)
+    assert "Item 0 of split 'train'" in message
+    assert "shape [2]" in message and "float32" in message
+    assert "int class ids" in message and "argmax(dim=1)" in message
+
+
+def test_targets_attribute_of_wrong_shape_or_fractions_is_rejected():
+    from repwidgets.datasets.bundle import class_ids
+
+    with pytest.raises(TypeError, match=r"shape \[5, 2\].*argmax"):
+        class_ids(torch.rand(5, 2), "train")
+    with pytest.raises(TypeError, match=r"Item 2 of split 'test' has target .*0\.5"):
+        class_ids(torch.tensor([0.0, 1.0, 0.5]), "test")
+    assert class_ids(np.array([2.0, 0.0]), "test").tolist() == [2, 0]
+    assert class_ids(torch.tensor([[1], [3]]), "test").tolist() == [1, 3]
+
+
+def test_bool_and_numpy_int_targets_read_as_class_ids():
+    from repwidgets.datasets.bundle import class_id
+
+    assert class_id(np.int64(4), 0, "train") == 4
+    assert class_id(torch.tensor(2), 0, "train") == 2
+    with pytest.raises(TypeError, match="Item 7 of split 'test' has target 'cat'"):
+        class_id("cat", 7, "test")
+
+
+def test_missing_concepts_say_which_constructor_and_argument_to_use():
+    bundle = as_bundle((torch.rand(4, 3, 4, 4), torch.tensor([0, 1, 0, 1])))
+    with pytest.raises(ValueError) as info:
+        bundle.concepts("test")
+    message = str(info.value)
+    assert "no concept labels for split 'test'" in message
+    assert "DataBundle(" in message and "concepts={'train'" in message
+    assert "concept_names=" in message

@@ -141,9 +141,8 @@ def test_dataset_with_wrong_items_says_what_it_got():
 
 
 def test_float_target_is_rejected():
-    sess = Session(TinyNet(), {"test": _Pairs([(torch.rand(3, 8, 8), 0.5)])}, device="cpu")
-    with pytest.raises(TypeError, match="int class target"):
-        sess.logits()
+    with pytest.raises(TypeError, match=r"Item 0 of split 'train' has target 0\.5 .*int class id"):
+        Session(TinyNet(), {"test": _Pairs([(torch.rand(3, 8, 8), 0.5)])}, device="cpu")
 
 
 def test_model_failure_reports_the_input_shape():
@@ -213,3 +212,48 @@ def test_session_over_an_image_folder(tmp_path):
     assert torch.allclose(acts[7], expected, atol=1e-5)
     assert sess.class_names == ["cat", "dog", "owl"]
     assert sess.logits("test").shape == (12, 3)
+
+
+def test_unknown_layer_suggests_close_names():
+    from repwidgets.session import resolve_layer
+
+    model = TinyNet()
+    with pytest.raises(ValueError, match=r"Did you mean 'features\.conv1'\?.*Available layers"):
+        resolve_layer(model, "conv1")
+    with pytest.raises(ValueError, match=r"Did you mean 'fc'\?"):
+        resolve_layer(model, "fc2")
+    with pytest.raises(ValueError) as info:
+        resolve_layer(model, "zzz")
+    assert "Did you mean" not in str(info.value)
+    assert "features.conv1, features.relu1, pool, fc" in str(info.value)
+    assert resolve_layer(model, "pool") is model.pool
+
+
+def test_nan_images_are_reported_by_index_before_any_activation_is_kept():
+    X = torch.rand(25, 3, 8, 8)
+    X[[12, 14]] = float("nan")
+    X[21, 0, 0, 0] = float("inf")
+    sess = Session(TinyNet(), (X, torch.arange(25) % 3), device="cpu", batch_size=10)
+    sess.progress = False
+    with pytest.raises(ValueError, match=r"NaN or infinite values: sample\(s\) 12, 14 \("):
+        sess.activations("features.conv1")
+    assert not sess._cache
+    X[[12, 14]] = 0.5
+    with pytest.raises(ValueError, match=r"sample\(s\) 21 "):
+        sess.logits()
+    X[21] = 0.5
+    assert torch.isfinite(sess.logits()).all()
+
+
+def test_finite_checked_counts_indices_across_batches():
+    from repwidgets.session import finite_checked
+
+    clean = torch.zeros(4, 2)
+    dirty = torch.zeros(4, 2)
+    dirty[3, 1] = float("nan")
+    batches = [(clean, None), (clean, None), (dirty, None)]
+    seen = []
+    with pytest.raises(ValueError, match=r"sample\(s\) 11 "):
+        for batch in finite_checked(batches, split="val"):
+            seen.append(batch)
+    assert len(seen) == 2

@@ -42,6 +42,91 @@ def _as_long_tensor(values: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(values), dtype=torch.long).reshape(-1)
 
 
+_TARGET_FIX = (
+    "Targets must be int class ids, one per sample. For one-hot or probability targets "
+    "[n, n_classes] pass the class index instead, e.g. TensorDataset(X, y.argmax(dim=1)); "
+    "for whole-number float labels pass y.long()."
+)
+
+
+def _show(value: Any) -> str:
+    """A short description of a target value: its repr, dtype and shape when it has them."""
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    details = ", ".join(
+        part
+        for part in (
+            f"dtype {dtype}" if dtype is not None else type(value).__name__,
+            f"shape {list(shape)}" if shape is not None else "",
+        )
+        if part
+    )
+    return f"{text} ({details})"
+
+
+def class_id(target: Any, index: int, split: str) -> int:
+    """The int class id of one item's target; a clear error naming the item otherwise."""
+    if isinstance(target, (int, np.integer, np.bool_)):
+        return int(target)
+    array = target.detach().cpu() if isinstance(target, torch.Tensor) else target
+    try:
+        array = np.asarray(array)
+    except Exception:  # an object that is not array-like at all
+        array = np.asarray(None, dtype=object)
+    integer = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
+    if array.ndim == 0 and integer:
+        return int(array)
+    raise TypeError(
+        f"Item {index} of split {split!r} has target {_show(target)}, not an int class id. "
+        + _TARGET_FIX
+    )
+
+
+def class_ids(values: Any, split: str) -> torch.Tensor:
+    """A dataset's ``targets`` attribute as LongTensor [n]; a clear error if not class ids."""
+    t = values.detach().cpu() if isinstance(values, torch.Tensor) else None
+    if t is None:
+        try:
+            t = torch.as_tensor(np.asarray(values))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"The targets of split {split!r} are not an array ({err}). " + _TARGET_FIX
+            ) from None
+    if t.ndim == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.ndim != 1:
+        raise TypeError(
+            f"The targets of split {split!r} have shape {list(t.shape)}; item 0 has target "
+            f"{_show(t[0] if t.ndim else t)}. " + _TARGET_FIX
+        )
+    if t.is_complex():
+        raise TypeError(f"The targets of split {split!r} have dtype {t.dtype}. " + _TARGET_FIX)
+    if t.is_floating_point():
+        bad = torch.nonzero(~torch.isfinite(t) | (t != t.round())).flatten()
+        if bad.numel():
+            i = int(bad[0])
+            raise TypeError(
+                f"Item {i} of split {split!r} has target {_show(t[i])}, not an int class id. "
+                + _TARGET_FIX
+            )
+    return t.long()
+
+
+def missing_concepts_message(name: str, split: str) -> str:
+    """How to give a dataset concept labels, for methods that need them."""
+    return (
+        f"Data {name!r} has no concept labels for split {split!r}. Build the data as "
+        "rw.datasets.DataBundle(name, {'train': train_ds, 'test': test_ds}, class_names, "
+        "concept_names=[...K names...], concepts={'train': bool tensor [n_train, K], "
+        "'test': bool tensor [n_test, K]}) and pass that bundle to rw.Session(model, bundle); "
+        "or give each dataset a .concepts attribute (bool [n, K]) and pass concept_names to "
+        "DataBundle. The embedded rw.datasets.shapes() and rw.datasets.digits() carry "
+        "concept labels."
+    )
+
+
 class TensorImageDataset(Dataset):
     """A dataset over an image tensor ``X`` [n, C, H, W] in [0, 1] and labels ``y`` [n].
 
@@ -240,10 +325,10 @@ class DataBundle:
         if split not in self._targets:
             t = getattr(ds, "targets", None)
             if t is not None:
-                self._targets[split] = _as_long_tensor(t)
+                self._targets[split] = class_ids(t, split)
             else:
                 ys = [
-                    int(ds[i][1])
+                    class_id(ds[i][1], i, split)
                     for i in progress_bar(
                         range(len(ds)),  # type: ignore[arg-type]
                         desc=f"reading {split} labels",
@@ -262,11 +347,7 @@ class DataBundle:
         if split not in self._concepts:
             c = getattr(ds, "concepts", None)
             if c is None or not self.concept_names:
-                raise ValueError(
-                    f"Data {self.name!r} has no concept labels for split {split!r}. Use a "
-                    "dataset with concept labels (e.g. repwidgets.datasets.shapes()) or pass "
-                    "concepts={split: bool tensor [n, K]} and concept_names to DataBundle."
-                )
+                raise ValueError(missing_concepts_message(self.name, split))
             self._concepts[split] = torch.as_tensor(np.asarray(c)).bool()
         out = self._concepts[split]
         if out.ndim != 2 or out.shape[1] != len(self.concept_names):
@@ -427,7 +508,7 @@ def as_bundle(
         first = next(iter(data.values()))
         t = getattr(splits["train"], "targets", None)
         names = class_names or _class_names_for(
-            first, _as_long_tensor(t) if t is not None else None
+            first, class_ids(t, "train") if t is not None else None
         )
         bundle = DataBundle(
             name or "data",
@@ -454,7 +535,7 @@ def as_bundle(
     if _is_map_dataset(data):
         ds = _wrap_dataset(data, image_size)
         t = getattr(ds, "targets", None)
-        tt = _as_long_tensor(t) if t is not None else None
+        tt = class_ids(t, "train") if t is not None else None
         bundle = DataBundle(
             name or type(data).__name__,
             {"train": ds, "test": ds},
