@@ -88,7 +88,7 @@ def notebook_bundle(model) -> dict[str, str]:
     match = re.search(r'id="([^"]+)"', div)
     element_id = match.group(1) if match else ""
     return {
-        "text/html": f"{div}<script type=\"text/javascript\">"
+        "text/html": f'{div}<script type="text/javascript">'
         f"{_script_text(_draw_when_ready(script, element_id))}</script>",
         "text/plain": describe(model),
     }
