@@ -267,6 +267,62 @@ def test_details_for_unknown_card_is_an_error_reply():
     assert content["ok"] is False and "no card" in content["error"]
 
 
+def test_thumb_size_defaults_larger_and_is_checked():
+    g = make_gallery()
+    assert g.thumb_size == 96
+    g.thumb_size = 140
+    assert g.get_state("thumb_size") == {"thumb_size": 140}  # synced to the browser
+    with pytest.raises(traitlets.TraitError, match="between 16 and 512"):
+        g.thumb_size = 8
+    assert make_gallery(thumb_size=48).thumb_size == 48
+
+
+def test_request_patience_is_synced_and_checked():
+    g = make_gallery(request_patience=2.5)
+    assert g.get_state("request_patience") == {"request_patience": 2.5}
+    with pytest.raises(traitlets.TraitError, match="positive number of seconds"):
+        g.request_patience = 0
+
+
+def test_gallery_answers_pings_so_lost_requests_are_resent():
+    g = make_gallery()
+    content, buffers = request(g, {"type": "ping", "request_id": "p"})
+    assert content == {"type": "ping", "request_id": "p", "ok": True} and buffers == []
+
+
+class FakeAttribution:
+    """The parts of a concept attribution result that its gallery reads."""
+
+    concept = "watermark"
+    layer = "features.relu2"
+    class_names = ["circle", "square"]
+
+    def __init__(self, n=10):
+        self.train_indices = torch.arange(100, 100 + n)
+        self.scores = torch.linspace(1.0, -1.0, n)
+        self.concept_labels = torch.arange(n) % 2 == 0
+        self.classes = torch.arange(n) % 2
+
+    def _order(self):
+        return np.argsort(-self.scores.numpy(), kind="stable")
+
+    def top(self, k):
+        return self.train_indices.numpy()[self._order()[:k]]
+
+
+def test_attribution_gallery_thumb_size():
+    from repwidgets.widgets.attribution import attribution_gallery
+
+    sess = FakeSession(n=200)
+    w = attribution_gallery(FakeAttribution(), k=3, session=sess)
+    assert w.gallery.thumb_size == 96 and w.thumb_size == 96
+    assert [c["id"] for c in w.gallery.cards] == [100, 101, 102, 109, 108, 107]
+    w.thumb_size = 128
+    assert w.gallery.thumb_size == 128
+    big = attribution_gallery(FakeAttribution(), k=3, session=sess, thumb_size=72, height=300)
+    assert (big.gallery.thumb_size, big.gallery.height) == (72, 300)
+
+
 # --- link ---------------------------------------------------------------------------------
 
 

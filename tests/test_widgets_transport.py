@@ -165,6 +165,20 @@ def test_router_ignores_foreign_messages():
     assert w.sent == []
 
 
+def test_router_answers_pings_in_order_with_requests():
+    w = FakeWidget()
+    RequestRouter(w).register(
+        "fetch", image_fetch_handler(lambda keys: [png_bytes(k) for k in keys])
+    )
+    w.receive({"type": "fetch", "request_id": "v:0", "keys": [3]})
+    w.receive({"type": "ping", "request_id": "v:1"})
+    assert [(c["type"], c["request_id"], c["ok"]) for c, _ in w.sent] == [
+        ("fetch", "v:0", True),
+        ("ping", "v:1", True),
+    ]
+    assert w.sent[1][1] == []
+
+
 def test_json_safe_replaces_non_finite_numbers():
     out = json_safe({"a": float("nan"), "b": [np.float32(1.5), float("inf")], "c": np.int64(3)})
     assert out == {"a": None, "b": [1.5, None], "c": 3}

@@ -8,10 +8,10 @@ import { h, setText, clear } from "./lib/dom";
 import { keyId, type Key } from "./lib/fetcher";
 import { fmt } from "./lib/format";
 import { drawHistogram } from "./lib/histogram";
-import { pythonImages } from "./lib/images";
+import { pythonImages, waitingText } from "./lib/images";
 import { gridKey, suppressNotebookShortcuts } from "./lib/keyboard";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
-import { Selection } from "./lib/selection";
+import { Selection, clickModifiers } from "./lib/selection";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
 import { VirtualGrid } from "./lib/vgrid";
 
@@ -39,6 +39,7 @@ export interface GalleryModel {
   noun: string;
   thumb_size: number;
   height: number;
+  request_patience: number;
 }
 
 export interface GalleryOptions {
@@ -63,16 +64,17 @@ const CSS = `
 .rw-toolbar button { cursor: pointer; }
 .rw-toolbar button:hover, .rw-lightbox button:hover { border-color: var(--rw-accent); }
 .rw-status { color: var(--rw-fg2); margin-left: auto; white-space: nowrap; }
-.rw-viewport { position: relative; overflow-y: auto; overflow-x: hidden; outline: none; background: var(--rw-bg); }
+.rw-viewport { position: relative; overflow-y: auto; overflow-x: hidden; outline: none; background: var(--rw-bg);
+  scrollbar-gutter: stable; }
 .rw-viewport:focus-visible { box-shadow: inset 0 0 0 2px var(--rw-accent); }
 .rw-card { border: 1px solid var(--rw-border); border-radius: 4px; padding: 6px 8px; background: var(--rw-bg2);
   cursor: pointer; overflow: hidden; user-select: none; contain: strict; }
 .rw-card:hover { border-color: var(--rw-fg2); }
 .rw-card.rw-selected { border-color: var(--rw-accent); box-shadow: 0 0 0 1px var(--rw-accent); background: var(--rw-accent-soft); }
 .rw-card.rw-cursor { outline: 2px dashed var(--rw-accent); outline-offset: 1px; }
-.rw-card-head { display: flex; gap: 6px; align-items: baseline; height: 18px; white-space: nowrap; }
-.rw-card-id { font-family: var(--rw-mono); font-weight: 600; flex: none; }
-.rw-card-label { overflow: hidden; text-overflow: ellipsis; flex: 1 1 auto; min-width: 0; }
+.rw-card-head { display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 2; line-clamp: 2;
+  overflow: hidden; height: 32px; line-height: 16px; overflow-wrap: anywhere; }
+.rw-card-id { font-family: var(--rw-mono); font-weight: 600; margin-right: 6px; }
 .rw-card-scores { color: var(--rw-fg2); font-size: 0.9em; height: 16px; margin-top: 2px; white-space: nowrap;
   overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
 .rw-thumbs { display: grid; gap: 2px; margin-top: 4px; }
@@ -83,6 +85,8 @@ const CSS = `
 .rw-hist { display: block; margin-top: 4px; }
 .rw-hist-range { display: flex; justify-content: space-between; color: var(--rw-fg2); font-size: 0.8em;
   height: 13px; line-height: 13px; font-variant-numeric: tabular-nums; }
+.rw-waiting { padding: 4px 8px; color: var(--rw-fg2); border-top: 1px solid var(--rw-border); }
+.rw-waiting:empty { display: none; }
 .rw-message { padding: 4px 8px; color: var(--rw-error); border-top: 1px solid var(--rw-border); white-space: pre-wrap; }
 .rw-message:empty { display: none; }
 .rw-empty { padding: 24px; text-align: center; color: var(--rw-fg2); }
@@ -103,6 +107,12 @@ const CSS = `
 const PAD = 8;
 const GAP = 8;
 const IMG_GAP = 2;
+/** Narrowest card: room for an id and a label beside small thumbnails. */
+const MIN_CARD = 200;
+/** Card padding and border, left and right together. */
+const CARD_INSET = 18;
+const HEAD_H = 32;
+const DEFAULT_THUMB = 96;
 
 /** Decoded histograms: counts [n_cards, bins] and per-card [min, max]. */
 interface Histograms {
@@ -151,6 +161,7 @@ export function viewOrder(cards: readonly Card[], query: string, sortBy: string,
 }
 
 interface CardCell extends HTMLElement {
+  _head: HTMLElement;
   _id: HTMLElement;
   _label: HTMLElement;
   _scores: HTMLElement;
@@ -188,6 +199,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   });
   const empty = h("div", { class: "rw-empty" });
   const message = h("div", { class: "rw-message", attrs: { role: "status" } });
+  const waiting = h("div", { class: "rw-waiting", attrs: { role: "status", "aria-live": "polite" } });
 
   // ----- lightbox -----
   const lbImg = h("img", { class: "rw-lightbox-img", attrs: { alt: "" } });
@@ -202,7 +214,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   const lightbox = h("div", { class: "rw-lightbox" }, [lbPanel]);
   lightbox.hidden = true;
 
-  root.append(toolbar, viewport, empty, message, lightbox);
+  root.append(toolbar, viewport, empty, waiting, message, lightbox);
   // arrows and space reach the grid, and typing in the filter box runs no notebook command
   suppressNotebookShortcuts(viewport, search, sortSelect, orderButton, clearButton, lbClose);
 
@@ -216,15 +228,34 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   let k = 1;
   const selection = new Selection(get("selected") ?? []);
   let lbToken = 0;
+  let lbLoading = false;
   let lbBigUrl: string | null = null;
 
   // ----- transport -----
   const { rpc, fetcher } = pythonImages(model, { batchSize: options.batchSize ?? 48, maxInFlight: options.maxInFlight ?? 2, cacheSize: options.cacheSize ?? 6000 });
 
-  fetcher.onLoad(oncePerTick(() => fillImages()));
-  fetcher.onError((keys, err) => {
-    setText(message, `Could not load ${keys.length} image(s): ${err.message}`);
+  // keys whose last request failed; their message goes once they load after all
+  const failedKeys = new Set<string>();
+  let lastImageError = "";
+  const showImageErrors = () =>
+    setText(message, failedKeys.size ? `Could not load ${failedKeys.size} image(s): ${lastImageError}` : "");
+  const refill = oncePerTick(() => {
+    showImageErrors();
     fillImages();
+  });
+  fetcher.onLoad((key) => {
+    failedKeys.delete(keyId(key));
+    refill();
+  });
+  fetcher.onError((keys, err) => {
+    keys.forEach((key) => failedKeys.add(keyId(key)));
+    lastImageError = err.message;
+    refill();
+  });
+  const stopWaiting = rpc?.onWait((s) => {
+    const text = waitingText(s);
+    setText(waiting, text);
+    if (!lightbox.hidden && lbLoading) setText(lbStatus, text || "loading details…");
   });
 
   // ----- grid -----
@@ -233,18 +264,23 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
 
   function thumbSize(): number {
     const t = Number(get("thumb_size"));
-    return Number.isFinite(t) && t >= 16 ? Math.min(t, 256) : 56;
+    return Number.isFinite(t) && t >= 16 ? Math.min(t, 512) : DEFAULT_THUMB;
   }
 
+  /** Card geometry: `cellWidth` is the narrowest card; the grid widens cards to fill rows. */
   function layout() {
     const t = thumbSize();
     const imgCols = Math.max(1, Math.min(k, 4));
     const imgRows = Math.ceil(Math.max(k, 1) / imgCols);
     const thumbsH = k > 0 ? imgRows * t + (imgRows - 1) * IMG_GAP : 0;
     const histH = hists ? 4 + 24 + 13 : 0;
-    const cellWidth = Math.max(190, imgCols * t + (imgCols - 1) * IMG_GAP + 18);
-    const cellHeight = 6 + 18 + 2 + 16 + (k > 0 ? 4 + thumbsH : 0) + histH + 8;
-    return { t, imgCols, cellWidth, cellHeight, histW: cellWidth - 18 };
+    const cellWidth = Math.max(MIN_CARD, imgCols * t + (imgCols - 1) * IMG_GAP + CARD_INSET);
+    const cellHeight = 6 + HEAD_H + 2 + 16 + (k > 0 ? 4 + thumbsH : 0) + histH + 8;
+    return { t, imgCols, cellWidth, cellHeight };
+  }
+
+  function histWidth(): number {
+    return (grid?.cellWidthNow ?? layout().cellWidth) - CARD_INSET;
   }
 
   function ensureGrid() {
@@ -262,8 +298,9 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
       gap: GAP,
       padding: PAD,
       overscan: 1,
+      stretch: true,
       measure: options.measure,
-      createCell: () => createCell(g.t, g.imgCols, g.histW),
+      createCell: () => createCell(g.t, g.imgCols),
       updateCell: (cell, i) => updateCell(cell as CardCell, i),
       onRender: (start, end) => wantImages(start, end),
     });
@@ -272,17 +309,15 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     grid.update();
   }
 
-  function createCell(t: number, imgCols: number, histW: number): CardCell {
+  function createCell(t: number, imgCols: number): CardCell {
     const id = h("span", { class: "rw-card-id" });
     const label = h("span", { class: "rw-card-label" });
+    const head = h("div", { class: "rw-card-head" }, [id, label]);
     const scores = h("div", { class: "rw-card-scores" });
     const thumbs = h("div", { class: "rw-thumbs" });
     thumbs.style.gridTemplateColumns = `repeat(${imgCols}, ${t}px)`;
-    const cell = h("div", { class: "rw-card", attrs: { role: "option" } }, [
-      h("div", { class: "rw-card-head" }, [id, label]),
-      scores,
-      thumbs,
-    ]) as unknown as CardCell;
+    const cell = h("div", { class: "rw-card", attrs: { role: "option" } }, [head, scores, thumbs]) as unknown as CardCell;
+    cell._head = head;
     cell._id = id;
     cell._label = label;
     cell._scores = scores;
@@ -299,7 +334,6 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     }
     if (hists) {
       const canvas = h("canvas", { class: "rw-hist" });
-      canvas.style.width = `${histW}px`;
       canvas.style.height = "24px";
       const hmin = h("span");
       const hmax = h("span");
@@ -344,6 +378,8 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     setText(cell._id, `#${card.id}`);
     const label = card.label ?? "";
     setText(cell._label, label);
+    // the whole label on hover, when two lines cut it
+    cell._head.title = label ? `#${card.id} ${label}` : `#${card.id}`;
     cell._label.title = label;
     const st = scoreText(card);
     setText(cell._scores, st);
@@ -363,7 +399,9 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
       }
     }
     if (cell._hist && hists) {
-      drawHistogram(cell._hist, row(hists.counts, ci), layout().histW, 24, histStyle);
+      const w = histWidth();
+      cell._hist.style.width = `${w}px`;
+      drawHistogram(cell._hist, row(hists.counts, ci), w, 24, histStyle);
       if (hists.ranges && cell._hmin && cell._hmax) {
         const r = row(hists.ranges, ci);
         setText(cell._hmin, fmt(r[0]));
@@ -492,17 +530,18 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     const target = ev.target as HTMLElement;
     const i = cell._index;
     const card = cards[order[i]];
-    if (target.classList.contains("rw-thumb") && target.dataset.slot !== undefined && !ev.shiftKey) {
+    const modified = ev.shiftKey || ev.ctrlKey || ev.metaKey;
+    if (target.classList.contains("rw-thumb") && target.dataset.slot !== undefined && !modified) {
       const key = (card.images ?? [])[Number(target.dataset.slot)];
       if (key !== undefined) openDetails(card, key);
       return;
     }
     viewport.focus({ preventScroll: true });
-    selection.click(card.id, orderIds, ev.shiftKey);
+    selection.click(card.id, clickModifiers(ev), orderIds);
     moveCursor(i);
     pushSelection();
   });
-  // keep shift-click from selecting text
+  // keep shift-click from selecting text (ctrl-click selects no text)
   viewport.addEventListener("mousedown", (ev) => {
     if (ev.shiftKey) ev.preventDefault();
   });
@@ -595,7 +634,8 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     setText(lbTitle, `#${card.id}${card.label ? ` ${card.label}` : ""}`);
     lbTitle.title = card.label ?? "";
     showField("image", key);
-    setText(lbStatus, "loading details…");
+    lbLoading = true;
+    setText(lbStatus, (rpc ? waitingText(rpc.state) : "") || "loading details…");
     const thumb = fetcher.get(key);
     if (thumb) lbImg.src = thumb;
     else lbImg.removeAttribute("src");
@@ -608,6 +648,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
       .request("details", { card: card.id, key })
       .then(({ content, buffers }) => {
         if (token !== lbToken || lightbox.hidden) return;
+        lbLoading = false;
         setText(lbStatus, "");
         clear(lbDetails);
         const fields = Array.isArray(content.fields) ? (content.fields as [string, unknown][]) : [];
@@ -621,12 +662,14 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
       })
       .catch((e: Error) => {
         if (token !== lbToken) return;
+        lbLoading = false;
         setText(lbStatus, `could not load details: ${e.message}`);
       });
   }
 
   function closeDetails() {
     lbToken++;
+    lbLoading = false;
     lightbox.hidden = true;
     if (lbBigUrl) {
       URL.revokeObjectURL(lbBigUrl);
@@ -687,6 +730,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
   return () => {
     unlisten();
     stopTheme();
+    stopWaiting?.();
     if (queryTimer) clearTimeout(queryTimer);
     grid?.dispose();
     fetcher.dispose();

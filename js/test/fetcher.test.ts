@@ -1,6 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { KeyedFetcher, type Key } from "../src/lib/fetcher";
-import { flush } from "./mockModel";
+import { pythonImages, waitingText } from "../src/lib/images";
+import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
 function controlled() {
   const calls: { keys: Key[]; resolve: (u: string[]) => void; reject: (e: Error) => void; signal: AbortSignal }[] = [];
@@ -118,5 +119,86 @@ describe("KeyedFetcher", () => {
     f.dispose();
     expect(calls[1].signal.aborted).toBe(true);
     expect(released).toEqual(["u1"]);
+  });
+});
+
+describe("KeyedFetcher retries", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("asks again for a failed key wanted after a pause that doubles per failure", async () => {
+    vi.useFakeTimers();
+    let fail = 2;
+    const asked: Key[][] = [];
+    const f = new KeyedFetcher(
+      async (keys) => {
+        asked.push(keys);
+        if (fail-- > 0) throw new Error("OSError: disk busy");
+        return keys.map((k) => `u${k}`);
+      },
+      { retryMs: 1000, release: () => {} },
+    );
+    f.want([4]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(f.error(4)).toBe("OSError: disk busy");
+    await vi.advanceTimersByTimeAsync(999);
+    f.want([4]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asked.length).toBe(1); // still resting
+    await vi.advanceTimersByTimeAsync(1);
+    f.want([4]); // scrolled back after the pause
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asked.length).toBe(2);
+    await vi.advanceTimersByTimeAsync(1000);
+    f.want([4]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asked.length).toBe(2); // second failure: two seconds now
+    await vi.advanceTimersByTimeAsync(1000);
+    f.want([4]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(asked.length).toBe(3);
+    expect(f.get(4)).toBe("u4");
+    expect(f.error(4)).toBeUndefined();
+  });
+});
+
+describe("pythonImages with a busy kernel", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("loads images that waited longer than a minute, without errors, and says it is waiting", async () => {
+    vi.useFakeTimers();
+    const m = new MockModel({ request_patience: 3 });
+    const queued: any[] = [];
+    m.responder = (msg) => {
+      queued.push(msg);
+      return undefined;
+    };
+    const { rpc, fetcher } = pythonImages(m, { batchSize: 2, release: () => {} });
+    expect(rpc!.checkMs).toBe(3000);
+    const errors: string[] = [];
+    const loaded: Key[] = [];
+    fetcher.onError((_k, e) => errors.push(e.message));
+    fetcher.onLoad((k) => loaded.push(k));
+    fetcher.want([1, 2, 3]);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(waitingText(rpc!.state)).toMatch(/waiting for the kernel: 2 requests/);
+    await vi.advanceTimersByTimeAsync(73_000);
+    expect(errors).toEqual([]);
+    expect(loaded).toEqual([]);
+    // the kernel frees up and answers what it queued, in order
+    m.responder = null;
+    for (const msg of queued.splice(0)) {
+      if (msg.type === "fetch") {
+        const [meta, bufs] = fakeImageBatch(msg.keys);
+        m.emit({ ...meta, request_id: msg.request_id, ok: true }, bufs);
+      } else m.emit({ request_id: msg.request_id, ok: true });
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(loaded.sort()).toEqual([1, 2, 3]);
+    expect(errors).toEqual([]);
+    expect(waitingText(rpc!.state)).toBe("");
   });
 });

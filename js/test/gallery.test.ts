@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { renderGallery, viewOrder, type Card } from "../src/gallery";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
@@ -101,18 +101,90 @@ describe("gallery", () => {
     expect(el.querySelector("img[onerror]")).toBeNull();
   });
 
-  it("click and shift-click select, synced to the model", () => {
+  it("click selects one, ctrl/cmd-click toggles, shift-click takes the range", () => {
     const { model, el } = setup(20);
     const byId = (id: number) => cardEls(el).find((c) => c.dataset.id === String(id))!;
+    const click = (id: number, o: MouseEventInit = {}) =>
+      byId(id).dispatchEvent(new MouseEvent("click", { bubbles: true, ...o }));
     byId(3).querySelector<HTMLElement>(".rw-card-label")!.click();
     expect(model.state.selected).toEqual([3]);
-    byId(6).dispatchEvent(new MouseEvent("click", { bubbles: true, shiftKey: true }));
+    click(6, { shiftKey: true });
     expect(model.state.selected).toEqual([3, 4, 5, 6]);
     expect(model.saves).toBeGreaterThanOrEqual(2);
     expect(byId(5).classList.contains("rw-selected")).toBe(true);
-    byId(4).click();
+    click(4, { ctrlKey: true });
     expect(model.state.selected).toEqual([3, 5, 6]);
     expect(el.querySelector(".rw-status")!.textContent).toContain("3 selected");
+    click(9, { metaKey: true });
+    expect(model.state.selected).toEqual([3, 5, 6, 9]);
+    click(1);
+    expect(model.state.selected).toEqual([1]);
+    expect(byId(5).classList.contains("rw-selected")).toBe(false);
+  });
+
+  it("ctrl-click on an image selects instead of opening details", async () => {
+    const { model, el } = setup(8);
+    for (let i = 0; i < 10; i++) await flush();
+    const card = cardEls(el).find((c) => c.dataset.id === "2")!;
+    card.querySelectorAll("img")[1].dispatchEvent(new MouseEvent("click", { bubbles: true, ctrlKey: true }));
+    expect(el.querySelector<HTMLElement>(".rw-lightbox")!.hidden).toBe(true);
+    expect(model.state.selected).toEqual([2]);
+  });
+
+  it("cards fill the width and labels show whole on hover", () => {
+    const long = "(NOT watermark AND NOT circle) OR (star AND red AND large) OR textured";
+    const { el } = setup(12, { cards: cards(12, 1).map((c) => ({ ...c, label: long })), thumb_size: 96 });
+    const shown = cardEls(el);
+    const width = parseFloat(shown[0].style.width);
+    const xs = shown.map((c) => Number(/translate\((\d+)px/.exec(c.style.transform)![1]));
+    // 900 px: 4 columns of at least 200 px, widened to (900 - 16 - 24) / 4 = 215 px
+    expect(new Set(xs).size).toBe(4);
+    expect(width).toBe(215);
+    expect(Math.max(...xs) + width).toBeGreaterThan(900 - 8 - 4); // no empty strip at the right
+    expect(Math.max(...xs) + width).toBeLessThanOrEqual(900 - 8);
+    const head = shown[0].querySelector<HTMLElement>(".rw-card-head")!;
+    expect(head.title).toBe(`#0 ${long}`);
+    expect(shown[0].querySelector<HTMLElement>(".rw-card-label")!.title).toBe(long);
+    const img = shown[0].querySelector("img")!;
+    expect([img.width, img.height]).toEqual([96, 96]);
+  });
+
+  it("thumb_size from Python resizes thumbnails and cards", () => {
+    const { model, el } = setup(12, { cards: cards(12, 1) });
+    expect(cardEls(el)[0].querySelector("img")!.width).toBe(56);
+    model.update("thumb_size", 160);
+    const card = cardEls(el)[0];
+    expect(card.querySelector("img")!.width).toBe(160);
+    expect(parseFloat(card.style.height)).toBeGreaterThan(160);
+  });
+
+  it("waits for a busy kernel, says so, and shows the images when it answers", async () => {
+    vi.useFakeTimers();
+    try {
+      const { model, el } = setup(8, { request_patience: 2 });
+      const held: any[] = [];
+      const answer = model.responder!;
+      model.responder = (msg) => {
+        held.push(msg);
+        return undefined;
+      };
+      await vi.advanceTimersByTimeAsync(1600);
+      const waiting = el.querySelector<HTMLElement>(".rw-waiting")!;
+      expect(waiting.textContent).toMatch(/waiting for the kernel/);
+      await vi.advanceTimersByTimeAsync(120_000); // twice the old limit
+      expect(el.querySelector(".rw-message")!.textContent).toBe("");
+      expect(cardEls(el)[0].querySelector("img")!.hasAttribute("src")).toBe(false);
+      for (const msg of held.splice(0)) {
+        const r = answer(msg) ?? [{ request_id: msg.request_id, ok: true }, []];
+        model.emit(r[0], r[1]);
+      }
+      await vi.advanceTimersByTimeAsync(0);
+      expect(waiting.textContent).toBe("");
+      expect(cardEls(el)[0].querySelector("img")!.getAttribute("src")).toMatch(/^blob:/);
+      expect(el.querySelector(".rw-message")!.textContent).toBe("");
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("follows selection changes from Python", () => {

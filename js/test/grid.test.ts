@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { VirtualGrid, columnsFor, contentHeight, visibleRange } from "../src/lib/vgrid";
+import { VirtualGrid, columnsFor, contentHeight, stretchedWidth, visibleRange } from "../src/lib/vgrid";
 import { Selection, clickModifiers } from "../src/lib/selection";
 import { gridKey } from "../src/lib/keyboard";
 
@@ -48,6 +48,55 @@ describe("VirtualGrid", () => {
     expect(created).toBeLessThanOrEqual(9); // recycled, not one per card
     const visible = [...grid.sizer.children].filter((c) => (c as HTMLElement).style.display !== "none");
     expect(visible.length).toBe(r.end - r.start);
+    grid.dispose();
+  });
+});
+
+describe("VirtualGrid with stretch", () => {
+  it("fills the row: as many columns as fit, cells widened to share the width", () => {
+    // 430 px: 3 columns of at least 100 px; 430 - 2*5 - 2*10 = 400 -> 133 px each
+    expect(stretchedWidth(430, 3, G)).toBe(133);
+    expect(stretchedWidth(50, 1, G)).toBe(100); // never below the minimum
+    const viewport = document.createElement("div");
+    document.body.appendChild(viewport);
+    let width = 430;
+    const widths: number[] = [];
+    const grid = new VirtualGrid(viewport, {
+      ...G,
+      stretch: true,
+      overscan: 0,
+      measure: () => ({ width, height: 120 }),
+      createCell: () => document.createElement("div"),
+      updateCell: () => widths.push(grid.cellWidthNow),
+    });
+    grid.setCount(10);
+    expect(grid.columns).toBe(3);
+    expect(grid.cellWidthNow).toBe(133);
+    const cells = [0, 1, 2].map((i) => grid.cellAt(i)!);
+    expect(cells.map((c) => c.style.width)).toEqual(["133px", "133px", "133px"]);
+    expect(cells[2].style.transform).toBe("translate(291px, 5px)"); // 5 + 2 * (133 + 10)
+    width = 600; // 5 columns: (600 - 2*5 - 4*10) / 5 = 110 px each
+    widths.length = 0;
+    grid.update();
+    expect(grid.columns).toBe(5);
+    expect(grid.cellWidthNow).toBe(110);
+    expect(grid.cellAt(0)!.style.width).toBe("110px");
+    expect(widths.length).toBeGreaterThan(0); // cells refilled at their new width
+    expect(widths.every((w) => w === 110)).toBe(true);
+    grid.dispose();
+  });
+
+  it("without stretch keeps the fixed width", () => {
+    const viewport = document.createElement("div");
+    const grid = new VirtualGrid(viewport, {
+      ...G,
+      measure: () => ({ width: 430, height: 120 }),
+      createCell: () => document.createElement("div"),
+      updateCell: () => {},
+    });
+    grid.setCount(4);
+    expect(grid.cellWidthNow).toBe(100);
+    expect(grid.cellAt(0)!.style.width).toBe("100px");
     grid.dispose();
   });
 });

@@ -16,7 +16,11 @@ Lazy requests: the front end sends custom messages
 ``{"type": "fetch", "request_id": "...", "keys": [...]}``; a :class:`RequestRouter`
 attached to the widget calls the registered handler and answers with
 ``widget.send({"type": ..., "request_id": ..., "ok": True, ...}, buffers=[...])``
-(``ok: False`` and an ``error`` message when the handler raised).
+(``ok: False`` and an ``error`` message when the handler raised). Every router also
+answers ``{"type": "ping"}``: the kernel handles messages in the order they came, so
+a ping answered before an earlier request tells the front end that the request was
+lost (the kernel drops queued messages when a cell fails during Run All) and must be
+sent again; requests are never given up for taking long (``js/src/lib/rpc.ts``).
 
 Example:
     >>> import numpy as np
@@ -247,6 +251,9 @@ def load_images(source: ImageSource, keys: list) -> list[bytes]:
 
 Handler = Callable[[dict, list], tuple[dict, list]]
 
+#: The request type that asks the kernel only whether it got this far.
+PING = "ping"
+
 
 class RequestRouter:
     """Answers the front end's custom requests ``{"type", "request_id", ...}``.
@@ -267,6 +274,7 @@ class RequestRouter:
         self.requests = 0
         self.bytes_sent = 0
         self.last_error: str | None = None
+        self.register(PING, lambda _content, _buffers: ({}, []))
         widget.on_msg(self._on_msg)
 
     def register(self, msg_type: str, handler: Handler) -> None:

@@ -18,7 +18,7 @@ import ipywidgets
 import numpy as np
 import torch
 
-from repwidgets.widgets.gallery import NeuronGallery
+from repwidgets.widgets.gallery import DEFAULT_THUMB_SIZE, NeuronGallery
 
 __all__ = ["AttributionBand", "AttributionGallery", "attribution_gallery"]
 
@@ -39,13 +39,23 @@ class AttributionGallery(ipywidgets.VBox):
             training-split index).
         selected: training-split indices the person selected (synced from the gallery).
         curation: the curation widget made by the last click (or None).
+        thumb_size: the thumbnails' size on screen in pixels (the gallery's synced
+            trait; set it to resize them live).
 
     Example:
         >>> w = r.widget()        # r: ConceptAttributionResult   # doctest: +SKIP
         >>> w.selected            # indices the person clicked     # doctest: +SKIP
     """
 
-    def __init__(self, result, sess, k: int = 24, bottom: bool = True) -> None:
+    def __init__(
+        self,
+        result,
+        sess,
+        k: int = 24,
+        bottom: bool = True,
+        thumb_size: int = DEFAULT_THUMB_SIZE,
+        **gallery_kwargs: Any,
+    ) -> None:
         order = result._order()
         idx = torch.as_tensor(result.train_indices).numpy()
         scores = torch.as_tensor(result.scores).numpy()
@@ -105,6 +115,8 @@ class AttributionGallery(ipywidgets.VBox):
             noun="samples",
             sort_by="score",
             descending=True,
+            thumb_size=thumb_size,
+            **gallery_kwargs,
         )
         self.curation = None
         has_curation = _curation_class() is not None
@@ -121,6 +133,14 @@ class AttributionGallery(ipywidgets.VBox):
         self.output = ipywidgets.Output()
         self.button.on_click(lambda _b: self._send())
         super().__init__([self.gallery, ipywidgets.HBox([self.button]), self.output])
+
+    @property
+    def thumb_size(self) -> int:
+        return int(self.gallery.thumb_size)
+
+    @thumb_size.setter
+    def thumb_size(self, size: int) -> None:
+        self.gallery.thumb_size = int(size)
 
     @property
     def selected(self) -> list[int]:
@@ -264,7 +284,14 @@ def _make_curation(cls, sess, samples: list[int], result, path=None):
     return cls(band, band.curation(path), sess)
 
 
-def attribution_gallery(result, k: int = 24, session=None, bottom: bool = True):
+def attribution_gallery(
+    result,
+    k: int = 24,
+    session=None,
+    bottom: bool = True,
+    thumb_size: int = DEFAULT_THUMB_SIZE,
+    **gallery_kwargs: Any,
+):
     """The widget of a :class:`~repwidgets.engines.attribution.ConceptAttributionResult`.
 
     Args:
@@ -273,6 +300,8 @@ def attribution_gallery(result, k: int = 24, session=None, bottom: bool = True):
         session: the session whose thumbnails to show (default: the one the result came
             from; needed for a result loaded from a file).
         bottom: also show the k lowest-scored samples.
+        thumb_size: the thumbnails' size on screen in pixels.
+        **gallery_kwargs: passed to :class:`NeuronGallery` (height, request_patience, ...).
     """
     sess = session if session is not None else getattr(result, "_session", None)
     if sess is None:
@@ -280,4 +309,6 @@ def attribution_gallery(result, k: int = 24, session=None, bottom: bool = True):
             "This result has no session (it was loaded from a file), so it has no images to "
             "show: call r.widget(session=sess)."
         )
-    return AttributionGallery(result, sess, k=k, bottom=bottom)
+    return AttributionGallery(
+        result, sess, k=k, bottom=bottom, thumb_size=thumb_size, **gallery_kwargs
+    )

@@ -51,6 +51,11 @@ from repwidgets.widgets._transport import (
 
 DetailSource = Callable[[int, Hashable], Mapping[str, Any]]
 
+#: Thumbnail size on screen (pixels) unless a widget is given ``thumb_size``.
+DEFAULT_THUMB_SIZE = 96
+MIN_THUMB_SIZE = 16
+MAX_THUMB_SIZE = 512
+
 
 def histogram_rows(values: Any, bins: int = 24) -> tuple[np.ndarray, np.ndarray]:
     """Per-column histograms of ``values`` [n_samples, n_columns].
@@ -210,8 +215,14 @@ class NeuronGallery(anywidget.AnyWidget):
         sort_by: score name to sort by ("" keeps the cards' order).
         descending: sort direction.
         selected: initially selected card ids.
-        thumb_size: thumbnail size on screen in pixels.
+        thumb_size: thumbnail size on screen in pixels (16 to 512). Cards are at least
+            as wide as their thumbnails; the grid fits as many columns as its width
+            allows and widens the cards to fill it.
         height: height of the scrolling grid in pixels.
+        request_patience: seconds a request to the kernel (images, details) waits
+            before the widget checks whether the kernel lost it and sends it again.
+            Requests never fail for taking long: a busy kernel answers them when it
+            is free, and meanwhile the widget says it is waiting.
         bins: number of histogram bins when cards give raw activations.
 
     Example:
@@ -231,8 +242,9 @@ class NeuronGallery(anywidget.AnyWidget):
     query = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     noun = traitlets.Unicode("neurons").tag(sync=True)
-    thumb_size = traitlets.Int(56).tag(sync=True)
+    thumb_size = traitlets.Int(DEFAULT_THUMB_SIZE).tag(sync=True)
     height = traitlets.Int(520).tag(sync=True)
+    request_patience = traitlets.Float(10.0).tag(sync=True)
 
     def __init__(
         self,
@@ -245,8 +257,9 @@ class NeuronGallery(anywidget.AnyWidget):
         sort_by: str = "",
         descending: bool = True,
         selected: Sequence[int] = (),
-        thumb_size: int = 56,
+        thumb_size: int = DEFAULT_THUMB_SIZE,
         height: int = 520,
+        request_patience: float = 10.0,
         bins: int = 24,
         **kwargs: Any,
     ) -> None:
@@ -267,6 +280,7 @@ class NeuronGallery(anywidget.AnyWidget):
             descending=descending,
             thumb_size=thumb_size,
             height=height,
+            request_patience=request_patience,
             **kwargs,
         )
         self.selected = [int(i) for i in selected]
@@ -287,6 +301,25 @@ class NeuronGallery(anywidget.AnyWidget):
             "cards of this gallery",
             "Valid ids are the cards' 'id' values (see .ids).",
         )
+
+    @traitlets.validate("thumb_size")
+    def _validate_thumb_size(self, proposal: Any) -> int:
+        size = proposal["value"]
+        if not MIN_THUMB_SIZE <= size <= MAX_THUMB_SIZE:
+            raise traitlets.TraitError(
+                f"thumb_size must be between {MIN_THUMB_SIZE} and {MAX_THUMB_SIZE} pixels; "
+                f"got {size}."
+            )
+        return size
+
+    @traitlets.validate("request_patience")
+    def _validate_request_patience(self, proposal: Any) -> float:
+        seconds = proposal["value"]
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise traitlets.TraitError(
+                f"request_patience must be a positive number of seconds; got {seconds}."
+            )
+        return seconds
 
     @property
     def ids(self) -> list[int]:

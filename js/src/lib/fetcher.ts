@@ -6,6 +6,9 @@
 // `want` again replaces the queue: keys that scrolled out of view before their batch
 // was sent are dropped (cancelled) and never requested. Results are kept in an LRU
 // cache of Blob URLs (revoked on eviction); keys wanted right now are never evicted.
+// A key whose batch failed is asked for again when it is wanted after a pause that
+// doubles with each failure (`retryMs`, up to five minutes), so that scrolling back to
+// it recovers from a transient error without hammering a persistent one.
 
 export type Key = string | number;
 
@@ -18,6 +21,16 @@ export interface FetcherOptions {
   cacheSize?: number;
   /** Release a URL when evicted (URL.revokeObjectURL by default). */
   release?: (url: string) => void;
+  /** Pause before a failed key is requested again (ms; doubles per failure). */
+  retryMs?: number;
+}
+
+const MAX_RETRY_MS = 5 * 60_000;
+
+interface Failure {
+  message: string;
+  at: number;
+  count: number;
 }
 
 export interface FetcherStats {
@@ -37,7 +50,7 @@ type ErrorListener = (keys: Key[], error: Error) => void;
 
 export class KeyedFetcher {
   private cache = new Map<string, string>(); // insertion order = LRU order
-  private failed = new Map<string, string>();
+  private failed = new Map<string, Failure>();
   private queue: Key[] = [];
   private wanted = new Set<string>();
   private loading = new Set<string>();
@@ -49,6 +62,7 @@ export class KeyedFetcher {
   readonly batchSize: number;
   readonly maxInFlight: number;
   readonly cacheSize: number;
+  readonly retryMs: number;
   private release: (url: string) => void;
   readonly stats: FetcherStats = { requests: 0, keysRequested: 0, keysDropped: 0, cacheHits: 0, evicted: 0 };
 
@@ -60,6 +74,7 @@ export class KeyedFetcher {
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
     this.cacheSize = Math.max(1, opts.cacheSize ?? 4096);
     this.release = opts.release ?? ((u) => URL.revokeObjectURL(u));
+    this.retryMs = Math.max(0, opts.retryMs ?? 5000);
   }
 
   /** The cached URL of `key`, or undefined. */
@@ -75,7 +90,7 @@ export class KeyedFetcher {
 
   /** The error message if loading `key` failed. */
   error(key: Key): string | undefined {
-    return this.failed.get(keyId(key));
+    return this.failed.get(keyId(key))?.message;
   }
 
   get inFlight(): number {
@@ -113,13 +128,20 @@ export class KeyedFetcher {
         this.stats.cacheHits++;
         continue;
       }
-      if (this.loading.has(id) || this.failed.has(id)) continue;
+      if (this.loading.has(id) || this.resting(id)) continue;
       queue.push(k);
     }
     for (const k of this.queue) if (!wanted.has(keyId(k))) this.stats.keysDropped++;
     this.wanted = wanted;
     this.queue = queue;
     this.schedule();
+  }
+
+  /** True while a failed key waits before it may be requested again. */
+  private resting(id: string): boolean {
+    const f = this.failed.get(id);
+    if (!f) return false;
+    return Date.now() - f.at < Math.min(MAX_RETRY_MS, this.retryMs * 2 ** (f.count - 1));
   }
 
   /** Forget failures so that those keys are requested again when wanted. */
@@ -170,7 +192,8 @@ export class KeyedFetcher {
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       if (err.name !== "AbortError" && !this.disposed) {
-        ids.forEach((id) => this.failed.set(id, err.message));
+        const at = Date.now();
+        ids.forEach((id) => this.failed.set(id, { message: err.message, at, count: (this.failed.get(id)?.count ?? 0) + 1 }));
         this.errorListeners.forEach((cb) => cb(batch, err));
       }
     } finally {
@@ -182,6 +205,7 @@ export class KeyedFetcher {
 
   private store(key: Key, url: string): void {
     const id = keyId(key);
+    this.failed.delete(id);
     const old = this.cache.get(id);
     if (old !== undefined && old !== url) this.release(old);
     this.cache.delete(id);

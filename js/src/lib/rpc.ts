@@ -4,6 +4,14 @@
 // model.send(content, buffers) where content carries the same request_id and `ok`.
 // Several views of one model share the message channel, so request ids carry a
 // per-client prefix and every client ignores replies that are not its own.
+//
+// A busy kernel is normal (Run All queues our requests behind every later cell), so
+// a request never fails for taking long. The kernel answers messages in the order it
+// received them; so when a request has waited `checkMs`, the client sends a "ping"
+// behind it: if the ping is answered while the request is not, the request was lost
+// (the kernel drops queued messages when a cell fails during Run All, or on an
+// interrupt) and is sent again. While nothing comes back the client keeps pinging,
+// less and less often, and reports that it is waiting for the kernel.
 
 export interface MessageModel {
   send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
@@ -24,10 +32,39 @@ export class AbortedError extends Error {
   }
 }
 
+export interface RpcOptions {
+  /** Without an answer for this long (ms), the client reports that it is waiting. */
+  noticeMs?: number;
+  /** A request unanswered for this long (ms) is checked with a ping (see above). */
+  checkMs?: number;
+  /** Unanswered pings double the interval between checks, up to this (ms). */
+  maxCheckMs?: number;
+  /** Give up on a request after this long (ms); 0, the default, waits as long as it takes. */
+  timeoutMs?: number;
+}
+
+/** What the client is waiting for; `waiting` is false once Python answers. */
+export interface WaitState {
+  waiting: boolean;
+  /** Requests sent and not answered. */
+  pending: number;
+  /** Milliseconds since the oldest unanswered request was first sent. */
+  forMs: number;
+  /** Requests sent again because the kernel lost them. */
+  resent: number;
+}
+
+export const PING = "ping";
+
 interface Pending {
+  message: Record<string, unknown>;
   resolve: (r: Reply) => void;
   reject: (e: Error) => void;
-  timer: ReturnType<typeof setTimeout> | null;
+  firstSent: number;
+  lastSent: number;
+  /** Position of the last send in the client's message order. */
+  seq: number;
+  deadline: ReturnType<typeof setTimeout> | null;
 }
 
 let clientCounter = 0;
@@ -35,15 +72,35 @@ let clientCounter = 0;
 export class RpcClient {
   readonly prefix: string;
   private next = 0;
+  private seq = 0;
   private pending = new Map<string, Pending>();
+  /** Ping request id -> seq of the ping. */
+  private pings = new Map<string, number>();
   private listener: (msg: any, buffers: DataView[]) => void;
+  private waitListeners = new Set<(s: WaitState) => void>();
   private disposed = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private noticeTimer: ReturnType<typeof setTimeout> | null = null;
+  private lastHeard = 0;
+  private lastPing = 0;
+  private interval: number;
+  private waiting = false;
+  private resentCount = 0;
+  readonly noticeMs: number;
+  readonly checkMs: number;
+  readonly maxCheckMs: number;
+  readonly timeoutMs: number;
 
   constructor(
     private model: MessageModel,
-    private timeoutMs = 60_000,
+    options: RpcOptions = {},
   ) {
     this.prefix = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}-${clientCounter++}`;
+    this.noticeMs = Math.max(0, options.noticeMs ?? 1500);
+    this.checkMs = Math.max(1, options.checkMs ?? 10_000);
+    this.maxCheckMs = Math.max(this.checkMs, options.maxCheckMs ?? 60_000);
+    this.timeoutMs = Math.max(0, options.timeoutMs ?? 0);
+    this.interval = this.checkMs;
     this.listener = (msg, buffers) => this.onMessage(msg, buffers);
     model.on("msg:custom", this.listener);
   }
@@ -52,17 +109,38 @@ export class RpcClient {
     return this.pending.size;
   }
 
-  /** Send a request and resolve with Python's reply; rejects on `ok: false`, timeout or abort. */
+  /** The current wait state (see `onWait`). */
+  get state(): WaitState {
+    let first = Infinity;
+    for (const p of this.pending.values()) first = Math.min(first, p.firstSent);
+    return {
+      waiting: this.waiting,
+      pending: this.pending.size,
+      forMs: first === Infinity ? 0 : Date.now() - first,
+      resent: this.resentCount,
+    };
+  }
+
+  /** Call `cb` when the client starts or stops waiting for the kernel, and on each check. */
+  onWait(cb: (s: WaitState) => void): () => void {
+    this.waitListeners.add(cb);
+    return () => this.waitListeners.delete(cb);
+  }
+
+  /** Send a request and resolve with Python's reply; rejects on `ok: false`, abort or dispose. */
   request(type: string, payload: Record<string, unknown> = {}, signal?: AbortSignal): Promise<Reply> {
     if (this.disposed) return Promise.reject(new RequestError("widget view was closed"));
     if (signal?.aborted) return Promise.reject(new AbortedError());
     const id = `${this.prefix}:${this.next++}`;
     return new Promise<Reply>((resolve, reject) => {
-      const entry: Pending = { resolve, reject, timer: null };
+      const now = Date.now();
+      const message = { ...payload, type, request_id: id };
+      const entry: Pending = { message, resolve, reject, firstSent: now, lastSent: now, seq: 0, deadline: null };
       if (this.timeoutMs > 0) {
-        entry.timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(new RequestError(`no answer from Python to "${type}" after ${this.timeoutMs / 1000} s (is the kernel busy or dead?)`));
+        entry.deadline = setTimeout(() => {
+          if (this.settle(id)) {
+            reject(new RequestError(`no answer from Python to "${type}" after ${this.timeoutMs / 1000} s`));
+          }
         }, this.timeoutMs);
       }
       this.pending.set(id, entry);
@@ -73,24 +151,133 @@ export class RpcClient {
         },
         { once: true },
       );
-      this.model.send({ ...payload, type, request_id: id });
+      this.transmit(entry);
+      this.arm();
     });
+  }
+
+  private transmit(entry: Pending): void {
+    entry.seq = this.seq++;
+    entry.lastSent = Date.now();
+    this.model.send(entry.message);
   }
 
   private settle(id: string): Pending | undefined {
     const entry = this.pending.get(id);
     if (!entry) return undefined;
     this.pending.delete(id);
-    if (entry.timer !== null) clearTimeout(entry.timer);
+    if (entry.deadline !== null) clearTimeout(entry.deadline);
+    if (this.pending.size === 0) this.idle();
     return entry;
   }
 
   private onMessage(msg: any, buffers: DataView[] | undefined): void {
     if (!msg || typeof msg !== "object" || typeof msg.request_id !== "string") return;
-    const entry = this.settle(msg.request_id);
+    const id: string = msg.request_id;
+    if (!id.startsWith(`${this.prefix}:`)) return;
+    this.heard();
+    const pingSeq = this.pings.get(id);
+    if (pingSeq !== undefined) {
+      this.onPingAnswered(pingSeq);
+      return;
+    }
+    const entry = this.settle(id);
     if (!entry) return;
     if (msg.ok === false) entry.reject(new RequestError(String(msg.error ?? "request failed in Python")));
     else entry.resolve({ content: msg, buffers: buffers ?? [] });
+  }
+
+  /** Python answered something: it is alive and working through our messages. */
+  private heard(): void {
+    this.lastHeard = Date.now();
+    this.interval = this.checkMs;
+    this.setWaiting(false);
+    if (this.pending.size > 0) this.arm();
+  }
+
+  /** Requests sent before an answered ping were lost on the way: send them again. */
+  private onPingAnswered(pingSeq: number): void {
+    for (const [id, s] of this.pings) if (s <= pingSeq) this.pings.delete(id);
+    for (const entry of this.pending.values()) {
+      if (entry.seq < pingSeq) {
+        this.resentCount++;
+        this.transmit(entry);
+      }
+    }
+  }
+
+  private ping(): void {
+    const id = `${this.prefix}:${this.next++}`;
+    this.pings.set(id, this.seq++);
+    this.model.send({ type: PING, request_id: id });
+  }
+
+  /** (Re)start the timers that notice a silent kernel and check for lost requests. */
+  private arm(): void {
+    if (this.disposed) return;
+    if (this.noticeTimer === null && !this.waiting) {
+      this.noticeTimer = setTimeout(() => {
+        this.noticeTimer = null;
+        this.notice();
+      }, this.noticeMs);
+    }
+    if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.check();
+      }, this.interval);
+    }
+  }
+
+  /** Milliseconds since Python last answered, counted from the oldest unanswered send. */
+  private silence(): number {
+    let oldest = Infinity;
+    for (const p of this.pending.values()) oldest = Math.min(oldest, p.lastSent);
+    if (oldest === Infinity) return 0;
+    return Date.now() - Math.max(oldest, this.lastHeard);
+  }
+
+  private notice(): void {
+    if (this.pending.size === 0) return;
+    if (this.silence() >= this.noticeMs) this.setWaiting(true);
+    else this.arm();
+  }
+
+  private check(): void {
+    if (this.disposed || this.pending.size === 0) return;
+    const now = Date.now();
+    let overdue = false;
+    for (const p of this.pending.values()) overdue ||= now - p.lastSent >= this.interval;
+    if (overdue && now - this.lastPing >= this.interval) {
+      // pings still unanswered: the kernel is busy, check less often
+      if (this.pings.size > 0) this.interval = Math.min(this.maxCheckMs, this.interval * 2);
+      this.lastPing = now;
+      this.ping();
+      if (this.silence() >= this.noticeMs) this.setWaiting(true);
+      this.emit();
+    }
+    this.arm();
+  }
+
+  private setWaiting(w: boolean): void {
+    if (w === this.waiting) return;
+    this.waiting = w;
+    this.emit();
+  }
+
+  private emit(): void {
+    const s = this.state;
+    this.waitListeners.forEach((cb) => cb(s));
+  }
+
+  private idle(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.noticeTimer !== null) clearTimeout(this.noticeTimer);
+    this.timer = null;
+    this.noticeTimer = null;
+    this.pings.clear();
+    this.interval = this.checkMs;
+    this.setWaiting(false);
   }
 
   dispose(): void {
@@ -100,5 +287,7 @@ export class RpcClient {
     for (const id of [...this.pending.keys()]) {
       this.settle(id)?.reject(new RequestError("widget view was closed"));
     }
+    this.idle();
+    this.waitListeners.clear();
   }
 }

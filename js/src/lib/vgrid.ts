@@ -2,7 +2,9 @@
 //
 // Only the rows on screen (plus `overscan` rows above and below) exist in the DOM;
 // cell elements are recycled from a pool as rows scroll in and out, and placed with
-// CSS transforms, so scrolling thousands of cards stays fluid.
+// CSS transforms, so scrolling thousands of cards stays fluid. With `stretch`, the
+// cell width is a minimum: the columns are as many as fit, and the cells widen to
+// share the row's width, so no strip of the grid stays empty.
 
 export interface GridGeometry {
   cellWidth: number;
@@ -15,6 +17,12 @@ export interface GridGeometry {
 export function columnsFor(width: number, g: GridGeometry): number {
   const usable = width - 2 * g.padding + g.gap;
   return Math.max(1, Math.floor(usable / (g.cellWidth + g.gap)));
+}
+
+/** The width of each of `columns` cells that share a row of `width` pixels (whole pixels). */
+export function stretchedWidth(width: number, columns: number, g: GridGeometry): number {
+  const usable = width - 2 * g.padding - (columns - 1) * g.gap;
+  return Math.max(g.cellWidth, Math.floor(usable / columns));
 }
 
 /** Index range [start, end) of cells intersecting the viewport, widened by `overscan` rows. */
@@ -43,6 +51,8 @@ export function contentHeight(count: number, columns: number, g: GridGeometry): 
 
 export interface VirtualGridOptions extends GridGeometry {
   overscan?: number;
+  /** Widen cells beyond `cellWidth` to fill the row (see `cellWidthNow`). */
+  stretch?: boolean;
   createCell: () => HTMLElement;
   /** Fill `el` with the content of cell `index` (called when a cell is (re)assigned). */
   updateCell: (el: HTMLElement, index: number) => void;
@@ -61,6 +71,7 @@ export class VirtualGrid {
   private active = new Map<number, HTMLElement>();
   private pool: HTMLElement[] = [];
   private cols = 1;
+  private width: number;
   private pending = false;
   private disposed = false;
   private resizeObserver: ResizeObserver | null = null;
@@ -77,6 +88,7 @@ export class VirtualGrid {
     readonly viewport: HTMLElement,
     private opts: VirtualGridOptions,
   ) {
+    this.width = opts.cellWidth;
     this.sizer = document.createElement("div");
     this.sizer.className = "rw-vgrid-sizer";
     this.sizer.style.position = "relative";
@@ -98,6 +110,11 @@ export class VirtualGrid {
   get geometry(): GridGeometry {
     const { cellWidth, cellHeight, gap, padding } = this.opts;
     return { cellWidth, cellHeight, gap, padding };
+  }
+
+  /** The width cells have now (more than `cellWidth` when stretched to fill the row). */
+  get cellWidthNow(): number {
+    return this.width;
   }
 
   /** Rows that fit in the viewport (for Page Up / Page Down). */
@@ -177,8 +194,15 @@ export class VirtualGrid {
     force ||= this.forceLater;
     this.forceLater = false;
     const cols = columnsFor(width, g);
-    const reflow = cols !== this.cols;
+    const cellWidth = this.opts.stretch ? stretchedWidth(width, cols, g) : g.cellWidth;
+    const resized = cellWidth !== this.width;
+    const reflow = cols !== this.cols || resized;
     this.cols = cols;
+    if (resized) {
+      this.width = cellWidth;
+      for (const el of [...this.active.values(), ...this.pool]) el.style.width = `${cellWidth}px`;
+      force = true; // content may depend on the width
+    }
     this.sizer.style.height = `${contentHeight(this.count, cols, g)}px`;
     const { start, end } = visibleRange(this.viewport.scrollTop, height, this.count, cols, g, this.opts.overscan ?? 1);
     const unchanged = !force && !reflow && start === this.range.start && end === this.range.end;
@@ -211,7 +235,7 @@ export class VirtualGrid {
     el.style.position = "absolute";
     el.style.left = "0";
     el.style.top = "0";
-    el.style.width = `${this.opts.cellWidth}px`;
+    el.style.width = `${this.width}px`;
     el.style.height = `${this.opts.cellHeight}px`;
     this.sizer.appendChild(el);
     return el;
@@ -221,7 +245,7 @@ export class VirtualGrid {
     const g = this.geometry;
     const r = Math.floor(i / this.cols);
     const c = i % this.cols;
-    const x = g.padding + c * (g.cellWidth + g.gap);
+    const x = g.padding + c * (this.width + g.gap);
     const y = g.padding + r * (g.cellHeight + g.gap);
     el.style.transform = `translate(${x}px, ${y}px)`;
   }
