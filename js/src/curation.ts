@@ -88,6 +88,8 @@ const CSS = `
 .rw-cur-sliders input::-webkit-slider-thumb { pointer-events: auto; }
 .rw-cur-sliders input::-moz-range-thumb { pointer-events: auto; }
 .rw-cur-bandtext { color: var(--rw-fg2); font-variant-numeric: tabular-nums; white-space: nowrap; }
+.rw-cur-outside { grid-column: 1 / -1; color: var(--rw-warn); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.rw-cur-outside:empty { display: none; }
 .rw-cur-viewport { position: relative; overflow-y: auto; overflow-x: hidden; outline: none; background: var(--rw-bg); }
 .rw-cur-viewport:focus-visible { box-shadow: inset 0 0 0 2px var(--rw-accent); }
 .rw-cur-cell { border: 2px solid var(--rw-border); border-radius: 4px; padding: 3px; background: var(--rw-bg2);
@@ -160,6 +162,28 @@ export function quantileOf(value: number, counts: ArrayLike<number>, range: numb
   return Math.min(1, Math.max(0, (below + counts[bin] * (pos - bin)) / total));
 }
 
+export type BandEnd = "low" | "high";
+
+/** The band after one end moved to `value`: the other end keeps its exact value, and
+ * the moved end stops at it rather than push it. */
+export function moveBandEnd(band: readonly number[], end: BandEnd, value: number): [number, number] {
+  const [a, b] = [band[0], band[1]];
+  return end === "low" ? [Math.min(value, b), b] : [a, Math.max(value, a)];
+}
+
+function bandPair(v: readonly number[] | undefined): [number, number] {
+  return [Number(v?.[0] ?? 0), Number(v?.[1] ?? 0)];
+}
+
+/** Marked samples that `samples` (the band) does not hold. */
+export function marksOutside(samples: ArrayLike<number>, marks: Record<string, Mark>): number {
+  const shown = new Set<string>();
+  for (let i = 0; i < samples.length; i++) shown.add(String(samples[i]));
+  let n = 0;
+  for (const s of Object.keys(marks)) if (!shown.has(s)) n++;
+  return n;
+}
+
 /** Counts per mark over all marks (the band's and earlier bands'). */
 export function countMarks(marks: Record<string, Mark>): Record<Mark, number> {
   const c: Record<Mark, number> = { keep: 0, spurious: 0, exclude: 0 };
@@ -207,7 +231,8 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   const hi = h("input", { attrs: { type: "range", min: "0", max: "1", step: "0.01", "aria-label": "band high", class: "rw-cur-hi" } });
   const sliders = h("div", { class: "rw-cur-sliders" }, [lo, hi]);
   const bandText = h("div", { class: "rw-cur-bandtext" });
-  const bandPanel = h("div", { class: "rw-cur-band" }, [h("div", {}, [hist, sliders]), bandText]);
+  const outsideNote = h("div", { class: "rw-cur-outside", attrs: { role: "status" } });
+  const bandPanel = h("div", { class: "rw-cur-band" }, [h("div", {}, [hist, sliders]), bandText, outsideNote]);
 
   const viewport = h("div", { class: "rw-cur-viewport", attrs: { tabindex: "0", role: "grid", "aria-label": "band samples" } });
   const empty = h("div", { class: "rw-cur-empty" });
@@ -342,6 +367,15 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   function updateCounts() {
     const c = countMarks(marks);
     for (const m of MARKS) setText(countEls[m], `${m} ${c[m]}`);
+    updateOutside();
+  }
+
+  function updateOutside() {
+    const n = items ? marksOutside(items.samples.data, marks) : 0;
+    const where = get("file") ? "kept in the file" : "kept in memory";
+    const text = n === 0 ? "" : `${n} marked sample${n === 1 ? " is" : "s are"} outside the band (${where})`;
+    setText(outsideNote, text);
+    outsideNote.title = text;
   }
 
   // ----- band panel -----
@@ -399,35 +433,46 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     setText(bandText, `band ${what} · ${waiting ? "…" : `${n} samples`}`);
   }
 
+  // A handle moves only its own end: the other end keeps its exact value (never read
+  // back from its slider, whose position is rounded to the slider's step).
   let bandTimer: ReturnType<typeof setTimeout> | null = null;
   let bandToken = 0;
+  let asked: { band: [number, number]; limits: [number, number] } | null = null;
+  const moved = new Set<BandEnd>();
   function onSlider(ev: Event) {
-    let va = Number(lo.value);
-    let vb = Number(hi.value);
-    if (va > vb) {
-      if (ev.target === lo) vb = va;
-      else va = vb;
-      lo.value = String(va);
-      hi.value = String(vb);
+    const end: BandEnd = ev.target === lo ? "low" : "high";
+    const slider = end === "low" ? lo : hi;
+    const base = asked ?? { band: bandPair(get("band")), limits: bandPair(get("limits")) };
+    const otherValue = end === "low" ? base.limits[1] : base.limits[0];
+    let v = Number(slider.value);
+    if (end === "low" ? v > otherValue : v < otherValue) {
+      v = otherValue;
+      slider.value = String(v);
     }
     const { counts, range } = histState();
-    const a = get("absolute") ? va : Math.round(quantileOf(va, counts, range) * 1000) / 1000;
-    const b = get("absolute") ? vb : Math.round(quantileOf(vb, counts, range) * 1000) / 1000;
-    updateBandText(a, b, va, vb, true);
+    const q = get("absolute") ? v : Math.round(quantileOf(v, counts, range) * 1000) / 1000;
+    const band = moveBandEnd(base.band, end, q);
+    const limits = moveBandEnd(base.limits, end, v);
+    asked = { band, limits };
+    moved.add(end);
+    updateBandText(band[0], band[1], limits[0], limits[1], true);
     if (bandTimer) clearTimeout(bandTimer);
-    bandTimer = setTimeout(() => requestBand(a, b), options.bandDelay ?? 250);
+    bandTimer = setTimeout(() => requestBand(band), options.bandDelay ?? 250);
   }
-  function requestBand(a: number, b: number) {
+  function requestBand(band: [number, number]) {
     if (!rpc) return;
     const token = ++bandToken;
+    const ends = [...moved];
+    moved.clear();
     setText(status, "selecting…");
     rpc
-      .request("band", { band: [a, b] })
+      .request("band", { band, moved: ends })
       .then(() => {
         if (token === bandToken) setText(status, "");
       })
       .catch((e: Error) => {
         if (token !== bandToken) return;
+        asked = null;
         setText(status, "");
         setText(errorBox, `Could not move the band: ${e.message}`);
         syncSliders();
@@ -544,6 +589,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     refreshOrder();
     syncSliders();
     drawBand();
+    updateOutside();
   }
   function loadMarks() {
     marks = { ...(get("marks") ?? {}) };
@@ -563,7 +609,10 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
     ["change:items", loadItems],
     ["change:version", () => {}],
     ["change:marks", loadMarks],
-    ["change:band", syncSliders],
+    ["change:band", () => {
+      asked = null;
+      syncSliders();
+    }],
     ["change:limits", () => {
       drawBand();
       syncSliders();

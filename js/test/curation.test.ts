@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { countMarks, filterItems, quantileOf, renderCuration } from "../src/curation";
+import { countMarks, filterItems, marksOutside, moveBandEnd, quantileOf, renderCuration } from "../src/curation";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -20,7 +20,7 @@ function items(n: number, offset = 0) {
   };
 }
 
-function setup(n = 300) {
+function setup(n = 300, extra: Record<string, unknown> = {}) {
   const model = new MockModel({
     items: items(n),
     class_names: ["circle", HOSTILE],
@@ -38,6 +38,7 @@ function setup(n = 300) {
     thumb_size: 72,
     height: 480,
     can_move_band: true,
+    ...extra,
   });
   // a fake Python: applies marks and undo to the `marks` trait, answers fetches and bands
   const history: [string, string | undefined][] = [];
@@ -98,6 +99,14 @@ describe("helpers", () => {
     expect(filterItems([0, 3, 6], marks, "unmarked")).toEqual([0]);
     expect(filterItems([0, 3, 6], marks, "spurious")).toEqual([2]);
     expect(countMarks(marks)).toEqual({ keep: 1, spurious: 1, exclude: 1 });
+  });
+
+  it("moves one end of a band and keeps the other exactly", () => {
+    expect(moveBandEnd([0.5, 0.9], "low", 0.3)).toEqual([0.3, 0.9]);
+    expect(moveBandEnd([0.5, 0.9], "high", 0.95)).toEqual([0.5, 0.95]);
+    expect(moveBandEnd([0.5, 0.9], "low", 0.97)).toEqual([0.9, 0.9]);
+    expect(moveBandEnd([0.5, 0.9], "high", 0.1)).toEqual([0.5, 0.5]);
+    expect(marksOutside([1, 2, 3], { "2": "keep", "7": "exclude" })).toBe(1);
   });
 
   it("turns a score value into a quantile with the histogram", () => {
@@ -162,10 +171,79 @@ describe("curation widget", () => {
     await new Promise((r) => setTimeout(r, 5));
     await flush();
     const req = model.sent.find((m) => m.type === "band");
-    // values 0.1 and 2 over the histogram [1, 2, 3] on [0, 3] are quantiles 0.017 and 0.5
-    expect(req.band).toEqual([0.017, 0.5]);
+    // value 0.1 over the histogram [1, 2, 3] on [0, 3] is quantile 0.017; the high end
+    // keeps the band's own value (the histogram would have made 2 into 0.5)
+    expect(req.band).toEqual([0.017, 0.75]);
+    expect(req.moved).toEqual(["low"]);
     expect(el.querySelector(".rw-cur-cell[data-sample='1']")).not.toBeNull();
     expect(el.querySelector(".rw-cur-bandtext")!.textContent).toContain("40 samples");
+  });
+
+  it("dragging one handle leaves the other end exactly where it was", async () => {
+    // the band (0.5, 0.9) over a histogram whose cumulative counts put 0.9 elsewhere
+    const { model, el } = setup(20, { band: [0.5, 0.9], limits: [1.5, 2.7] });
+    const lo = el.querySelector<HTMLInputElement>(".rw-cur-lo")!;
+    const hi = el.querySelector<HTMLInputElement>(".rw-cur-hi")!;
+    lo.value = "1.2";
+    lo.dispatchEvent(new Event("input"));
+    lo.value = "1.0";
+    lo.dispatchEvent(new Event("input"));
+    await new Promise((r) => setTimeout(r, 5));
+    await flush();
+    const requests = model.sent.filter((m) => m.type === "band");
+    expect(requests.length).toBe(1);
+    expect(requests[0].band[1]).toBe(0.9);
+    expect(requests[0].band[0]).toBeCloseTo(quantileOf(1.0, [1, 2, 3], [0, 3]), 3);
+    // Python answered with the new band; now the high handle moves: the low end stays
+    model.update("band", [0.111, 0.9]);
+    model.update("limits", [1.0, 2.7]);
+    hi.value = "2.9";
+    hi.dispatchEvent(new Event("input"));
+    await new Promise((r) => setTimeout(r, 5));
+    await flush();
+    const last = model.sent.filter((m) => m.type === "band").pop();
+    expect(last.band[0]).toBe(0.111);
+    expect(last.moved).toEqual(["high"]);
+  });
+
+  it("moving both handles before Python answers sends both ends", async () => {
+    const { model, el } = setup(20, { band: [0.5, 0.9], limits: [1.5, 2.7] });
+    const lo = el.querySelector<HTMLInputElement>(".rw-cur-lo")!;
+    const hi = el.querySelector<HTMLInputElement>(".rw-cur-hi")!;
+    lo.value = "1.0";
+    lo.dispatchEvent(new Event("input"));
+    hi.value = "2.0";
+    hi.dispatchEvent(new Event("input"));
+    await new Promise((r) => setTimeout(r, 5));
+    await flush();
+    const req = model.sent.find((m) => m.type === "band");
+    expect(req.moved.sort()).toEqual(["high", "low"]);
+    expect(req.band[0]).toBeCloseTo(quantileOf(1.0, [1, 2, 3], [0, 3]), 3);
+    expect(req.band[1]).toBeCloseTo(quantileOf(2.0, [1, 2, 3], [0, 3]), 3);
+  });
+
+  it("a handle dragged past the other stops there instead of pushing it", async () => {
+    const { model, el } = setup(20, { band: [0.5, 0.9], limits: [1.5, 2.7] });
+    const lo = el.querySelector<HTMLInputElement>(".rw-cur-lo")!;
+    lo.value = "2.9";
+    lo.dispatchEvent(new Event("input"));
+    await new Promise((r) => setTimeout(r, 5));
+    await flush();
+    const req = model.sent.find((m) => m.type === "band");
+    expect(req.band[1]).toBe(0.9);
+    expect(req.band[0]).toBeLessThanOrEqual(0.9);
+    expect(Number(lo.value)).toBeLessThanOrEqual(2.7);
+  });
+
+  it("says how many marked samples the band does not show", () => {
+    // samples 0, 3, 6, ... are in the band; 1000 and 1001 were marked in another band
+    const { model, el } = setup(10, { marks: { "3": "keep", "1000": "spurious", "1001": "exclude" } });
+    const note = el.querySelector(".rw-cur-outside")!;
+    expect(note.textContent).toBe("2 marked samples are outside the band (kept in the file)");
+    model.update("marks", { "3": "keep", "1000": "spurious" });
+    expect(note.textContent).toBe("1 marked sample is outside the band (kept in the file)");
+    model.update("marks", { "3": "keep" });
+    expect(note.textContent).toBe("");
   });
 
   it("marks from Python (re-display, reload) show up", () => {

@@ -148,6 +148,19 @@ class CurationSelector(anywidget.AnyWidget):
             self.result = new
             self._show_result(new)
 
+    def move_band_end(self, end: str, value: float) -> None:
+        """Move one end of the band (``"low"`` or ``"high"``) to ``value``; the other end
+        keeps its exact value (a moved end that would cross it stops there)."""
+        if end not in ("low", "high"):
+            raise ValueError(f"end must be 'low' or 'high', got {end!r}")
+        self.set_band(*self._moved_band([value, value], end))
+
+    def marked_outside_band(self) -> list[int]:
+        """Marked samples that the current band does not show (their marks stay in the
+        file and in ``selected``)."""
+        shown = {int(i) for i in self.result.indices.tolist()}
+        return sorted(int(s) for s in self.curation.marks if int(s) not in shown)
+
     def to_frame(self):
         """The band's samples (see ``MidrangeResult.to_frame``) with a ``mark`` column."""
         frame = self.result.to_frame()
@@ -237,12 +250,29 @@ class CurationSelector(anywidget.AnyWidget):
             return {"sample": None, "mark": None}, []
         return {"sample": undone[0], "mark": undone[1]}, []
 
+    def _moved_band(self, band: Sequence, moved: Any) -> tuple[float, float]:
+        """The band the browser asks for: the ends it ``moved`` ("low", "high" or both)
+        from ``band``, the others exactly as they are here (the browser's copy of an end
+        it did not move may have drifted in its slider)."""
+        if moved is None:
+            return float(band[0]), float(band[1])
+        ends = {moved} if isinstance(moved, str) else set(moved)
+        if not ends <= {"low", "high"}:
+            raise ValueError(f"moved must name 'low' and/or 'high', got {moved!r}")
+        low, high = (float(b) for b in self.band)
+        if "low" in ends:
+            low = float(band[0]) if "high" in ends else min(float(band[0]), high)
+        if "high" in ends:
+            high = float(band[1]) if "low" in ends else max(float(band[1]), low)
+        return low, high
+
     def _handle_band(self, content: dict, _buffers: list) -> tuple[dict, list]:
         band = content.get("band")
         if not isinstance(band, Sequence) or len(band) != 2:
             raise ValueError(f"band must be [low, high], got {band!r}")
-        self.set_band(float(band[0]), float(band[1]))
-        return {"band": list(self.band), "n": len(self.result)}, []
+        self.set_band(*self._moved_band(band, content.get("moved")))
+        outside = len(self.marked_outside_band())
+        return {"band": list(self.band), "n": len(self.result), "outside": outside}, []
 
     def close(self) -> None:
         self.curation.unobserve(self._listener)

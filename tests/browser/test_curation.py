@@ -127,6 +127,52 @@ def test_keys_mark_undo_and_band_in_the_browser(page, sess, curation_bundle, tmp
     assert page.errors == []
 
 
+def thumb_xy(page, selector: str) -> tuple[float, float]:
+    """Page position of a range input's thumb (Chromium's thumb is 16 px wide)."""
+    box = page.locator(selector).bounding_box()
+    lo, hi, v = page.eval_on_selector(selector, "e => [e.min, e.max, e.value].map(Number)")
+    frac = (v - lo) / (hi - lo) if hi > lo else 0.0
+    return box["x"] + 8 + frac * (box["width"] - 16), box["y"] + box["height"] / 2
+
+
+def test_dragging_one_handle_moves_only_that_end(page, sess, curation_bundle, tmp_path):
+    from repwidgets.engines import midrange as mr
+
+    path = tmp_path / "curation.json"
+    w = mr.select(sess, 0, band=(0.5, 0.9), within="all").curate(path)
+    h = Harness(page, w, curation_bundle).open()
+    page.wait_for_selector(".rw-cur-cell")
+    lowest = int(w.result.indices[-1])  # highest score first: the band's low end
+    w.mark(lowest, "keep")
+    h.push("marks")
+    hi_before = page.eval_on_selector(".rw-cur-hi", "e => e.value")
+
+    # drag the low handle a third of the way up, with the mouse
+    x, y = thumb_xy(page, ".rw-cur-lo")
+    x_hi, _ = thumb_xy(page, ".rw-cur-hi")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for t in (0.1, 0.2, 0.33):
+        page.mouse.move(x + t * (x_hi - x), y)
+    page.mouse.up()
+    assert wait_until(lambda: w.band[0] > 0.5, page=page), w.band
+    assert w.band[1] == 0.9  # exactly: the high end did not move
+    assert page.eval_on_selector(".rw-cur-hi", "e => e.value") == hi_before
+    assert w.result.indices.tolist() == (
+        mr.select(sess, 0, band=(w.band[0], 0.9), within="all").indices.tolist()
+    )
+    # the marked sample left the band: the page says so and the file keeps its mark
+    assert lowest not in w.result.indices.tolist()
+    h.push("items", "band", "limits", "histogram")
+    page.wait_for_function(
+        "() => document.querySelector('.rw-cur-outside').textContent.startsWith('1 marked')"
+    )
+    assert "kept in the file" in page.text_content(".rw-cur-outside")
+    assert file_marks(path) == {lowest: "keep"}
+    assert w.selected["keep"] == [lowest]
+    assert page.errors == []
+
+
 def test_reloading_the_file_restores_the_marks(page, sess, curation_bundle, tmp_path):
     from repwidgets.engines import midrange as mr
     from repwidgets.engines.curation_store import Curation
