@@ -8,12 +8,9 @@ cached, like the demo model) and assert the figures that held on every model in
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-import repwidgets as rw
-from repwidgets.engines.ranks import auc_matrix
 from repwidgets.models import zoo_extra
 from repwidgets.models.architectures import GroupNormNet, NarrowResNet, PlainVGG
 
