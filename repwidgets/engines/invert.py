@@ -1223,6 +1223,7 @@ def demo_section(sess, layer: str | None = None, max_length: int = 3) -> dict:
         "title": f"INVERT: neuron labels ({layer})",
         "summary_lines": lines,
         "figures": [r.plot()],
+        "result": r,
     }
 
 
