@@ -1451,4 +1451,9 @@ def demo_section(sess, layer: str | None = None) -> dict:
             f"{row['cosine']:.2f}), {row['size']} samples, class {row['dominant_class']} "
             f"({row['purity']:.0%}), relevance z {row['relevance']:.2f}, {row['labels']}"
         )
-    return {"title": "Concept discovery", "summary_lines": lines, "figures": figures}
+    return {
+        "title": "Concept discovery",
+        "summary_lines": lines,
+        "figures": figures,
+        "result": r,
+    }
