@@ -2070,4 +2070,5 @@ def demo_section(sess, concept: str | None = None, max_train: int = 1000, k: int
         "title": "Training samples that taught a concept (TRAK)",
         "summary_lines": lines,
         "figures": [r.plot()],
+        "result": r,
     }
