@@ -1806,6 +1806,10 @@ def demo_section(
         "title": "Mid-range curation",
         "summary_lines": lines,
         "figures": [m.plot(), plot_comparison(table)],
+        "result": m,
+        "curation": cur,
+        "curated_band": m_cur,
+        "comparison": table,
     }
 
 
