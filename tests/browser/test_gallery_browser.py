@@ -34,7 +34,7 @@ def rendered_cards(page):
 
 
 def test_gallery_renders_lazily_and_selection_reaches_python(page, bundle, artifacts):
-    g = gallery(512, 8)
+    g = gallery(512, 8, thumb_size=56)  # small thumbnails: a dozen cards on screen
     h = Harness(page, g, bundle).open()
     h.wait_images()
     shown = rendered_cards(page)
@@ -46,19 +46,25 @@ def test_gallery_renders_lazily_and_selection_reaches_python(page, bundle, artif
     assert page.errors == []
     page.screenshot(path=str(artifacts / "gallery.png"), full_page=True)
 
-    # click two cards (on their label, not an image): Python's trait follows
+    # a click selects one card (on its label, not an image), ctrl-click adds one:
+    # Python's trait follows
     page.click(".rw-card[data-id='1'] .rw-card-label")
-    page.click(".rw-card[data-id='6'] .rw-card-head")
+    page.click(".rw-card[data-id='6'] .rw-card-head", modifiers=["Control"])
     assert wait_until(lambda: g.selected == [1, 6], page), g.selected
-    # shift-click extends the range from the anchor in view order
+    # shift-click selects the range from the anchor (6) in view order
     page.click(".rw-card[data-id='9'] .rw-card-scores", modifiers=["Shift"])
-    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9], page), g.selected
+    assert wait_until(lambda: g.selected == [6, 7, 8, 9], page), g.selected
     # keyboard: the cursor is on 9; right arrow then space toggles card 10
     page.keyboard.press("ArrowRight")
     page.keyboard.press("Space")
-    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9, 10], page), g.selected
+    assert wait_until(lambda: g.selected == [6, 7, 8, 9, 10], page), g.selected
     page.keyboard.press("Space")
-    assert wait_until(lambda: g.selected == [1, 6, 7, 8, 9], page), g.selected
+    assert wait_until(lambda: g.selected == [6, 7, 8, 9], page), g.selected
+    # ctrl-click removes one; a plain click keeps only the card clicked
+    page.click(".rw-card[data-id='7'] .rw-card-label", modifiers=["Control"])
+    assert wait_until(lambda: g.selected == [6, 8, 9], page), g.selected
+    page.click(".rw-card[data-id='2'] .rw-card-label")
+    assert wait_until(lambda: g.selected == [2], page), g.selected
 
     # Python sets the selection: the page follows
     g.selected = [3]
@@ -168,3 +174,64 @@ def test_4096_neurons_stay_virtualised(page, bundle):
     wanted = {k for c in g.cards if c["id"] in shown for k in c["images"]}
     assert fetched and set(fetched) <= wanted
     assert page.errors == []
+
+
+LONG = "(NOT watermark AND NOT circle) OR (star AND red AND large AND striped)"
+
+LAYOUT = """() => {
+  const vp = document.querySelector('.rw-viewport').getBoundingClientRect();
+  const cards = [...document.querySelectorAll('.rw-card')].filter((c) => c.style.display !== 'none');
+  const boxes = cards.map((c) => c.getBoundingClientRect());
+  const head = cards[0].querySelector('.rw-card-head');
+  const thumb = cards[0].querySelector('img.rw-thumb').getBoundingClientRect();
+  const lineHeight = parseFloat(getComputedStyle(head).lineHeight);
+  return {
+    viewportLeft: vp.left, viewportRight: vp.left + document.querySelector('.rw-viewport').clientWidth,
+    left: Math.min(...boxes.map((b) => b.left)), right: Math.max(...boxes.map((b) => b.right)),
+    columns: new Set(boxes.map((b) => Math.round(b.left))).size,
+    headHeight: head.getBoundingClientRect().height, lineHeight,
+    headCut: head.scrollHeight > head.clientHeight + 1, headTitle: head.title,
+    thumb: [thumb.width, thumb.height],
+  };
+}"""
+
+
+def test_cards_fill_the_width_and_labels_wrap(page, bundle, artifacts):
+    cards = [
+        {"id": i, "label": LONG if i % 2 else f"top #{i} · circle", "images": [i]}
+        for i in range(40)
+    ]
+    g = NeuronGallery(cards, image_source=lambda keys: [thumbnail(int(x)) for x in keys])
+    assert g.thumb_size == 96
+    h = Harness(page, g, bundle).open()
+    h.wait_images()
+    box = page.evaluate(LAYOUT)
+    assert box["columns"] >= 4, box
+    # no strip left empty: the grid's padding (8 px) and at most a pixel of rounding per column
+    assert box["viewportRight"] - box["right"] <= 8 + box["columns"], box
+    assert box["left"] - box["viewportLeft"] <= 9, box
+    # the long label wraps to two lines, is cut there, and shows whole on hover
+    page.eval_on_selector(".rw-viewport", "el => { el.scrollTop = 0; }")
+    first_long = page.locator(".rw-card[data-id='1'] .rw-card-head")
+    height = first_long.evaluate("e => e.getBoundingClientRect().height")
+    assert abs(height - 2 * box["lineHeight"]) <= 1, (height, box)
+    assert first_long.evaluate("e => e.scrollHeight > e.clientHeight + 1")
+    assert first_long.get_attribute("title") == f"#1 {LONG}"
+    label = page.locator(".rw-card[data-id='1'] .rw-card-label")
+    assert label.get_attribute("title") == LONG
+    # the short label is whole on its first line
+    short = page.locator(".rw-card[data-id='0'] .rw-card-head")
+    assert not short.evaluate("e => e.scrollHeight > e.clientHeight + 1")
+    assert box["thumb"] == [96, 96], box
+    page.screenshot(path=str(artifacts / "gallery-layout.png"))
+
+    # thumb_size from Python: larger thumbnails, the grid still as wide as the widget
+    g.thumb_size = 160
+    h.push("thumb_size")
+    page.wait_for_function(
+        "() => document.querySelector('.rw-card img.rw-thumb').getBoundingClientRect().width === 160"
+    )
+    h.wait_images()
+    bigger = page.evaluate(LAYOUT)
+    assert bigger["thumb"] == [160, 160]
+    assert bigger["viewportRight"] - bigger["right"] <= 8 + bigger["columns"], bigger

@@ -54,14 +54,18 @@ DARK_THEME = """() => {
 }"""
 
 
-def open_and_run(page, server, path: str, widget: str, failure_png: Path | None = None) -> None:
+def open_and_run(
+    page, server, path: str, widget: str, failure_png: Path | None = None, wait_idle: bool = True
+) -> None:
     """Open the notebook at ``path`` in the server's app, run its cells, wait for ``widget``.
 
     The cells run exactly once, after the kernel is idle, and the run command is not
     awaited (its promise can stay pending while the kernel starts): running them twice
     would bind the notebook's variable to a new widget, not the one on screen. Returns
     once the widget's element is on the page and the kernel is idle again; on failure
-    the page is saved to ``failure_png`` and the error names any open dialog.
+    the page is saved to ``failure_png`` and the error names any open dialog. With
+    ``wait_idle=False`` it returns as soon as the widget is there, while later cells
+    may still run.
     """
     page.goto(f"{server.url}/{path}", timeout=120_000)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=120_000)
@@ -76,7 +80,8 @@ def open_and_run(page, server, path: str, widget: str, failure_png: Path | None 
             page.screenshot(path=str(failure_png))
         dialogs = page.eval_on_selector_all(".jp-Dialog", "els => els.map(e => e.innerText)")
         raise AssertionError(f"{widget} did not appear; dialogs: {dialogs}") from None
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    if wait_idle:
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
 
 
 def mean_brightness(png: bytes) -> float:
@@ -95,11 +100,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_notebook(path: Path) -> None:
+def write_notebook(path: Path, cells: tuple[str, ...] = (SETUP_CELL,)) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL)]
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -259,8 +264,9 @@ def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifa
             timeout=60_000,
         )
 
+        # a click selects one card, ctrl-click adds another
         page.click(".rw-card[data-id='1'] .rw-card-label")
-        page.click(".rw-card[data-id='2'] .rw-card-label")
+        page.click(".rw-card[data-id='2'] .rw-card-label", modifiers=["Control"])
         assert selected_in_kernel(server, [1, 2]) == [1, 2]
 
         # keyboard: right arrow moves to card 3, space selects it; the notebook ignores the keys
@@ -269,11 +275,15 @@ def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifa
         assert selected_in_kernel(server, [1, 2, 3]) == [1, 2, 3]
         page.screenshot(path=str(artifacts / f"gallery-{server.app}.png"))
 
-        # Python -> browser: the kernel clears the selection and the page follows
-        kernel_eval(server, "g.selected = [0]")
+        # a plain click starts over with that one card
+        page.click(".rw-card[data-id='0'] .rw-card-scores")
+        assert selected_in_kernel(server, [0]) == [0]
+
+        # Python -> browser: the kernel sets the selection and the page follows
+        kernel_eval(server, "g.selected = [2]")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.rw-card.rw-selected')]"
-            ".map(e => e.dataset.id).join() === '0'",
+            ".map(e => e.dataset.id).join() === '2'",
             timeout=30_000,
         )
 
@@ -290,5 +300,94 @@ def test_clicks_in_the_browser_reach_the_kernel(server, chromium, bundle, artifa
         shot = page.locator(".rw-card.rw-selected .rw-card-scores").screenshot()
         assert mean_brightness(shot) < 110
         page.screenshot(path=str(artifacts / f"gallery-{server.app}-dark.png"))
+    finally:
+        page.close()
+
+
+# --- a busy kernel ------------------------------------------------------------------------
+
+#: Seconds the widget waits before checking on its requests, and how long the kernel
+#: stays busy: several checks' worth, so the requests outlive what used to be a limit.
+PATIENCE = 2
+BUSY_SECONDS = 16
+
+BUSY_CELL = f"""\
+import time
+time.sleep({BUSY_SECONDS})
+print("awake")"""
+
+WAITING_SHOWN = """() => {
+  const w = document.querySelector('.rw-gallery .rw-waiting');
+  return !!w && /waiting for the kernel/.test(w.textContent);
+}"""
+
+THUMBS_STATE = """() => {
+  const cards = [...document.querySelectorAll('.rw-gallery .rw-card')].filter((c) => c.style.display !== 'none');
+  const imgs = cards.flatMap((c) => [...c.querySelectorAll('img.rw-thumb')]).filter((i) => i.style.visibility !== 'hidden');
+  return {
+    total: imgs.length,
+    loaded: imgs.filter((i) => i.getAttribute('src') && i.complete && i.naturalWidth > 0).length,
+    failed: imgs.filter((i) => i.classList.contains('rw-failed')).length,
+    message: document.querySelector('.rw-gallery .rw-message').textContent,
+    waiting: document.querySelector('.rw-gallery .rw-waiting').textContent,
+  };
+}"""
+
+
+@pytest.fixture
+def busy_lab(tmp_path):
+    need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    setup = SETUP_CELL.replace("height=480,", f"height=480,\n    request_patience={PATIENCE},")
+    assert f"request_patience={PATIENCE}" in setup
+    write_notebook(root / "busy.ipynb", (setup, BUSY_CELL))
+    srv = Server("lab", root, tmp_path)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_images_wait_for_a_busy_kernel_and_arrive(busy_lab, chromium, artifacts):
+    """Run All: the gallery's image requests queue behind a long cell; the widget says it
+    is waiting and shows the images once the kernel is free, without being displayed again."""
+    page = chromium.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    try:
+        open_and_run(
+            page,
+            busy_lab,
+            "lab/tree/busy.ipynb",
+            ".rw-gallery .rw-card",
+            artifacts / "gallery-busy-failed.png",
+            wait_idle=False,
+        )
+        shown_at = time.time()
+        page.wait_for_function(WAITING_SHOWN, timeout=30_000)
+        during = page.evaluate(THUMBS_STATE)
+        assert during["total"] > 0 and during["loaded"] == 0, during
+        page.screenshot(path=str(artifacts / "gallery-busy-waiting.png"))
+
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+        busy_for = time.time() - shown_at
+        page.wait_for_function(
+            "() => { const s = ("
+            + THUMBS_STATE
+            + ")(); return s.total > 0 && s.loaded === s.total; }",
+            timeout=60_000,
+        )
+        after = page.evaluate(THUMBS_STATE)
+        assert after["failed"] == 0 and after["message"] == "", after
+        assert after["waiting"] == "", after
+        # the requests really waited through several checks of the widget
+        assert busy_for > 3 * PATIENCE, busy_for
+        assert page.locator(".rw-gallery").count() == 1  # the same view, not a new display
+        outputs = page.eval_on_selector_all(
+            ".jp-OutputArea-output", "els => els.map(e => e.innerText).join(' ')"
+        )
+        assert "awake" in outputs
+        page.screenshot(path=str(artifacts / "gallery-busy-loaded.png"))
     finally:
         page.close()
