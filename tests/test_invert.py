@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -304,9 +305,22 @@ class _FakeSession:
         self.device = torch.device("cpu")
         self.progress = False
 
-    def activations(self, layer, split="test", pool="mean"):
+    @property
+    def data(self):
+        return SimpleNamespace(name="fixed", concept_names=self.concept_names)
+
+    def module(self, layer):
         if layer != "layer":
-            raise ValueError(f"Unknown layer {layer!r}; available layers: ['layer']")
+            raise ValueError(f"Unknown layer {layer!r}. Available layers: layer.")
+
+    def dataset(self, split="test"):
+        return range(self._acts.shape[0])
+
+    def layer_shapes(self):
+        return {"layer": (self._acts.shape[1],)}
+
+    def activations(self, layer, split="test", pool="mean"):
+        self.extracted = True
         return self._acts
 
     def concepts(self, split="test"):
@@ -327,7 +341,7 @@ def test_session_entry_point_uses_the_session():
     sess = _FakeSession(acts, torch.tensor(C), names)
     r = invert.explain(sess, "layer", max_length=2)
     assert r.formulas[0]["text"] == "c1" and r.layer == "layer" and r._session is sess
-    with pytest.raises(ValueError, match="available layers"):
+    with pytest.raises(ValueError, match="Available layers"):
         invert.explain(sess, "nope")
     with pytest.raises(ValueError, match="pool"):
         invert.explain(sess, "layer", pool=None)

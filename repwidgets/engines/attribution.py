@@ -65,6 +65,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from repwidgets._progress import progress_bar
+from repwidgets.engines import _checks
 from repwidgets.engines.probes import (
     LinearProbe,
     ProbeLayersResult,
@@ -1377,9 +1378,10 @@ def probe_layers(
     layers = list(layers) if layers is not None else default_probe_layers(sess.model)
     if not layers:
         raise ValueError("No layers to probe: pass layers=[...] (see sess.layers()).")
-    model_list = _ensemble(sess, n_models, models, seeds, progress)
-    sessions = _model_sessions(sess, model_list)
-    _check_layers(sessions, layers)
+    _checks.one_of("pool", pool, ("mean", "max"))
+    if models is None:  # checked before any extra model is trained or any activation read
+        _checks.positive_int("n_models", n_models)
+        check_layer_names(sess.model, layers)
     y_fit = _labels(sess, concept, fit_split)
     y_eval = _labels(sess, concept, eval_split)
     for name, y, split in (("fitting", y_fit, fit_split), ("evaluation", y_eval, eval_split)):
@@ -1390,6 +1392,9 @@ def probe_layers(
                 f"{len(y)} in the {name} split {split!r}: probes need both positive and "
                 "negative samples there. Choose other splits or another concept."
             )
+    model_list = _ensemble(sess, n_models, models, seeds, progress)
+    sessions = _model_sessions(sess, model_list)
+    _check_layers(sessions, layers)
     acc = np.zeros((len(layers), len(sessions)))
     bal = np.zeros_like(acc)
     probes: list[list[LinearProbe]] = [[None] * len(sessions) for _ in layers]  # type: ignore[list-item]
@@ -1504,6 +1509,11 @@ def concept_attribution(
     probe_list = list(layers) if layers is not None else default_probe_layers(sess.model)
     if layer is not None and layer not in probe_list:
         probe_list.append(layer)
+    check_layer_names(sess.model, probe_list)
+    for name, value in (("proj_dim", proj_dim), ("max_train", max_train), ("n_targets", n_targets)):
+        _checks.optional_positive_int(name, value)
+    _checks.positive_int("batch_size", batch_size)
+    _checks.split_size(sess, target_split)
     y_train_all = _labels(sess, concept, "train")
     y_target_all = _labels(sess, concept, target_split)
     if targets is None:

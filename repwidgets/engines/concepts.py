@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from repwidgets._progress import progress_bar
+from repwidgets.engines import _checks
 from repwidgets.engines.ranks import auc_matrix
 from repwidgets.results import Result, notebook_plot
 
@@ -446,7 +447,7 @@ def decompose(
     """
     X = _as_float_matrix(X)
     n, C = X.shape
-    _check_components(n_components, n, C)
+    _checks.n_components(n_components, n, C)
     if n > 1 and bool((X[:1] == X).all()):
         raise ValueError(
             "X has no variation: every sample has the same activation vector, so there is "
@@ -496,28 +497,6 @@ def decompose(
         share[:m].to(torch.float32),
         mean.to(torch.float32),
     )
-
-
-def _check_components(n_components: int | float, n: int, C: int) -> None:
-    if isinstance(n_components, float) and not float(n_components).is_integer():
-        if not 0 < n_components < 1:
-            raise ValueError(
-                f"n_components={n_components}: give an int (number of directions) or a float "
-                "in (0, 1) (share of variance to keep)."
-            )
-        return
-    m = int(n_components)
-    if m < 1:
-        raise ValueError(f"n_components must be at least 1; got {n_components}.")
-    if m > n:
-        raise ValueError(
-            f"n_components={m} but X has only n={n} samples: there are at most {n} directions. "
-            f"Ask for n_components <= {n} or pass more samples."
-        )
-    if m > C:
-        raise ValueError(
-            f"n_components={m} exceeds the C={C} channels of X. Ask for n_components <= {C}."
-        )
 
 
 def _n_kept(n_components: int | float, share: Tensor) -> int:
@@ -823,7 +802,7 @@ def discover_activations(
     X = _as_float_matrix(X)
     n, C = X.shape
     dev = X.device
-    _check_components(n_components, n, C)
+    _checks.n_components(n_components, n, C)
     if ends not in ("positive", "both"):
         raise ValueError(f"ends must be 'positive' or 'both'; got {ends!r}.")
     if embedding not in ("umap", "pca", None):
@@ -1196,6 +1175,13 @@ def discover(
 
     progress = sess.progress if progress is None else progress
     module = sess.module(layer)
+    of = f"layer {layer!r} on split {split!r}"
+    n_split, width = _checks.split_size(sess, split), _checks.layer_width(sess, layer)
+    _checks.n_components(n_components, n_split, width, of=of)
+    _checks.positive_int("top_t", top_t)
+    _checks.one_of("objective", objective, OBJECTIVES)
+    _checks.one_of("embedding", kwargs.get("embedding", "umap"), ("umap", "pca", None))
+    _checks.one_of("ends", kwargs.get("ends", "positive"), ("positive", "both"))
     X = sess.activations(layer, split=split, pool="mean")
     labels = sess.targets(split)
     try:

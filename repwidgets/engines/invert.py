@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from repwidgets._progress import progress_bar
+from repwidgets.engines import _checks
 from repwidgets.engines.ranks import auc_matrix, mann_whitney_p, ranks_of_rows
 from repwidgets.results import Result, notebook_plot
 
@@ -907,20 +908,9 @@ def explain_activations(
         >>> r.to_frame().sort_values("auc", ascending=False).head()         # doctest: +SKIP
     """
     t_start = time.perf_counter()
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    for name, value in (("max_length", max_length), ("beam_size", beam_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not (0.0 <= min_fraction <= max_fraction <= 1.0):
-        raise ValueError(
-            f"Need 0 <= min_fraction <= max_fraction <= 1, got min_fraction={min_fraction}, "
-            f"max_fraction={max_fraction}."
-        )
-    if max_operands is not None and (int(max_operands) < 1):
-        raise ValueError(f"max_operands must be a positive integer or None, got {max_operands!r}.")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}.")
+    _checks.invert_params(
+        max_length, beam_size, min_fraction, max_fraction, mode, MODES, max_operands, top_k
+    )
     acts, concepts, names, idx = _check_inputs(acts, concepts, concept_names, neurons)
     device = acts.device
     if device.type == "meta":
@@ -1076,17 +1066,26 @@ def explain(
         >>> r = rw.invert.explain(sess, "features.conv4", max_length=2)  # doctest: +SKIP
         >>> r.to_frame().sort_values("auc").tail()                      # doctest: +SKIP
     """
-    if pool is None:
+    if pool not in ("mean", "max"):
         raise ValueError(
-            "INVERT needs one value per sample and neuron: use pool='mean' or pool='max', not None."
+            f"INVERT needs one value per sample and neuron: use pool='mean' or 'max', not {pool!r}."
         )
+    _checks.invert_params(
+        max_length,
+        beam_size,
+        min_fraction,
+        max_fraction,
+        mode,
+        MODES,
+        kwargs.get("max_operands"),
+        kwargs.get("top_k", 16),
+    )
+    sess.module(layer)
+    concepts = _checks.concept_table(sess, split, "INVERT")
+    _checks.concept_fractions(concepts, min_fraction, max_fraction)
+    if neurons is not None:
+        _checks.neuron_indices(neurons, _checks.layer_width(sess, layer), layer)
     acts = sess.activations(layer, split=split, pool=pool)
-    if acts.ndim != 2:
-        raise ValueError(
-            f"Layer {layer!r} gives activations of shape {tuple(acts.shape)}; INVERT needs "
-            "[n, C]. Use pool='mean' or 'max'."
-        )
-    concepts = sess.concepts(split)
     kwargs.setdefault("progress", getattr(sess, "progress", True))
     device = getattr(sess, "device", acts.device)
     r = explain_activations(

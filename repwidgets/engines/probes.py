@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from repwidgets.datasets.bundle import missing_concepts_message
 from repwidgets.results import Result
 
 __all__ = [
@@ -173,6 +174,13 @@ def concept_labels(sess, concept: str | Sequence[int] | torch.Tensor, split: str
     n = sess.n(split)
     if isinstance(concept, str):
         names = list(sess.concept_names)
+        if not names:
+            raise ValueError(
+                f"Concept {concept!r} cannot be looked up: "
+                + missing_concepts_message(sess.data.name, split)
+                + " Or select your concept's samples yourself: a list of sample indices (or "
+                "a bool mask) per split instead of a name."
+            )
         if concept not in names:
             raise ValueError(
                 f"Unknown concept {concept!r}. The data's concepts are: "
