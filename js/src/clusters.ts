@@ -9,7 +9,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeArray, type ArrayMeta } from "./lib/codec";
-import { clear, h, setText } from "./lib/dom";
+import { clear, h, setStatus, setText } from "./lib/dom";
 import { type Key } from "./lib/fetcher";
 import { pythonImages } from "./lib/images";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
@@ -100,7 +100,6 @@ const CSS = `
 .rw-browser select, .rw-browser button { font: inherit; color: var(--rw-fg); background: var(--rw-bg);
   border: 1px solid var(--rw-border); border-radius: 3px; padding: 2px 6px; height: 24px; cursor: pointer; }
 .rw-browser button.rw-on { border-color: var(--rw-accent); background: var(--rw-accent-soft); }
-.rw-browser .rw-status { color: var(--rw-fg2); margin-left: auto; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .rw-body { display: flex; min-height: 0; }
 .rw-plot { position: relative; flex: 1 1 auto; min-width: 200px; overflow: hidden; background: var(--rw-bg); }
 .rw-plot canvas { position: absolute; left: 0; top: 0; }
@@ -169,7 +168,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   }
   const resetButton = h("button", { text: "reset", title: "fit all points (R)", attrs: { type: "button" } });
   const clearButton = h("button", { text: "clear", title: "clear the selection (Esc)", attrs: { type: "button" } });
-  const status = h("span", { class: "rw-status", attrs: { "aria-live": "polite" } });
+  const status = h("span", { class: "rw-status rw-statusline", attrs: { "aria-live": "polite" } });
   const toolbar = h("div", { class: "rw-toolbar" }, [
     title,
     h("span", { text: "colour" }),
@@ -421,7 +420,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
 
   function updateStatus() {
     const sel = selectedList.length;
-    setText(status, `${n.toLocaleString()} points${sel ? ` · ${sel.toLocaleString()} selected` : ""}`);
+    setStatus(status, `${n.toLocaleString()} points${sel ? ` · ${sel.toLocaleString()} selected` : ""}`);
   }
 
   // ----- controls -----

@@ -75,7 +75,6 @@ const CSS = `
 .rw-cur-count[data-mark="keep"] { border-color: #2e7d32; }
 .rw-cur-count[data-mark="spurious"] { border-color: #ef6c00; }
 .rw-cur-count[data-mark="exclude"] { border-color: #757575; }
-.rw-cur-status { margin-left: auto; color: var(--rw-fg2); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 40%; }
 .rw-cur-band { display: grid; grid-template-columns: 1fr auto; gap: 2px 10px; padding: 6px 8px;
   border-bottom: 1px solid var(--rw-border); align-items: center; }
 .rw-cur-hist { position: relative; height: 40px; }
@@ -220,7 +219,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   const undoButton = h("button", { text: "undo (u)", attrs: { type: "button", class: "rw-cur-undo", title: "undo the last mark" } });
   const filter = h("select", { attrs: { "aria-label": "show", class: "rw-cur-filter" } });
   for (const f of ["all", "unmarked", ...MARKS]) filter.appendChild(h("option", { text: `show: ${f}`, attrs: { value: f } }));
-  const status = h("span", { class: "rw-cur-status" });
+  const status = h("span", { class: "rw-cur-status rw-statusline", attrs: { "aria-live": "polite" } });
   const toolbar = h("div", { class: "rw-cur-bar" }, [title, counts, undoButton, filter, status]);
 
   // ----- band -----

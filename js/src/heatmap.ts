@@ -9,7 +9,7 @@
 
 import type { AnyModel, RenderProps } from "@anywidget/types";
 import { decodeArray, type ArrayMeta, type TypedArray } from "./lib/codec";
-import { h, setText } from "./lib/dom";
+import { h, setStatus, setText } from "./lib/dom";
 import { fmt } from "./lib/format";
 import { pythonImages } from "./lib/images";
 import { suppressNotebookShortcuts } from "./lib/keyboard";
@@ -314,7 +314,6 @@ const CSS = `
 .rw-heatmap .rw-title { font-weight: 600; margin-right: 4px; }
 .rw-heatmap select, .rw-heatmap button { font: inherit; color: var(--rw-fg); background: var(--rw-bg);
   border: 1px solid var(--rw-border); border-radius: 3px; padding: 2px 6px; height: 24px; cursor: pointer; }
-.rw-heatmap .rw-status { color: var(--rw-fg2); margin-left: auto; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .rw-hm-body { display: flex; gap: 8px; padding: 8px 8px 26px; align-items: flex-start; }
 .rw-hm-plot { position: relative; flex: none; }
 .rw-hm-plot canvas { position: absolute; left: 0; top: 0; }
@@ -379,7 +378,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
   for (const name of Object.keys(COLORMAPS)) cmapSelect.appendChild(h("option", { text: name, attrs: { value: name } }));
   const resetButton = h("button", { text: "reset", title: "show the whole matrix (R)", attrs: { type: "button" } });
   const clearButton = h("button", { text: "clear", title: "clear the selection (Esc)", attrs: { type: "button" } });
-  const status = h("span", { class: "rw-status", attrs: { "aria-live": "polite" } });
+  const status = h("span", { class: "rw-status rw-statusline", attrs: { "aria-live": "polite" } });
   root.appendChild(h("div", { class: "rw-toolbar" }, [title, orderSelect, cmapSelect, resetButton, clearButton, status]));
   suppressNotebookShortcuts(root, orderSelect, cmapSelect, resetButton, clearButton);
 
@@ -651,7 +650,7 @@ export function renderHeatmap(model: AnyModel<HeatmapModel>, el: HTMLElement, op
     const parts = [`${k.toLocaleString()} × ${k.toLocaleString()}`];
     if (zoom > 1.01) parts.push(`zoom ${zoom < 10 ? zoom.toFixed(1) : Math.round(zoom)}×`);
     if (selected.length) parts.push(`${selected.length.toLocaleString()} selected`);
-    setText(status, parts.join(" · "));
+    setStatus(status, parts.join(" · "));
   }
 
   function syncControls() {

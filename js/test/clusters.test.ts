@@ -12,6 +12,7 @@ import {
   toData,
   toScreen,
 } from "../src/clusters";
+import { distinctColours } from "../src/lib/palette";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -112,6 +113,28 @@ describe("geometry", () => {
   });
 });
 
+describe("category colours", () => {
+  it("gives every category its own colour, whatever their number", () => {
+    for (const k of [3, 20, 21, 28, 60, 257]) {
+      const names = Array.from({ length: k }, (_, i) => `c${i}`);
+      for (const col of [{ name: "x", categories: names }, { name: "x", categories: ["none", ...names], none: true }]) {
+        const colours = col.categories.map((_, c) => categoryColour(col, c));
+        expect(new Set(colours).size).toBe(col.categories.length);
+        expect(colours.every((c) => /^#[0-9a-f]{6}$/.test(c))).toBe(true);
+      }
+    }
+  });
+
+  it("keeps neighbouring colours of many categories apart", () => {
+    const colours = distinctColours(28).map((c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)));
+    let closest = Infinity;
+    for (let i = 0; i < colours.length; i++)
+      for (let j = i + 1; j < colours.length; j++)
+        closest = Math.min(closest, Math.hypot(...colours[i].map((v, c) => v - colours[j][c])));
+    expect(closest).toBeGreaterThan(20);
+  });
+});
+
 function state(n: number, extra: Record<string, any> = {}) {
   const xy = grid(Math.ceil(Math.sqrt(n))).slice(0, 2 * n);
   const member = new Int32Array(n).map((_, i) => (i % 3) - 1);
@@ -165,6 +188,28 @@ describe("ConceptBrowser view", () => {
     const counts = [...el.querySelectorAll(".rw-legend-count")].map((e) => e.textContent);
     expect(counts).toEqual(["33", "33", "33"]);
     expect(el.querySelector(".rw-status")!.textContent).toBe("99 points");
+  });
+
+  it("shows 28 categories in the legend with 28 different colours", () => {
+    const n = 280;
+    const names = Array.from({ length: 28 }, (_, i) => `category ${i}`);
+    const codes = new Uint8Array(n).map((_, i) => i % 28);
+    const { el } = setup(n, {
+      codes: { dtype: "uint8", shape: [n], buffer: new DataView(codes.buffer) },
+      colorings: [{ name: "class", categories: names }],
+      color_by: "class",
+    });
+    const swatches = [...el.querySelectorAll<HTMLElement>(".rw-legend .rw-swatch")].map((s) => s.style.background);
+    expect(swatches.length).toBe(28);
+    expect(new Set(swatches).size).toBe(28);
+  });
+
+  it("keeps the status on one line with its full text on hover", () => {
+    const { model, el } = setup(99);
+    const status = el.querySelector<HTMLElement>(".rw-status")!;
+    expect(status.classList.contains("rw-statusline")).toBe(true);
+    model.update("selected", [1, 2]);
+    expect(status.title).toBe("99 points · 2 selected");
   });
 
   it("follows the selection from Python and shows its thumbnails", async () => {

@@ -232,6 +232,30 @@ def test_hidden_during_a_theme_change_redraws_when_shown(page, clusters_bundle):
     assert page.errors == []
 
 
+def test_status_line_never_moves_the_plot(page, clusters_bundle):
+    w, xy, member = make_browser()
+    harness = Harness(page, w, clusters_bundle).open()
+    # a page width at which a status of its natural width would not fit on the toolbar's
+    # line once it grows, and would wrap to a line of its own
+    page.evaluate("() => { document.getElementById('root').style.width = '560px'; }")
+    page.wait_for_timeout(100)
+    plot_top = page.locator(".rw-plot").bounding_box()["y"]
+    status = page.locator(".rw-status")
+    height = status.bounding_box()["height"]
+    w.selected = list(range(len(xy)))
+    harness.push("selected")
+    page.wait_for_function("() => /selected/.test(document.querySelector('.rw-status').title)")
+    assert status.get_attribute("title") == "900 points · 900 selected"
+    assert status.bounding_box()["height"] == height
+    assert page.locator(".rw-plot").bounding_box()["y"] == plot_top
+    lines = page.evaluate(
+        "() => { const s = document.querySelector('.rw-status');"
+        " return Math.round(s.getBoundingClientRect().height / parseFloat(getComputedStyle(s).lineHeight)); }"
+    )
+    assert lines == 1
+    assert page.errors == []
+
+
 # ----------------------------------------------------------------------------- kernel
 SETUP_CELL = """\
 import sys

@@ -31,3 +31,9 @@ export function setText(el: Element, text: string): void {
 export function clear(el: Element): void {
   while (el.firstChild) el.removeChild(el.firstChild);
 }
+
+/** Set a one-line status (as text) with its full text on hover, for when it is cut short. */
+export function setStatus(el: HTMLElement, text: string): void {
+  setText(el, text);
+  if (el.title !== text) el.title = text;
+}

@@ -27,6 +27,11 @@ export const THEME_CSS = `
 @supports (color: color-mix(in srgb, red 50%, blue)) {
   .rw-root { --rw-accent-soft: color-mix(in srgb, var(--rw-accent) 22%, transparent); }
 }
+/* a toolbar's status: one line of fixed height whatever its text (the full text on hover),
+   so that the toolbar never wraps because of it and the plot below never moves */
+.rw-root .rw-statusline { flex: 1 1 140px; min-width: 0; height: 20px; line-height: 20px; margin-left: auto;
+  overflow: hidden; white-space: nowrap; text-overflow: ellipsis; text-align: right; color: var(--rw-fg2);
+  font-variant-numeric: tabular-nums; }
 .rw-root.rw-auto-dark {
   --rw-bg: #1e1e1e; --rw-bg2: #252526; --rw-bg3: #333333;
   --rw-fg: rgba(255, 255, 255, 0.87); --rw-fg2: rgba(255, 255, 255, 0.6);
