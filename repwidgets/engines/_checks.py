@@ -162,3 +162,16 @@ def concept_fractions(concepts: torch.Tensor, min_fraction: float, max_fraction:
             f"not all): concept fractions range from {float(share.min()):.4g} to "
             f"{float(share.max()):.4g}. Widen the fraction range."
         )
+
+
+def dora_params(n_signals, steps, contamination, n_neighbors, embedding, representation) -> None:
+    """The settings of ``dora.analyze`` that are otherwise read only after the s-AMS exist."""
+    positive_int("n_signals", n_signals)
+    positive_int("steps", steps)
+    positive_int("n_neighbors", n_neighbors)
+    one_of("embedding", embedding, ("umap", "mds", None))
+    one_of("representation", representation, ("responses", "signals"))
+    if isinstance(contamination, str):
+        one_of("contamination", contamination, ("auto",))
+    elif not 0 < float(contamination) <= 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5] or 'auto'; got {contamination}.")

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from repwidgets.engines import featurevis
+from repwidgets.engines import _checks, featurevis
 from repwidgets.results import Result
 from repwidgets.session import resolve_layer
 
@@ -923,6 +923,8 @@ def analyze(
         >>> r.outliers()[:5]                                                      # doctest: +SKIP
     """
     module = sess.module(layer)
+    _checks.dora_params(n_signals, steps, contamination, n_neighbors, embedding, representation)
+    _checks.neuron_indices(neurons, _checks.layer_width(sess, layer), layer, minimum=2)
     show = sess.progress if progress is None else bool(progress)
     input_shape = tuple(signal_kwargs.pop("input_shape", sess.input_shape))
     if signal_size is not None:
