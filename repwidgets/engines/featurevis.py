@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from repwidgets._progress import progress_counter
+
 __all__ = [
     "COLOR_CORRELATION_SQRT",
     "FourierImage",
@@ -342,11 +344,7 @@ def visualize(
     out = torch.empty(n, c, h, w, device=device)
     warm = max(1, round(warmup * steps))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps * len(chunks), desc=desc, leave=False, dynamic_ncols=True)
+    bar = progress_counter(steps * len(chunks), desc, progress, unit="step")
     try:
         for ci, (start, stop) in enumerate(chunks):
             img = FourierImage(
