@@ -19,8 +19,8 @@ attached to the widget calls the registered handler and answers with
 (``ok: False`` and an ``error`` message when the handler raised). Every router also
 answers ``{"type": "ping"}``: the kernel handles messages in the order they came, so
 a ping answered before an earlier request tells the front end that the request was
-lost (the kernel drops queued messages when a cell fails during Run All) and must be
-sent again; requests are never given up for taking long (``js/src/lib/rpc.ts``).
+lost (say, the kernel was interrupted while handling it) and must be sent again;
+requests are never given up for taking long (``js/src/lib/rpc.ts``).
 
 Example:
     >>> import numpy as np

@@ -9,9 +9,9 @@
 // a request never fails for taking long. The kernel answers messages in the order it
 // received them; so when a request has waited `checkMs`, the client sends a "ping"
 // behind it: if the ping is answered while the request is not, the request was lost
-// (the kernel drops queued messages when a cell fails during Run All, or on an
-// interrupt) and is sent again. While nothing comes back the client keeps pinging,
-// less and less often, and reports that it is waiting for the kernel.
+// (say, the kernel was interrupted while handling it) and is sent again. While nothing
+// comes back the client keeps pinging, less and less often, and reports that it is
+// waiting for the kernel.
 
 export interface MessageModel {
   send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[] | ArrayBufferView[]): void;
