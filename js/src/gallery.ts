@@ -541,7 +541,7 @@ export function renderGallery(model: AnyModel<GalleryModel>, el: HTMLElement, op
     moveCursor(i);
     pushSelection();
   });
-  // keep shift-click from selecting text (ctrl-click selects no text)
+  // keep shift-click from selecting text
   viewport.addEventListener("mousedown", (ev) => {
     if (ev.shiftKey) ev.preventDefault();
   });
