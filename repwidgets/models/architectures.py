@@ -9,8 +9,8 @@ them inside (per-channel mean and std buffers), ends in ``pool`` (adaptive avera
   ReLU, narrow widths, a 3 x 3 stem without max pooling (``stem``, ``layer1..layer4``);
 - :class:`PlainVGG`: a VGG-style stack of two 3 x 3 convolutions per block, no
   normalisation, GELU activations (``features.conv{b}_{i}``, ``features.act{b}_{i}``);
-- :class:`GroupNormNet`: strided convolutions (no pooling layers), GroupNorm and SiLU
-  (``blocks.{b}.conv``, ``blocks.{b}.norm``, ``blocks.{b}.act``).
+- :class:`GroupNormNet`: convolutions with GroupNorm and SiLU, max pooling between
+  blocks (``blocks.{b}.conv``, ``blocks.{b}.norm``, ``blocks.{b}.act``).
 """
 
 from __future__ import annotations
@@ -148,23 +148,24 @@ class PlainVGG(_Normalised):
 
 
 class _GNBlock(nn.Module):
-    """conv (stride s) -> GroupNorm -> SiLU, with readable names."""
+    """conv -> GroupNorm -> SiLU (-> 2 x 2 max pool), with readable names."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, groups: int):
+    def __init__(self, c_in: int, c_out: int, groups: int, pool: bool):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.norm = nn.GroupNorm(min(groups, c_out), c_out)
         self.act = nn.SiLU()
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(x)))
+        return self.pool(self.act(self.norm(self.conv(x))))
 
 
 class GroupNormNet(_Normalised):
-    """Strided convolutions with GroupNorm and SiLU; no pooling layer before ``pool``.
+    """Convolutions with GroupNorm (batch-independent) and SiLU.
 
-    ``blocks.0`` keeps the resolution; ``blocks.1..`` halve it with stride 2. Layer names:
-    ``blocks.{b}.conv``, ``blocks.{b}.norm``, ``blocks.{b}.act``, ``pool``, ``fc``.
+    Every block but the last ends in a 2 x 2 max pool. Layer names: ``blocks.{b}.conv``,
+    ``blocks.{b}.norm``, ``blocks.{b}.act``, ``blocks.{b}.pool``, ``pool``, ``fc``.
 
     Example:
         >>> GroupNormNet(4)(torch.rand(2, 3, 64, 64)).shape
@@ -183,7 +184,7 @@ class GroupNormNet(_Normalised):
         super().__init__(in_channels, mean, std)
         blocks, prev = [], in_channels
         for b, w in enumerate(widths):
-            blocks.append(_GNBlock(prev, int(w), 1 if b == 0 else 2, int(groups)))
+            blocks.append(_GNBlock(prev, int(w), int(groups), b < len(widths) - 1))
             prev = int(w)
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -90,6 +90,7 @@ _REGISTRY: dict[str, ZooEntry] = {
             NarrowResNet,
             {"widths": [16, 32, 64, 128], "blocks": 1},
             {"artifact": "border", "spurious_class": 1},
+            {**zoo.DEMO_TRAIN, "epochs": 2},
             layers={
                 "dora": "layer4",
                 "concepts": "layer4",
