@@ -175,3 +175,92 @@ def dora_params(n_signals, steps, contamination, n_neighbors, embedding, represe
         one_of("contamination", contamination, ("auto",))
     elif not 0 < float(contamination) <= 0.5:
         raise ValueError(f"contamination must be in (0, 0.5] or 'auto'; got {contamination}.")
+
+
+def invert_inputs(acts, concepts, concept_names, neurons):
+    """INVERT's tensors checked and normalised: (acts [n, N'], bool concepts, names, neuron ids)."""
+    if not isinstance(acts, torch.Tensor):
+        try:
+            acts = torch.as_tensor(np.asarray(acts))
+        except Exception as exc:
+            raise TypeError(
+                f"acts must be a tensor or array [n_samples, n_neurons], got {type(acts).__name__}."
+            ) from exc
+    if acts.ndim == 1:
+        acts = acts[:, None]
+    if acts.ndim != 2:
+        raise ValueError(
+            f"acts must be 2-D [n_samples, n_neurons], got shape {tuple(acts.shape)}. "
+            "Pool spatial maps first (e.g. acts.mean(dim=(2, 3)))."
+        )
+    if acts.dtype == torch.bool:
+        acts = acts.to(torch.uint8)
+    if torch.is_complex(acts):
+        raise TypeError("acts must be real numbers, not complex.")
+    if not isinstance(concepts, torch.Tensor):
+        concepts = torch.as_tensor(np.asarray(concepts))
+    if concepts.ndim == 1:
+        concepts = concepts[:, None]
+    if concepts.ndim != 2:
+        raise ValueError(
+            f"concepts must be a boolean matrix [n_samples, n_concepts], got shape "
+            f"{tuple(concepts.shape)}."
+        )
+    if acts.shape[0] != concepts.shape[0]:
+        raise ValueError(
+            f"acts has {acts.shape[0]} samples but concepts has {concepts.shape[0]}: both must "
+            "be indexed by the same samples (rows), in the same order."
+        )
+    if concepts.dtype != torch.bool:
+        if torch.is_floating_point(concepts) or torch.is_complex(concepts):
+            ok = bool(((concepts == 0) | (concepts == 1)).all())
+        else:
+            ok = bool(((concepts == 0) | (concepts == 1)).all())
+        if not ok:
+            raise TypeError(
+                "concepts must be boolean (or 0/1): concept k is present in sample i when "
+                "concepts[i, k] is True."
+            )
+        concepts = concepts != 0
+    n, k = concepts.shape
+    if n < 2:
+        raise ValueError(f"INVERT needs at least 2 samples, got {n}.")
+    if k == 0:
+        raise ValueError("concepts has no columns: INVERT needs at least one concept label.")
+    if concept_names is None:
+        concept_names = [f"concept_{i}" for i in range(k)]
+    concept_names = [str(c) for c in concept_names]
+    if len(concept_names) != k:
+        raise ValueError(
+            f"concept_names has {len(concept_names)} names but concepts has {k} columns; "
+            "give one name per column."
+        )
+    n_neurons = acts.shape[1]
+    if n_neurons == 0:
+        raise ValueError(
+            "acts has no neurons (0 columns): pass activations [n_samples, n_neurons]."
+        )
+    if neurons is None:
+        idx = torch.arange(n_neurons)
+    else:
+        idx = torch.as_tensor(neurons).flatten().long().cpu()
+        if idx.numel() == 0:
+            raise ValueError("neurons is empty: pass None for all neurons, or some indices.")
+        bad = idx[(idx < -n_neurons) | (idx >= n_neurons)]
+        if bad.numel():
+            raise ValueError(
+                f"neurons {bad.tolist()[:10]} are out of range: the layer has {n_neurons} "
+                f"neurons (0..{n_neurons - 1})."
+            )
+        idx = idx % n_neurons
+        acts = acts[:, idx.to(acts.device)]
+    if torch.is_floating_point(acts):
+        nan = torch.isnan(acts).any(0).cpu()
+        if bool(nan.any()):
+            bad = idx[nan].tolist()
+            raise ValueError(
+                f"activations contain NaN for neurons {bad[:20]}"
+                f"{' ...' if len(bad) > 20 else ''} ({len(bad)} of {len(idx)}). Fix the layer or "
+                "leave those neurons out with neurons=[...]."
+            )
+    return acts, concepts, concept_names, idx

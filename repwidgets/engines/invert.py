@@ -42,14 +42,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from repwidgets._progress import progress_bar
+from repwidgets._progress import progress_counter
 from repwidgets.engines import _checks
 from repwidgets.engines.ranks import auc_matrix, mann_whitney_p, ranks_of_rows
 from repwidgets.results import Result, notebook_plot
@@ -334,94 +334,6 @@ def formula_mask(formula: dict, concepts: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------- checks
-def _check_inputs(acts, concepts, concept_names, neurons):
-    if not isinstance(acts, torch.Tensor):
-        try:
-            acts = torch.as_tensor(np.asarray(acts))
-        except Exception as exc:
-            raise TypeError(
-                f"acts must be a tensor or array [n_samples, n_neurons], got {type(acts).__name__}."
-            ) from exc
-    if acts.ndim == 1:
-        acts = acts[:, None]
-    if acts.ndim != 2:
-        raise ValueError(
-            f"acts must be 2-D [n_samples, n_neurons], got shape {tuple(acts.shape)}. "
-            "Pool spatial maps first (e.g. acts.mean(dim=(2, 3)))."
-        )
-    if acts.dtype == torch.bool:
-        acts = acts.to(torch.uint8)
-    if torch.is_complex(acts):
-        raise TypeError("acts must be real numbers, not complex.")
-    if not isinstance(concepts, torch.Tensor):
-        concepts = torch.as_tensor(np.asarray(concepts))
-    if concepts.ndim == 1:
-        concepts = concepts[:, None]
-    if concepts.ndim != 2:
-        raise ValueError(
-            f"concepts must be a boolean matrix [n_samples, n_concepts], got shape "
-            f"{tuple(concepts.shape)}."
-        )
-    if acts.shape[0] != concepts.shape[0]:
-        raise ValueError(
-            f"acts has {acts.shape[0]} samples but concepts has {concepts.shape[0]}: both must "
-            "be indexed by the same samples (rows), in the same order."
-        )
-    if concepts.dtype != torch.bool:
-        if torch.is_floating_point(concepts) or torch.is_complex(concepts):
-            ok = bool(((concepts == 0) | (concepts == 1)).all())
-        else:
-            ok = bool(((concepts == 0) | (concepts == 1)).all())
-        if not ok:
-            raise TypeError(
-                "concepts must be boolean (or 0/1): concept k is present in sample i when "
-                "concepts[i, k] is True."
-            )
-        concepts = concepts != 0
-    n, k = concepts.shape
-    if n < 2:
-        raise ValueError(f"INVERT needs at least 2 samples, got {n}.")
-    if k == 0:
-        raise ValueError("concepts has no columns: INVERT needs at least one concept label.")
-    if concept_names is None:
-        concept_names = [f"concept_{i}" for i in range(k)]
-    concept_names = [str(c) for c in concept_names]
-    if len(concept_names) != k:
-        raise ValueError(
-            f"concept_names has {len(concept_names)} names but concepts has {k} columns; "
-            "give one name per column."
-        )
-    n_neurons = acts.shape[1]
-    if n_neurons == 0:
-        raise ValueError(
-            "acts has no neurons (0 columns): pass activations [n_samples, n_neurons]."
-        )
-    if neurons is None:
-        idx = torch.arange(n_neurons)
-    else:
-        idx = torch.as_tensor(neurons).flatten().long().cpu()
-        if idx.numel() == 0:
-            raise ValueError("neurons is empty: pass None for all neurons, or some indices.")
-        bad = idx[(idx < -n_neurons) | (idx >= n_neurons)]
-        if bad.numel():
-            raise ValueError(
-                f"neurons {bad.tolist()[:10]} are out of range: the layer has {n_neurons} "
-                f"neurons (0..{n_neurons - 1})."
-            )
-        idx = idx % n_neurons
-        acts = acts[:, idx.to(acts.device)]
-    if torch.is_floating_point(acts):
-        nan = torch.isnan(acts).any(0).cpu()
-        if bool(nan.any()):
-            bad = idx[nan].tolist()
-            raise ValueError(
-                f"activations contain NaN for neurons {bad[:20]}"
-                f"{' ...' if len(bad) > 20 else ''} ({len(bad)} of {len(idx)}). Fix the layer or "
-                "leave those neurons out with neurons=[...]."
-            )
-    return acts, concepts, concept_names, idx
-
-
 # ---------------------------------------------------------------------------------- search
 _ONES8 = 0x0101010101010101  # one 1 per byte: XOR flips 8 packed booleans at once
 
@@ -528,6 +440,7 @@ class _Search:
         self.atom_cnt = torch.cat([self.cnt_c, n - self.cnt_c])  # [2K]
         self.atom_valid = (self.atom_cnt >= self.lo) & (self.atom_cnt <= self.hi)
         self._text_cache: dict[tuple, str] = {}
+        self.advance: Callable[[int], object] = lambda _neurons: None  # progress per step
         self._canonical_atoms()
 
     # -- helpers -----------------------------------------------------------------------
@@ -623,6 +536,7 @@ class _Search:
 
         beam = self._select(score, decode_atoms, None, W)
         self._timed("select_s", t0)
+        self.advance(Nb)
 
         # ---- lengths 2..L
         for _step in range(2, L + 1):
@@ -683,6 +597,7 @@ class _Search:
 
             beam = self._select(cand, decode_step, beam, W)
             self._timed("select_s", t0)
+            self.advance(Nb)
         return beam
 
     # -- shortlist, exact recount, dedup, sort ---------------------------------------------
@@ -911,7 +826,7 @@ def explain_activations(
     _checks.invert_params(
         max_length, beam_size, min_fraction, max_fraction, mode, MODES, max_operands, top_k
     )
-    acts, concepts, names, idx = _check_inputs(acts, concepts, concept_names, neurons)
+    acts, concepts, names, idx = _checks.invert_inputs(acts, concepts, concept_names, neurons)
     device = acts.device
     if device.type == "meta":
         raise ValueError("acts are on the meta device; pass real activations.")
@@ -955,21 +870,23 @@ def explain_activations(
     prev = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # TF32 would spoil the shortlist products
     try:
-        batches = range(0, N, nb)
-        for lo in progress_bar(batches, total=len(batches), desc="INVERT", enable=progress):
-            t0 = time.perf_counter()
-            q, ties = ranks_of_rows(acts[:, lo : lo + nb].T.contiguous().to(device))
-            if sign < 0:
-                q = q.neg_()
-            search._timed("ranks_s", t0)
-            beam = search.run(q)
-            out_atoms.append(beam["atoms"].cpu())
-            out_ops.append(beam["ops"].cpu())
-            out_len.append(beam["length"].cpu())
-            out_valid.append(beam["valid"].cpu())
-            out_auc.append(beam["auc"].cpu())
-            out_cnt.append(beam["cnt"].cpu())
-            out_ties.append(ties.cpu())
+        desc = f"INVERT ({N} neurons x {L} steps)"
+        with progress_counter(N * L, desc, progress, unit="neuron-step") as bar:
+            search.advance = bar.update  # called once per beam step with the batch width
+            for lo in range(0, N, nb):
+                t0 = time.perf_counter()
+                q, ties = ranks_of_rows(acts[:, lo : lo + nb].T.contiguous().to(device))
+                if sign < 0:
+                    q = q.neg_()
+                search._timed("ranks_s", t0)
+                beam = search.run(q)
+                out_atoms.append(beam["atoms"].cpu())
+                out_ops.append(beam["ops"].cpu())
+                out_len.append(beam["length"].cpu())
+                out_valid.append(beam["valid"].cpu())
+                out_auc.append(beam["auc"].cpu())
+                out_cnt.append(beam["cnt"].cpu())
+                out_ties.append(ties.cpu())
     finally:
         torch.set_float32_matmul_precision(prev)
 

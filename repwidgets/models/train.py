@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+
+from repwidgets._progress import progress_bar, progress_counter
 
 from ..datasets.bundle import DataBundle
 
@@ -154,7 +155,7 @@ def train_model(
     )
     start = time.perf_counter()
     step = 0
-    bar = tqdm(total=total, desc="training", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_counter(total, f"training ({int(epochs)} epochs)", progress, unit="step")
     win_loss = win_correct = win_n = 0.0
     try:
         for epoch in range(int(epochs)):
@@ -219,7 +220,7 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []
     try:
-        for x, _ in tqdm(loader, desc="predicting", disable=not progress, leave=False):
+        for x, _ in progress_bar(loader, total=len(loader), desc="predicting", enable=progress):
             out.append(model(x.to(dev)).float().cpu())
     finally:
         model.train(was_training)
