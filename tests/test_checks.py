@@ -180,3 +180,15 @@ def test_dora_checks_settings_before_generating_signals(counted):
     with pytest.raises(ValueError, match=r"neurons lists 1 neuron\(s\); at least 2"):
         dora.analyze(sess, "features.conv1", neurons=[3])
     assert all(size == 1 for size in calls)
+
+
+def test_training_on_nan_images_names_them_instead_of_blaming_the_learning_rate():
+    from repwidgets.models.train import train_model
+
+    X = torch.rand(20, 3, 4, 4)
+    X[5, 1] = float("nan")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    with pytest.raises(
+        ValueError, match=r"split 'train' hold NaN or infinite values: sample\(s\) 5 "
+    ):
+        train_model(model, TensorDataset(X, torch.arange(20) % 2), epochs=1, progress=False)

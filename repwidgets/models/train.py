@@ -174,6 +174,7 @@ def train_model(
                 lv = float(loss.detach())
                 correct = float((logits.detach().argmax(1) == y).sum())
                 if not math.isfinite(lv):
+                    check_images_are_finite(ds, "train")
                     raise FloatingPointError(
                         f"Training loss became {lv} at step {step}; lower lr (now {lr})."
                     )
@@ -203,6 +204,14 @@ def train_model(
         model.eval()
     hist.seconds = time.perf_counter() - start
     return hist
+
+
+def check_images_are_finite(dataset: Dataset, split: str = "train") -> None:
+    """Read ``dataset`` in order and raise, naming the samples, if an image holds NaN or inf."""
+    from repwidgets.session import finite_checked
+
+    for _batch in finite_checked(DataLoader(dataset, batch_size=256, shuffle=False), split):
+        pass
 
 
 @torch.no_grad()
