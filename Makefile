@@ -47,8 +47,8 @@ demo: $(VENV)/.installed
 	$(BIN)/repwidgets demo --report report/index.html
 
 lint: $(VENV)/.installed-test js
-	$(BIN)/ruff check repwidgets tests benchmarks
-	$(BIN)/ruff format --check repwidgets tests benchmarks
+	$(BIN)/ruff check repwidgets tests benchmarks hatch_build.py
+	$(BIN)/ruff format --check repwidgets tests benchmarks hatch_build.py
 	cd js && npm run --silent typecheck
 
 test: lint browser
