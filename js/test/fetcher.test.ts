@@ -202,3 +202,25 @@ describe("pythonImages with a busy kernel", () => {
     expect(waitingText(rpc!.state)).toBe("");
   });
 });
+
+describe("waitingText", () => {
+  it("says what the widget waits for, and when the kernel has stopped", () => {
+    const base = { waiting: true, pending: 2, forMs: 9000, resent: 0 };
+    expect(waitingText({ ...base, waiting: false })).toBe("");
+    expect(waitingText(base)).toBe("waiting for the kernel: 2 requests will be answered when it is free");
+    expect(waitingText({ ...base, pending: 1, kernel: "busy" })).toMatch(/^waiting for the kernel: 1 request will/);
+    expect(waitingText({ ...base, kernel: "dead" })).toMatch(/^the kernel has stopped: 2 requests wait/);
+  });
+
+  it("reads the kernel's status from the host's widget manager", () => {
+    const kernel = { status: "busy" };
+    const m = new MockModel({});
+    Object.defineProperty(m, "widget_manager", { get: () => ({ kernel }) });
+    const { rpc } = pythonImages(m, {});
+    expect(rpc!.state.kernel).toBe("busy");
+    kernel.status = "dead";
+    expect(rpc!.state.kernel).toBe("dead");
+    const plain = pythonImages(new MockModel({}), {});
+    expect(plain.rpc!.state.kernel).toBeUndefined();
+  });
+});

@@ -36,9 +36,23 @@ export function rpcOptionsFrom(model: unknown): RpcOptions {
   return { checkMs, noticeMs: Math.min(1500, checkMs) };
 }
 
+/** The kernel's status where the host's widget manager exposes it (JupyterLab, Notebook 7). */
+export function hostKernelStatus(model: unknown): () => string | undefined {
+  return () => {
+    try {
+      const manager = (model as { widget_manager?: { kernel?: { status?: unknown } } }).widget_manager;
+      const status = manager?.kernel?.status;
+      return typeof status === "string" ? status : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 /** A fetcher for the model's thumbnails; without a kernel every batch fails with a clear message. */
 export function pythonImages(model: unknown, options: FetcherOptions & RpcOptions): ImageSource {
-  const rpc = isMessageModel(model) ? new RpcClient(model, { ...rpcOptionsFrom(model), ...options }) : null;
+  const rpcOptions = { kernelStatus: hostKernelStatus(model), ...rpcOptionsFrom(model), ...options };
+  const rpc = isMessageModel(model) ? new RpcClient(model, rpcOptions) : null;
   const fetcher = new KeyedFetcher(async (keys, signal) => {
     if (!rpc) throw new Error("this host cannot send messages to Python");
     const { content, buffers } = await rpc.request("fetch", { keys }, signal);
@@ -51,5 +65,8 @@ export function pythonImages(model: unknown, options: FetcherOptions & RpcOption
 export function waitingText(s: WaitState): string {
   if (!s.waiting || s.pending === 0) return "";
   const what = s.pending === 1 ? "1 request" : `${s.pending} requests`;
+  if (s.kernel === "dead" || s.kernel === "terminating") {
+    return `the kernel has stopped: ${what} wait for it; start it again and run this cell`;
+  }
   return `waiting for the kernel: ${what} will be answered when it is free`;
 }

@@ -41,6 +41,8 @@ export interface RpcOptions {
   maxCheckMs?: number;
   /** Give up on a request after this long (ms); 0, the default, waits as long as it takes. */
   timeoutMs?: number;
+  /** The kernel's status ("idle", "busy", "dead", ...) where the host tells it. */
+  kernelStatus?: () => string | undefined;
 }
 
 /** What the client is waiting for; `waiting` is false once Python answers. */
@@ -52,6 +54,8 @@ export interface WaitState {
   forMs: number;
   /** Requests sent again because the kernel lost them. */
   resent: number;
+  /** The kernel's status where the host tells it. */
+  kernel?: string;
 }
 
 export const PING = "ping";
@@ -90,6 +94,7 @@ export class RpcClient {
   readonly checkMs: number;
   readonly maxCheckMs: number;
   readonly timeoutMs: number;
+  private kernelStatus: () => string | undefined;
 
   constructor(
     private model: MessageModel,
@@ -100,6 +105,7 @@ export class RpcClient {
     this.checkMs = Math.max(1, options.checkMs ?? 10_000);
     this.maxCheckMs = Math.max(this.checkMs, options.maxCheckMs ?? 60_000);
     this.timeoutMs = Math.max(0, options.timeoutMs ?? 0);
+    this.kernelStatus = options.kernelStatus ?? (() => undefined);
     this.interval = this.checkMs;
     this.listener = (msg, buffers) => this.onMessage(msg, buffers);
     model.on("msg:custom", this.listener);
@@ -118,6 +124,7 @@ export class RpcClient {
       pending: this.pending.size,
       forMs: first === Infinity ? 0 : Date.now() - first,
       resent: this.resentCount,
+      kernel: this.kernelStatus(),
     };
   }
 
