@@ -14,6 +14,7 @@ import { type Key } from "./lib/fetcher";
 import { pythonImages } from "./lib/images";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { NONE_COLOUR, PALETTE, distinctColours } from "./lib/palette";
+import { Selection, clickModifiers } from "./lib/selection";
 import {
   GridIndex,
   fitView,
@@ -159,8 +160,8 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
   const colourSelect = h("select", { attrs: { "aria-label": "colour by" } });
   const modeButtons = new Map<Mode, HTMLButtonElement>();
   const modeTips: Record<Mode, string> = {
-    lasso: "lasso select (L); shift adds, alt removes",
-    box: "box select (B); shift adds, alt removes",
+    lasso: "lasso select (L); shift or ctrl adds, alt removes; click: one point, ctrl-click toggles",
+    box: "box select (B); shift or ctrl adds, alt removes; click: one point, ctrl-click toggles",
     pan: "pan (P); the wheel zooms in every mode",
   };
   for (const m of MODES) {
@@ -457,7 +458,7 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
       if (counts[c] === 0 && codes) continue;
       const sw = h("span", { class: "rw-swatch" });
       sw.style.background = categoryColour(col, c);
-      const item = h("div", { class: "rw-legend-item", title: "click: select these points; shift-click: add" }, [
+      const item = h("div", { class: "rw-legend-item", title: "click: select these points; shift- or ctrl-click: add" }, [
         sw,
         h("span", { class: "rw-legend-name", text: col.categories[c] }),
         h("span", { class: "rw-legend-count", text: String(counts[c]) }),
@@ -550,12 +551,13 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     requestFrame();
   }
 
-  function combine(found: number[], ev: { shiftKey: boolean; altKey: boolean }): number[] {
+  /** Lasso, box and legend: plain replaces the selection, shift or ctrl / cmd adds, alt removes. */
+  function combine(found: number[], ev: { shiftKey: boolean; altKey: boolean; ctrlKey: boolean; metaKey: boolean }): number[] {
     if (ev.altKey) {
       const drop = new Set(found);
       return selectedList.filter((i) => !drop.has(i));
     }
-    if (ev.shiftKey) {
+    if (ev.shiftKey || ev.ctrlKey || ev.metaKey) {
       const have = new Set(selectedList);
       const out = [...selectedList];
       for (const i of found) if (!have.has(i)) out.push(i);
@@ -634,13 +636,26 @@ export function renderBrowser(model: AnyModel<BrowserModel>, el: HTMLElement, op
     drawOverlay();
   }
 
+  // plain click: only this point; ctrl / cmd: toggle it; shift: add it (a scatter has
+  // no order to take a range in); alt: remove it. The point's cluster opens in the panel.
+  let anchor: number | null = null;
   function onClickPoint(i: number, ev: MouseEvent) {
     if (i < 0) return;
     if (membership) {
       const c = Number(membership[i]);
       setFocus(c >= 0 ? c : -1);
     }
-    if (ev.shiftKey || ev.altKey) pushSelection(combine([i], ev));
+    if (ev.altKey) {
+      pushSelection(combine([i], ev));
+      return;
+    }
+    const selection = new Selection(selectedList);
+    selection.anchor = anchor;
+    const mods = clickModifiers(ev);
+    if (mods.extend) selection.add(i);
+    else selection.click(i, mods, []);
+    anchor = selection.anchor;
+    pushSelection(selection.values());
   }
 
   function setFocus(c: number) {

@@ -236,6 +236,26 @@ describe("ConceptBrowser view", () => {
     expect(el.querySelector(".rw-cluster .rw-desc")!.textContent).toBe(HOSTILE);
   });
 
+  it("clicks: plain selects one point, ctrl toggles, shift adds, alt removes", () => {
+    const { model, el } = setup(100);
+    const handle = (el.querySelector(".rw-browser") as any).__rw;
+    const overlay = el.querySelector("canvas.rw-overlay")!;
+    const click = (i: number, mods: MouseEventInit = {}) => {
+      const [x, y] = handle.screenOf(i); // jsdom: the overlay sits at (0, 0)
+      const at = { clientX: x, clientY: y, bubbles: true, ...mods };
+      overlay.dispatchEvent(new MouseEvent("pointerdown", at));
+      overlay.dispatchEvent(new MouseEvent("pointerup", at));
+      return model.state.selected;
+    };
+    expect(click(5)).toEqual([5]);
+    expect(click(7)).toEqual([7]); // plain: only this one
+    expect(click(9, { ctrlKey: true })).toEqual([7, 9]);
+    expect(click(7, { metaKey: true })).toEqual([9]);
+    expect(click(3, { shiftKey: true })).toEqual([9, 3]);
+    expect(click(9, { altKey: true })).toEqual([3]);
+    expect(model.state.focus).toBe((9 % 3) - 1); // the clicked point's cluster
+  });
+
   it("switches modes with keys and buttons, and syncs them", () => {
     const { model, el } = setup();
     const root = el.querySelector<HTMLElement>(".rw-browser")!;

@@ -249,6 +249,29 @@ describe("widget (jsdom)", () => {
     expect(m.listenerCount("change:selected")).toBe(0);
   });
 
+  it("clicks: plain selects one row, ctrl toggles, shift takes the rows from the anchor", () => {
+    const el = document.createElement("div");
+    const m = model();
+    const cleanup = renderHeatmap(m as any, el, { measure: () => ({ width: 400, height: 400 }) });
+    const overlay = el.querySelector("canvas.rw-hm-overlay")!;
+    // display row r (100 px each, after a 10 px gutter) holds id [43, 42, 41, 40][r]
+    const click = (row: number, mods: MouseEventInit = {}) => {
+      const at = { clientX: 10 + 150, clientY: 10 + 100 * row + 50, bubbles: true, ...mods };
+      overlay.dispatchEvent(new MouseEvent("pointerdown", at));
+      overlay.dispatchEvent(new MouseEvent("pointerup", at));
+      return m.state.selected;
+    };
+    expect(click(1)).toEqual([42]);
+    expect(click(1)).toEqual([42]); // a second plain click keeps it
+    expect(click(3, { ctrlKey: true })).toEqual([42, 40]);
+    expect(click(2, { metaKey: true })).toEqual([42, 40, 41]);
+    expect(click(1, { ctrlKey: true })).toEqual([40, 41]);
+    expect(click(0)).toEqual([43]); // plain: only this one
+    expect(click(2, { shiftKey: true })).toEqual([43, 42, 41]);
+    expect(click(1, { shiftKey: true })).toEqual([43, 42]); // the range follows the anchor
+    cleanup();
+  });
+
   it("hover fills the tooltip as text and fetches both images", async () => {
     const el = document.createElement("div");
     document.body.appendChild(el);

@@ -86,6 +86,12 @@ def stable_centre(page, indices, tries: int = 20) -> np.ndarray:
     return previous
 
 
+def ctrl_click(page, x: float, y: float) -> None:
+    page.keyboard.down("Control")
+    page.mouse.click(x, y)
+    page.keyboard.up("Control")
+
+
 def drag_path(page, points: list[tuple[float, float]], steps: int = 4) -> None:
     page.mouse.move(*points[0])
     page.mouse.down()
@@ -178,6 +184,18 @@ def test_render_lasso_box_and_hover(page, clusters_bundle, artifacts):
     page.wait_for_selector(".rw-cluster:not([hidden]) .rw-desc")
     assert page.inner_text(".rw-cluster .rw-desc") == "mostly: <b>blob</b> 2"
     page.screenshot(path=str(artifacts / "clusters-panel.png"))
+
+    # the click also selected that one point only (the lasso and box selection is gone);
+    # ctrl-click adds a point and ctrl-click again removes it
+    assert wait_until(lambda: len(w.selected) == 1, page), len(w.selected)
+    first = w.selected[0]
+    assert np.hypot(*(np.array(screen_of(page, first)) - np.array([x, y]))) < 1.5
+    x2, y2 = screen_of(page, 5)
+    ctrl_click(page, x2, y2)
+    assert wait_until(lambda: len(w.selected) == 2, page), w.selected
+    assert w.selected[0] == first
+    ctrl_click(page, x2, y2)
+    assert wait_until(lambda: w.selected == [first], page), w.selected
 
     assert page.errors == []
 

@@ -56,6 +56,13 @@ def page_xy(page, a: int, b: int) -> tuple[float, float]:
     return box["x"] + xy[0], box["y"] + xy[1]
 
 
+def click_with(page, x: float, y: float, key: str) -> None:
+    """Click at (x, y) holding ``key`` (Control, Shift, ...)."""
+    page.keyboard.down(key)
+    page.mouse.click(x, y)
+    page.keyboard.up(key)
+
+
 def painted_colours(page) -> int:
     return page.evaluate(
         """() => { const c = document.querySelector('canvas.rw-hm-matrix');
@@ -119,6 +126,24 @@ def test_render_hover_click_brush(page, heatmap_bundle, artifacts):
     page.mouse.click(x, y)
     assert wait_until(lambda: hm.selected != [], page)
     assert hm.selected == [ids[9]]
+
+    # another plain click selects only that one; ctrl-click toggles one; shift-click
+    # selects the rows from the anchor (the last row clicked without shift), in display order
+    x4, y4 = page_xy(page, 4, 2)
+    page.mouse.click(x4, y4)
+    assert wait_until(lambda: hm.selected == [ids[4]], page), hm.selected
+    click_with(page, x, y, "Control")
+    assert wait_until(lambda: hm.selected == [ids[4], ids[9]], page), hm.selected
+    click_with(page, x4, y4, "Control")
+    assert wait_until(lambda: hm.selected == [ids[9]], page), hm.selected
+    click_with(page, x, y, "Shift")
+    display = list(hm.order_positions)
+    a, b = display.index(4), display.index(9)
+    step = 1 if a <= b else -1
+    expected_range = [ids[display[r]] for r in range(a, b + step, step)]
+    assert wait_until(lambda: hm.selected == expected_range, page), hm.selected
+    page.mouse.click(x, y)
+    assert wait_until(lambda: hm.selected == [ids[9]], page), hm.selected
 
     # shift-drag brush over display rows of one block selects exactly that block
     order = hm.order_positions
