@@ -1,9 +1,11 @@
 """ConceptBrowser: a 2-D embedding of samples coloured by concept, class or any label.
 
 Hovering a point shows its thumbnail (fetched lazily from Python); a lasso or a box
-selects points (shift adds, alt removes) and the selection comes back to Python as
-sample indices in ``selected``; clicking a point (or a legend entry of the concept
-colouring) opens its cluster in the side panel: description, fields and top images.
+selects points (shift or ctrl adds, alt removes) and the selection comes back to Python
+as sample indices in ``selected``; a click selects that point alone (ctrl- or cmd-click
+toggles it, shift-click adds it) and, like a legend entry of the concept colouring,
+opens its cluster in the side panel: description, fields and top images. Colours stay
+distinct for any number of categories.
 
 Binary state (never JSON lists of numbers):
 

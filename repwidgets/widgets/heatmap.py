@@ -4,7 +4,8 @@ Rows and columns are reordered by hierarchical clustering (average linkage on th
 distances), so groups of similar neurons show up as blocks on the diagonal. Hovering a
 cell shows both neurons (their ids, labels and, with a thumbnail source, their images
 fetched lazily from Python) and the value; the wheel zooms, dragging pans, a click
-selects the row's neuron and a shift-drag (brush) selects a range of rows. The
+selects the row's neuron alone (ctrl- or cmd-click toggles it, shift-click selects the
+rows from the last clicked one) and a shift-drag (brush) selects a range of rows. The
 selection is the synced trait ``selected`` (original neuron ids), so
 ``rw.widgets.link(heatmap, gallery)`` keeps a gallery in step.
 
