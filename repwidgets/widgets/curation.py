@@ -2,7 +2,9 @@
 
 The grid shows the band's samples (highest score first) with their score, label,
 prediction and group; thumbnails are fetched lazily for the samples on screen. The
-person moves the band with a slider (Python selects the new samples), and marks the
+person moves the band with a slider pair (Python selects the new samples; moving one
+handle keeps the other end exactly where it was, and the widget says how many marked
+samples the band no longer shows: their marks stay in the file), and marks the
 focused sample with the keyboard (``k`` keep, ``s`` spurious, ``x`` exclude, ``0`` /
 Backspace clears, ``u`` undo, arrows move) or with the mouse (the K / S / X buttons of
 each cell). Every mark goes to Python, which writes the curation file atomically before
