@@ -55,8 +55,30 @@ def use_notebook(force: bool = False) -> bool:
         from bokeh.resources import INLINE
 
         output_notebook(INLINE, hide_banner=True)
+        _route_show_through_bundle()
         _state["bokehjs_loaded"] = True
     return True
+
+
+def _route_show_through_bundle() -> None:
+    """Make ``bokeh.io.show`` in this notebook publish :func:`notebook_bundle`: one output
+    with the plot's size that draws once BokehJS is there (``notebook_handle=True``, for
+    ``push_notebook``, keeps bokeh's own output)."""
+    import bokeh.io.notebook as bokeh_notebook
+
+    bokeh_show_doc = bokeh_notebook.show_doc
+
+    def show_doc(obj, state, notebook_handle=None):
+        if notebook_handle:
+            return bokeh_show_doc(obj, state, notebook_handle)
+        if obj not in state.document.roots:
+            state.document.add_root(obj)
+        bokeh_notebook.publish_display_data(notebook_bundle(obj))
+        return None
+
+    bokeh_notebook.install_notebook_hook(
+        "jupyter", bokeh_notebook.load_notebook, show_doc, bokeh_notebook.show_app, overwrite=True
+    )
 
 
 def displayable(model):
@@ -85,6 +107,8 @@ def notebook_bundle(model) -> dict[str, str]:
 
     use_notebook()
     script, div, _ = notebook_content(model)
+    # a block, not bokeh's "display: contents", so that the output has the plot's size
+    div = div.replace('style="display: contents;"', 'style="display: block;"', 1)
     match = re.search(r'id="([^"]+)"', div)
     element_id = match.group(1) if match else ""
     return {

@@ -40,6 +40,7 @@ def notebook(monkeypatch):
     published: list[dict] = []
     monkeypatch.setattr(plots, "in_notebook", lambda: True)
     monkeypatch.setitem(plots._state, "bokehjs_loaded", False)
+    monkeypatch.setattr(bokeh.io.notebook, "_HOOKS", dict(bokeh.io.notebook._HOOKS))
     monkeypatch.setattr(
         bokeh.io.notebook, "publish_display_data", lambda data, **_: published.append(data)
     )
@@ -80,7 +81,11 @@ def test_show_still_works_in_the_notebook(notebook):
     fig = LineResult().plot()
     notebook.clear()
     show(fig)
-    assert any(f'data-root-id="{fig.id}"' in d.get("text/html", "") for d in notebook)
+    shown = [
+        d["text/html"] for d in notebook if f'data-root-id="{fig.id}"' in d.get("text/html", "")
+    ]
+    assert len(shown) == 1, notebook
+    assert "display: block" in shown[0], "the output should take the plot's size"
 
 
 def test_save_and_report_still_take_the_plot(tmp_path, notebook):

@@ -71,6 +71,15 @@ PLOT_CELLS = [
         "                                       n_targets=8, progress=False)\n"
         "a.plot()",
     ),
+    (
+        "01_dora figures of its own",
+        "from bokeh.layouts import column\n"
+        "from bokeh.plotting import figure\n"
+        "f = figure(width=300, height=150)\n"
+        "f.line([0, 1, 2], [1, 0, 1])\n"
+        "rw.plots.displayable(column(f))",
+    ),
+    ("05_attribution display()", "display(p.plot())\nlen(p.to_frame())"),
 ]
 
 # Per plot container: how many canvases it holds and how many hold a drawing (pixels of
@@ -96,7 +105,7 @@ PLOTS_DRAWN = """() => {
   return [...document.querySelectorAll('.jp-OutputArea [data-root-id]')].map((root) => {
     const canvases = deep(root, []);
     return {canvases: canvases.length, drawn: canvases.filter(drawn).length,
-            text: (root.innerText || '').slice(0, 200)};
+            height: root.getBoundingClientRect().height, text: (root.innerText || '').slice(0, 200)};
   });
 }"""
 
@@ -179,6 +188,7 @@ def test_tutorial_plots_draw_offline_in_jupyterlab(lab, chromium, artifacts):
         assert len(plots) == expected, (plots, [name for name, _ in PLOT_CELLS])
         for (name, _), plot in zip(PLOT_CELLS, plots):
             assert plot["drawn"] > 0, f"{name}: nothing drawn ({plot})"
+            assert plot["height"] > 50, f"{name}: the output has no height ({plot})"
             assert "BokehJS" not in plot["text"], f"{name}: {plot['text']}"
         assert not [u for u in blocked if "bokeh" in u], blocked
     finally:
