@@ -76,8 +76,15 @@ class JavaScriptBuildHook(BuildHookInterface):
 
     def initialize(self, version: str, build_data: dict) -> None:
         root = Path(self.root)
+        built = all(path.is_file() for path in bundle_paths(root))
         if not bundles_are_current(root):
-            build_js(root)
+            if built and shutil.which("npm") is None:
+                self.app.display_warning(
+                    "The JavaScript bundles are older than js/; without npm they are packaged "
+                    "as they are. Install Node.js 18+ to rebuild them."
+                )
+            else:
+                build_js(root)
         missing = [p.name for p in bundle_paths(root) if not p.is_file()]
         if missing:
             raise RuntimeError(
