@@ -53,6 +53,18 @@ describe("RpcClient", () => {
   });
 });
 
+describe("RpcClient on a closed channel", () => {
+  it("fails a request that cannot be sent, with the way out", async () => {
+    const m = new MockModel({});
+    m.send = () => {
+      throw new Error("Cannot send on a closed comm");
+    };
+    const rpc = new RpcClient(m);
+    await expect(rpc.request("fetch")).rejects.toThrow(/cannot reach the kernel \(Cannot send on a closed comm\); run the cell again/);
+    expect(rpc.inFlight).toBe(0);
+  });
+});
+
 describe("RpcClient with a busy kernel", () => {
   afterEach(() => {
     vi.useRealTimers();

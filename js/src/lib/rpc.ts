@@ -163,10 +163,18 @@ export class RpcClient {
     });
   }
 
+  /** Send (or send again) a request; a channel that cannot send any more fails it. */
   private transmit(entry: Pending): void {
     entry.seq = this.seq++;
     entry.lastSent = Date.now();
-    this.model.send(entry.message);
+    try {
+      this.model.send(entry.message);
+    } catch (e) {
+      if (this.settle(String(entry.message.request_id))) {
+        const why = e instanceof Error ? e.message : String(e);
+        entry.reject(new RequestError(`cannot reach the kernel (${why}); run the cell again to reconnect`));
+      }
+    }
   }
 
   private settle(id: string): Pending | undefined {
@@ -205,7 +213,7 @@ export class RpcClient {
   /** Requests sent before an answered ping were lost on the way: send them again. */
   private onPingAnswered(pingSeq: number): void {
     for (const [id, s] of this.pings) if (s <= pingSeq) this.pings.delete(id);
-    for (const entry of this.pending.values()) {
+    for (const entry of [...this.pending.values()]) {
       if (entry.seq < pingSeq) {
         this.resentCount++;
         this.transmit(entry);
@@ -216,7 +224,11 @@ export class RpcClient {
   private ping(): void {
     const id = `${this.prefix}:${this.next++}`;
     this.pings.set(id, this.seq++);
-    this.model.send({ type: PING, request_id: id });
+    try {
+      this.model.send({ type: PING, request_id: id });
+    } catch {
+      this.pings.delete(id); // the requests' own sends report a closed channel
+    }
   }
 
   /** (Re)start the timers that notice a silent kernel and check for lost requests. */
