@@ -23,7 +23,7 @@ Two layers, as every engine:
 Example:
     >>> import repwidgets as rw
     >>> sess = rw.demo_session()                                   # doctest: +SKIP
-    >>> m = rw.midrange.select(sess, class_index=0, band=(0.0, 0.5))  # doctest: +SKIP
+    >>> m = rw.midrange.select(sess, class_index=0)  # the automatic band  # doctest: +SKIP
     >>> m.associations().head()                                    # doctest: +SKIP
     >>> cur = rw.midrange.auto_curate(m, rule="concepts")          # doctest: +SKIP
     >>> head = rw.midrange.retrain_last_layer(sess, cur)           # doctest: +SKIP
@@ -56,6 +56,16 @@ from repwidgets.engines.curation_store import (
     CurationWriteError,
     VanishedMarksWarning,
 )
+from repwidgets.engines.midrange_band import (
+    AUTO,
+    AUTO_SCORE,
+    AUTO_TAIL,
+    auto_band,
+    class_scores,
+    quantiles_of_limits,
+    two_proportion_ztest,
+)
+from repwidgets.engines.midrange_band import benjamini_hochberg as _benjamini_hochberg
 from repwidgets.results import Result, notebook_plot
 
 __all__ = [
@@ -88,46 +98,14 @@ __all__ = [
     "typical_pattern",
 ]
 
-SCORES = ("logit", "margin")
 WITHIN = ("class", "all")
 DEFAULT_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-#: The band the demo curates: over all samples, between the class's bulk and the rest,
-#: where both confounders sit (the class without its artifact, other classes with it).
-DEMO_BAND = {"band": (0.5, 0.9), "within": "all"}
+#: The band the demo curates: the automatic band (over all samples, between the class's
+#: least typical members and the other classes' least typical samples).
+DEMO_BAND = {"band": AUTO}
 
 
 # =============================================================================== band
-def class_scores(logits: torch.Tensor, class_index: int, score: str = "logit") -> torch.Tensor:
-    """The score of output neuron ``class_index`` per sample, [n].
-
-    ``"logit"`` is the raw logit; ``"margin"`` is the logit minus the largest other
-    logit (positive where the class wins).
-
-    Example:
-        >>> class_scores(torch.tensor([[2.0, 1.0, 0.5]]), 0, "margin")
-        tensor([1.])
-    """
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}.")
-    logits = torch.as_tensor(logits)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape [n, n_classes]; got {tuple(logits.shape)}.")
-    k = int(class_index)
-    if not 0 <= k < logits.shape[1]:
-        raise ValueError(
-            f"class_index {class_index} is out of range for {logits.shape[1]} output neurons "
-            f"(0..{logits.shape[1] - 1})."
-        )
-    logits = logits.detach().double()
-    own = logits[:, k]
-    if score == "logit":
-        return own
-    if logits.shape[1] < 2:
-        raise ValueError("score='margin' needs at least two output neurons; use score='logit'.")
-    others = torch.cat([logits[:, :k], logits[:, k + 1 :]], dim=1)
-    return own - others.max(dim=1).values
-
-
 def _check_band(band: Sequence[float], absolute: bool) -> tuple[float, float]:
     try:
         lo, hi = (float(band[0]), float(band[1]))
@@ -193,6 +171,7 @@ class MidrangeResult(Result):
     top_groups: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     top_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     population_values: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    band_choice: dict = field(default_factory=dict)
     _session: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ basics
@@ -247,6 +226,7 @@ class MidrangeResult(Result):
                 col = name if name not in taken else f"concept_{name}"
                 cols[col] = self.concepts[:, j].numpy().astype(bool)
             frame = pd.concat([frame, pd.DataFrame(cols)], axis=1)
+        frame.attrs.update(band=list(self.band), limits=list(self.limits), why=self.band_choice)
         return frame
 
     def associations(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -326,6 +306,7 @@ class MidrangeResult(Result):
             "within": self.within,
             "score": self.score,
             "absolute": bool(self.absolute),
+            **({"band_choice": self.band_choice} if self.band_choice else {}),
         }
         kwargs = {"split": self.split, "n_samples": self.n_samples or None}
         if path is None:
@@ -355,14 +336,16 @@ class MidrangeResult(Result):
                 "This result has no session (it was loaded from a file); call "
                 "rw.midrange.select(sess, ...) instead."
             )
+        auto = band is None and self.band_choice.get("rule", "").startswith(AUTO)
         kwargs = {
             "class_index": self.class_index,
-            "band": tuple(band) if band is not None else tuple(self.band),
+            "band": AUTO if auto else tuple(band) if band is not None else tuple(self.band),
             "split": self.split,
             "within": self.within,
             "score": self.score,
             "absolute": self.absolute,
             "top_fraction": self.top_fraction,
+            **({"tail": self.band_choice["tail"]} if auto else {}),
         }
         kwargs.update(changes)
         return select(self._session, **kwargs)
@@ -462,72 +445,30 @@ class MidrangeResult(Result):
     def _summary(self) -> str:
         lo, hi = self.band
         kind = "values" if self.absolute else "quantiles"
+        why = f"; {self.band_choice['rule']} band: {self.band_choice['reason']}"
         return (
             f"MidrangeResult(class={self.class_name!r}, split={self.split!r}, "
-            f"band {kind} [{lo:g}, {hi:g}] of {self.score} within {self.within}: "
+            f"band {kind} [{lo:.4g}, {hi:.4g}] of {self.score} within {self.within} "
+            f"({self.score} {self.limits[0]:.3g} .. {self.limits[1]:.3g}): "
             f"{len(self)} of {self.population_size} samples, "
-            f"top extreme {len(self.top_indices)})"
+            f"top extreme {len(self.top_indices)}{why if self.band_choice else ''})"
         )
 
     def __repr__(self) -> str:
         return self._summary()
 
 
-def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    p = np.asarray(p, dtype=float)
-    n = p.size
-    if n == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * n / np.arange(1, n + 1)
-    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.clip(ranked, 0, 1)
-    return out
-
-
-def two_proportion_ztest(x1, n1, x2, n2) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided two-proportion z test with pooled variance.
-
-    z = (x1/n1 - x2/n2) / sqrt(p (1 - p) (1/n1 + 1/n2)), p = (x1 + x2) / (n1 + n2);
-    p-value = erfc(|z| / sqrt(2)). Where both samples are all-0 or all-1 (no variance)
-    z = 0 and p = 1. Arguments broadcast (arrays of counts, one per concept).
-
-    Returns:
-        (z, p_value) as float arrays.
-
-    Example:
-        >>> z, p = two_proportion_ztest(30, 100, 10, 100)
-        >>> round(float(z), 3), round(float(p), 4)
-        (3.536, 0.0004)
-    """
-    from scipy.special import erfc
-
-    x1, x2 = np.asarray(x1, dtype=float), np.asarray(x2, dtype=float)
-    n1, n2 = float(n1), float(n2)
-    if n1 <= 0 or n2 <= 0:
-        raise ValueError(f"Both samples need at least one member; got n1={n1:g}, n2={n2:g}.")
-    if np.any((x1 < 0) | (x1 > n1)) or np.any((x2 < 0) | (x2 > n2)):
-        raise ValueError("Counts must lie between 0 and their sample size.")
-    pooled = (x1 + x2) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    diff = x1 / n1 - x2 / n2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, diff / np.where(se > 0, se, 1.0), 0.0)
-    p = erfc(np.abs(z) / math.sqrt(2.0))
-    return np.asarray(z, dtype=float), np.asarray(p, dtype=float)
-
-
 def select_band(
     logits: torch.Tensor,
     targets: torch.Tensor,
     class_index: int,
-    band: Sequence[float] = (0.25, 0.75),
+    band: Sequence[float] | str = AUTO,
     *,
-    within: str = "class",
-    score: str = "logit",
+    within: str | None = None,
+    score: str | None = None,
     absolute: bool = False,
     top_fraction: float = 0.1,
+    tail: float = AUTO_TAIL,
     concepts: torch.Tensor | None = None,
     groups: torch.Tensor | None = None,
     class_names: Sequence[str] | None = None,
@@ -542,13 +483,16 @@ def select_band(
         logits: model outputs [n, n_classes] (any device).
         targets: class labels [n].
         class_index: the output neuron k.
-        band: ``(low, high)`` quantiles in [0, 1] of the population's scores (inclusive,
-            linear interpolation as ``torch.quantile``), or score values with
-            ``absolute=True``.
+        band: ``"auto"`` (default): placed from the scores and class labels between the
+            atypical tails of the class and of the other classes (see
+            :func:`~repwidgets.engines.midrange_band.auto_band`; ``tail`` sets their size);
+            or ``(low, high)`` quantiles in [0, 1] of the population's scores
+            (inclusive, linear interpolation as ``torch.quantile``), or score values with
+            ``absolute=True``. The result's ``band_choice`` records the automatic choice.
         within: ``"class"``: the population is the samples labelled k; ``"all"``: every
-            sample of the split.
+            sample of the split. Default: "all" for the automatic band, else "class".
         score: ``"logit"`` (neuron k's logit) or ``"margin"`` (its logit minus the
-            largest other logit).
+            largest other logit). Default: the automatic band's score, else "logit".
         top_fraction: the top extreme is the highest ``top_fraction`` of the population
             (band members left out); it is the contrast for :meth:`MidrangeResult.associations`.
         concepts: bool [n, K] concept labels (optional), groups: long [n] (optional).
@@ -563,11 +507,12 @@ def select_band(
         >>> r.indices.tolist()
         [2, 3]
     """
+    auto, within, score = _band_options(band, within, score)
     if within not in WITHIN:
         raise ValueError(f"within must be one of {WITHIN}, got {within!r}.")
     if not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1]; got {top_fraction!r}.")
-    lo_q, hi_q = _check_band(band, absolute)
+    lo_q, hi_q = (0.0, 1.0) if auto else _check_band(band, absolute)
     logits = torch.as_tensor(logits).detach().float().cpu()
     targets = torch.as_tensor(targets).detach().long().cpu().reshape(-1)
     if logits.ndim != 2:
@@ -600,7 +545,13 @@ def select_band(
             "empty. Use within='all' or another class."
         )
     pop_values = values[population]
-    if absolute:
+    choice: dict[str, Any] = {}
+    if auto:
+        name = class_names[k] if class_names is not None and k < len(class_names) else None
+        choice = auto_band(values, targets, k, tail=tail, score=score, class_name=name)
+        lo, hi = choice["limits"]
+        lo_q, hi_q = (lo, hi) if absolute else quantiles_of_limits(pop_values, lo, hi)
+    elif absolute:
         lo, hi = lo_q, hi_q
     else:
         qs = torch.quantile(pop_values, torch.tensor([lo_q, hi_q], dtype=torch.float64))
@@ -666,7 +617,18 @@ def select_band(
         top_groups=groups[top_idx],
         top_labels=targets[top_idx],
         population_values=pop_values.float(),
+        band_choice=choice,
     )
+
+
+def _band_options(band: Any, within: str | None, score: str | None) -> tuple[bool, str, str]:
+    """(automatic?, within, score) with the defaults of an automatic or an explicit band."""
+    auto = isinstance(band, str)
+    if auto and band != AUTO:
+        raise ValueError(f"band must be {AUTO!r} or a pair (low, high); got {band!r}.")
+    within = within if within is not None else "all" if auto else "class"
+    score = score if score is not None else AUTO_SCORE if auto else "logit"
+    return auto, within, score
 
 
 # =============================================================================== session
@@ -702,20 +664,25 @@ def _check_split(sess, split: str) -> None:
 def select(
     sess,
     class_index: int | str,
-    band: Sequence[float] = (0.25, 0.75),
+    band: Sequence[float] | str = AUTO,
     split: str = "train",
-    within: str = "class",
-    score: str = "logit",
+    within: str | None = None,
+    score: str | None = None,
     absolute: bool = False,
     top_fraction: float = 0.1,
+    tail: float = AUTO_TAIL,
 ) -> MidrangeResult:
     """The mid-range band of output neuron ``class_index`` over a split of a session.
 
     Pulls the logits, labels, concept labels and groups of ``split`` from the session and
-    calls :func:`select_band` (see it for the meaning of each argument).
+    calls :func:`select_band` (see it for the meaning of each argument). By default the
+    band is placed automatically (``band="auto"``) over all samples, between the least
+    typical members of the class and the least typical samples of the other classes,
+    where a shortcut's confounders sit; ``m.band_choice`` says where and why.
 
     Example:
-        >>> m = select(sess, "circle", band=(0.25, 0.75), within="class")  # doctest: +SKIP
+        >>> m = select(sess, "circle")                                    # doctest: +SKIP
+        >>> m.band_choice["reason"]                                       # doctest: +SKIP
         >>> m.to_frame()[["sample", "logit", "label", "prediction", "group"]].head()
     """
     _check_split(sess, split)
@@ -734,6 +701,7 @@ def select(
         score=score,
         absolute=absolute,
         top_fraction=top_fraction,
+        tail=tail,
         concepts=concepts,
         groups=groups,
         class_names=sess.class_names,
