@@ -107,7 +107,7 @@ class Session:
     Example:
         >>> sess = Session(model, {"train": train_ds, "test": test_ds})  # doctest: +SKIP
         >>> sess.layers()[:3]                                            # doctest: +SKIP
-        >>> acts = sess.activations("features.conv3", split="test")      # [n, C]
+        >>> acts = sess.activations("features.conv3", split="test")  # doctest: +SKIP
     """
 
     def __init__(
