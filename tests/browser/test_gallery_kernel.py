@@ -314,7 +314,21 @@ BUSY_SECONDS = 16
 BUSY_CELL = f"""\
 import time
 time.sleep({BUSY_SECONDS})
+awake_at = time.time()
 print("awake")"""
+
+#: Notes the type and arrival time of every message the gallery's kernel side receives.
+RECORD_CELL = """\
+import time
+received = []
+_answer = g._router.handle
+
+def _record(content, buffers=None):
+    if isinstance(content, dict):
+        received.append((content.get("type"), time.time()))
+    return _answer(content, buffers)
+
+g._router.handle = _record"""
 
 WAITING_SHOWN = """() => {
   const w = document.querySelector('.rw-gallery .rw-waiting');
@@ -334,25 +348,48 @@ THUMBS_STATE = """() => {
 }"""
 
 
+PATIENT_SETUP = SETUP_CELL.replace("height=480,", f"height=480,\n    request_patience={PATIENCE},")
+
+#: Drops the first image request the kernel receives, as if it was lost on the way.
+LOSSY_CELL = """\
+lost = []
+_handle = g._router.handle
+
+def _lose_first_fetch(content, buffers=None):
+    if isinstance(content, dict) and content.get("type") == "fetch" and not lost:
+        lost.append(content["request_id"])
+        return None
+    return _handle(content, buffers)
+
+g._router.handle = _lose_first_fetch"""
+
+
+def shown_after(setup: str, patch: str) -> str:
+    """The setup cell with ``patch`` run before its last line displays the gallery."""
+    assert setup.endswith("\ng"), setup
+    return setup[: -len("g")] + patch + "\ng"
+
+
 @pytest.fixture
-def busy_lab(tmp_path):
+def lab_root(tmp_path):
+    """A JupyterLab server and the folder it serves (tests write their notebooks there)."""
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     root = tmp_path / "notebooks"
     root.mkdir()
-    setup = SETUP_CELL.replace("height=480,", f"height=480,\n    request_patience={PATIENCE},")
-    assert f"request_patience={PATIENCE}" in setup
-    write_notebook(root / "busy.ipynb", (setup, BUSY_CELL))
     srv = Server("lab", root, tmp_path)
     try:
         srv.wait_ready()
-        yield srv
+        yield srv, root
     finally:
         srv.stop()
 
 
-def test_images_wait_for_a_busy_kernel_and_arrive(busy_lab, chromium, artifacts):
+def test_images_wait_for_a_busy_kernel_and_arrive(lab_root, chromium, artifacts):
     """Run All: the gallery's image requests queue behind a long cell; the widget says it
     is waiting and shows the images once the kernel is free, without being displayed again."""
+    busy_lab, root = lab_root
+    assert f"request_patience={PATIENCE}" in PATIENT_SETUP
+    write_notebook(root / "busy.ipynb", (shown_after(PATIENT_SETUP, RECORD_CELL), BUSY_CELL))
     page = chromium.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
     try:
@@ -364,14 +401,12 @@ def test_images_wait_for_a_busy_kernel_and_arrive(busy_lab, chromium, artifacts)
             artifacts / "gallery-busy-failed.png",
             wait_idle=False,
         )
-        shown_at = time.time()
         page.wait_for_function(WAITING_SHOWN, timeout=30_000)
         during = page.evaluate(THUMBS_STATE)
         assert during["total"] > 0 and during["loaded"] == 0, during
         page.screenshot(path=str(artifacts / "gallery-busy-waiting.png"))
 
         page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-        busy_for = time.time() - shown_at
         page.wait_for_function(
             "() => { const s = ("
             + THUMBS_STATE
@@ -381,13 +416,43 @@ def test_images_wait_for_a_busy_kernel_and_arrive(busy_lab, chromium, artifacts)
         after = page.evaluate(THUMBS_STATE)
         assert after["failed"] == 0 and after["message"] == "", after
         assert after["waiting"] == "", after
-        # the requests really waited through several checks of the widget
-        assert busy_for > 3 * PATIENCE, busy_for
+        # the requests waited behind the busy cell, longer than the widget's patience:
+        # its pings queued behind them too
+        report = "import json; print(json.dumps({'received': received, 'awake_at': awake_at}))"
+        seen = json.loads(kernel_eval(busy_lab, report))
+        fetched = [t for kind, t in seen["received"] if kind == "fetch"]
+        assert fetched and min(fetched) >= seen["awake_at"], seen
+        assert any(kind == "ping" for kind, _ in seen["received"]), seen
         assert page.locator(".rw-gallery").count() == 1  # the same view, not a new display
         outputs = page.eval_on_selector_all(
             ".jp-OutputArea-output", "els => els.map(e => e.innerText).join(' ')"
         )
         assert "awake" in outputs
         page.screenshot(path=str(artifacts / "gallery-busy-loaded.png"))
+    finally:
+        page.close()
+
+
+def test_a_lost_image_request_is_sent_again(lab_root, chromium, artifacts):
+    """The kernel never answers the first image request: a later ping is answered, so
+    the page sends the request again and the images arrive."""
+    server, root = lab_root
+    write_notebook(root / "lossy.ipynb", (shown_after(PATIENT_SETUP, LOSSY_CELL),))
+    page = chromium.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    try:
+        open_and_run(
+            page, server, "lab/tree/lossy.ipynb", ".rw-gallery .rw-card", artifacts / "lossy.png"
+        )
+        page.wait_for_function(
+            "() => { const s = ("
+            + THUMBS_STATE
+            + ")(); return s.total > 0 && s.loaded === s.total; }",
+            timeout=60_000,
+        )
+        after = page.evaluate(THUMBS_STATE)
+        assert after["failed"] == 0 and after["message"] == "", after
+        lost = json.loads(kernel_eval(server, "import json; print(json.dumps(lost))"))
+        assert len(lost) == 1, lost  # one request was dropped, and still its images came
     finally:
         page.close()
