@@ -67,10 +67,11 @@ def _methods(spec: str) -> list[str]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     import repwidgets as rw
-    from repwidgets import plots
     from repwidgets.cache import cache_dir
-    from repwidgets.report import Report
+    from repwidgets.report import Report, add_demo_section
 
     methods = _methods(args.methods)
     progress = not args.quiet
@@ -108,31 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Cache: {cache_dir()}")
 
     report = Report("repwidgets demo: the embedded default")
-    report.add_section("Data and model")
-    report.add_text(
-        f"{data!r}. Model: {type(model).__name__}, trained {len(history.loss)} epochs "
-        f"in {history.seconds:.0f} s. Test accuracy {evaluation['accuracy']:.3f}."
-    )
-    report.add_figure(
-        plots.training_curves(
-            {
-                "loss": history.loss,
-                "train accuracy": history.accuracy,
-                "val accuracy": history.val_accuracy,
-            },
-            title="Training curves",
-        )
-    )
-    if "groups" in evaluation:
-        report.add_figure(
-            plots.bars(
-                list(evaluation["groups"]),
-                list(evaluation["groups"].values()),
-                title="Test accuracy per group (class / artifact)",
-                y_label="accuracy",
-                y_range=(0, 1),
-            )
-        )
+    _add_data_and_model(report, data, model, history, evaluation, sizes)
     _add_examples(report, sess)
 
     failures = []
@@ -144,13 +121,18 @@ def run_demo(args: argparse.Namespace) -> int:
         except Exception as exc:  # report every method, then fail at the end
             failures.append(method)
             print(f"  {method} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            report.add_section(method)
+            report.add_text(f"This method failed: {type(exc).__name__}: {exc}")
             continue
         for line in section.get("summary_lines", []):
             print(f"  {line}")
-        _add_section(report, section)
+        add_demo_section(report, method, section, sess)
 
     report.add_section("Timings")
-    report.add_text("\n".join(f"{s:8.1f} s  {name}" for name, s in clock.steps), preformatted=True)
+    report.add_table(
+        pd.DataFrame({"step": [n for n, _ in clock.steps], "seconds": [s for _, s in clock.steps]}),
+        float_format="{:.1f}",
+    )
     path = report.save(args.report)
     print(f"\nReport: {Path(path).resolve()}")
     print("Timings: " + ", ".join(f"{name} {s:.1f} s" for name, s in clock.steps))
@@ -178,16 +160,63 @@ def _add_examples(report, sess, per_class: int = 4) -> None:
         report.add_images(sess.thumbnails(idx, "test", size=96), captions)
 
 
-def _add_section(report, section: dict) -> None:
-    report.add_section(section["title"])
-    for line in section.get("summary_lines", []):
-        report.add_text(line)
-    for frame in section.get("tables", []):
-        report.add_table(frame)
-    for images, captions in section.get("images", []):
-        report.add_images(images, captions)
-    for fig in section.get("figures", []):
-        report.add_figure(fig)
+def _add_data_and_model(report, data, model, history, evaluation: dict, sizes: str) -> None:
+    """The data and the model as tables, the training curves and the accuracy per group."""
+    import pandas as pd
+
+    from repwidgets import plots
+
+    report.add_section("Data and model")
+    config = getattr(data, "config", {}) or {}
+    spurious = config.get("spurious_class")
+    if isinstance(spurious, int) and 0 <= spurious < len(data.class_names):
+        spurious = data.class_names[spurious]
+    facts = {
+        "data": f"{data.name}: {sizes}",
+        "classes": ", ".join(data.class_names),
+        "concept labels": len(getattr(data, "concept_names", []) or []),
+        "artifact": f"{config.get('artifact')} (mostly on {spurious} in training)",
+        "model": type(model).__name__,
+        "training": f"{len(history.loss)} epochs, {history.seconds:.0f} s",
+        "test accuracy": f"{evaluation['accuracy']:.3f}",
+    }
+    if "worst_group_accuracy" in evaluation:
+        facts["worst group"] = (
+            f"{evaluation['worst_group']}: {evaluation['worst_group_accuracy']:.3f}"
+        )
+    report.add_table(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}))
+    report.add_figure(
+        plots.training_curves(
+            {
+                "loss": history.loss,
+                "train accuracy": history.accuracy,
+                "val accuracy": history.val_accuracy,
+            },
+            title="Training curves",
+        )
+    )
+    if "groups" not in evaluation:
+        return
+    groups = evaluation["groups"]
+    report.add_heading("Test accuracy per group (class / artifact)")
+    report.add_table(
+        pd.DataFrame(
+            {
+                "group": list(groups),
+                "accuracy": list(groups.values()),
+                "samples": [evaluation.get("group_counts", {}).get(g, "") for g in groups],
+            }
+        )
+    )
+    report.add_figure(
+        plots.bars(
+            list(groups),
+            list(groups.values()),
+            title="Test accuracy per group (class / artifact): the worst group is the shortcut's",
+            y_label="accuracy",
+            y_range=(0, 1),
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
