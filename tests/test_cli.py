@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import stat
 import subprocess
 import sys
 
@@ -30,7 +32,10 @@ def test_demo_end_to_end_on_a_tiny_configuration(tmp_path):
         sys.executable, "-m", "repwidgets.cli", "demo", "--n-train", "300", "--n-test", "120",
         "--epochs", "1", "--methods", "none", "--quiet", "--report", str(report),
     ]  # fmt: skip
-    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    first = subprocess.run(
+        ["/bin/sh", "-c", 'umask 022 && exec "$@"', "sh", *command],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
     assert "Test accuracy" in out and "worst group" in out
@@ -38,6 +43,12 @@ def test_demo_end_to_end_on_a_tiny_configuration(tmp_path):
     page = report.read_text()
     assert "Training curves" in page and "Test accuracy per group" in page
     assert "data:image/png;base64" in page
+    assert stat.S_IMODE(report.stat().st_mode) == 0o644, oct(report.stat().st_mode)
+    body = page[page.index("</head><body>") :]
+    assert body.count("<table") >= 3, "data, groups and timings should be tables"
+    assert not re.search(
+        r"\b[A-Z]\w*\((\w+=|\.\.\.)", re.sub(r"<script.*?</script>", "", body, flags=re.S)
+    )
     assert list((tmp_path / "cache").rglob("*.pt")), "the trained model was not cached"
 
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
