@@ -445,7 +445,8 @@ class MidrangeResult(Result):
     def _summary(self) -> str:
         lo, hi = self.band
         kind = "values" if self.absolute else "quantiles"
-        why = f"; {self.band_choice['rule']} band: {self.band_choice['reason']}"
+        choice = self.band_choice
+        why = f"; {choice['rule']} band: {choice['reason']}" if "rule" in choice else ""
         return (
             f"MidrangeResult(class={self.class_name!r}, split={self.split!r}, "
             f"band {kind} [{lo:.4g}, {hi:.4g}] of {self.score} within {self.within} "
