@@ -293,7 +293,11 @@ def _concepts_content(report: Report, section: dict, sess) -> None:
     ordered = frame.sort_values("relevance", ascending=False, kind="stable")
     report.add_table(_columns(ordered, [*cols, "labels"]), max_rows=12)
     split = getattr(r, "split", None) or "test"
-    for concept in ordered["concept"].head(4):
+    shown = [int(c) for c in ordered["concept"].head(4)]
+    artifact = _artifact_concept(r, sess)
+    if artifact is not None:
+        shown = [artifact, *[c for c in shown if c != artifact]][:4]
+    for concept in shown:
         top = torch.as_tensor(r.top_samples(int(concept), k=8)).tolist()
         images = _thumbnails(sess, top, split)
         if images:
@@ -308,6 +312,16 @@ def _concepts_content(report: Report, section: dict, sess) -> None:
         images = _thumbnails(sess, idx, split)
         if images:
             report.add_images(images, [f"#{i} {why}" for i, why in zip(idx, reasons)])
+
+
+def _artifact_concept(r, sess) -> int | None:
+    """The concept that separates the data's planted artifact best, if there is one."""
+    config = getattr(getattr(sess, "data", None), "config", {}) or {}
+    artifact = config.get("artifact")
+    names = list(getattr(r, "concept_names", []) or [])
+    if getattr(r, "concept_auc", None) is None or artifact not in names or not r.n_concepts:
+        return None
+    return int(torch.as_tensor(r.concept_auc)[:, names.index(artifact)].argmax())
 
 
 def _midrange_content(report: Report, section: dict, sess) -> None:
