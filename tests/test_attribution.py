@@ -311,6 +311,32 @@ def test_concept_attribution_end_to_end(tiny_session, tmp_path):
     assert isinstance(r.plot(), LayoutDOM)
 
 
+def test_concept_attribution_out_to_loss_term(tiny_session, tmp_path):
+    """By default the training samples are not weighted by the probe's Q term; with
+    out_to_loss="probe" the scores are the same kernel products times that Q."""
+    sess = tiny_session
+    kw = dict(layer="features.relu2", n_models=1, proj_dim=32, n_targets=8, batch_size=32)
+    plain = A.concept_attribution(sess, "watermark", **kw)
+    weighted = A.concept_attribution(sess, "watermark", out_to_loss="probe", **kw)
+    assert plain.out_to_loss_mode == "none" and weighted.out_to_loss_mode == "probe"
+    torch.testing.assert_close(plain.out_to_loss, weighted.out_to_loss)
+    q = plain.out_to_loss
+    assert ((q > 0) & (q < 1)).all()
+    torch.testing.assert_close(weighted.scores, plain.scores * q, rtol=1e-4, atol=1e-12)
+    assert all(isinstance(n, str) for n in plain.notes)
+    assert all(f"Note: {n}" in plain._summary() for n in plain.notes)
+    back = A.ConceptAttributionResult.load(plain.save(tmp_path / "a.safetensors"))
+    assert back.out_to_loss_mode == "none" and back.notes == plain.notes
+    with pytest.raises(ValueError, match="out_to_loss"):
+        A.concept_attribution(sess, "watermark", out_to_loss="class", **kw)
+
+
+def test_out_to_loss_note_flags_a_saturated_probe():
+    saturated = torch.logspace(-7, -2, 100)
+    assert "saturated" in A._out_to_loss_notes(saturated, "none")[0]
+    assert A._out_to_loss_notes(torch.linspace(0.05, 0.6, 100), "probe") == []
+
+
 def test_probe_layers_and_explicit_ensemble(tiny_session):
     import copy
 
