@@ -146,8 +146,14 @@ def attribution_figures(sess, e, args) -> dict:
             progress=False,
         )
         li = r.probe_layers.index(layer)
+        lab = torch.as_tensor(r.concept_labels).numpy().astype(bool)
+        with_q = torch.as_tensor(r.scores).numpy() * torch.as_tensor(r.out_to_loss).numpy()
         per_layer[layer] = {
             "precision_at_100": _r(r.precision_at(100)),
+            "precision_at_100_with_probe_q": _r(
+                lab[np.argsort(-with_q, kind="stable")[:100]].mean()
+            ),
+            "probe_q_median": float(f"{float(torch.as_tensor(r.out_to_loss).median()):.2e}"),
             "base_rate": _r(torch.as_tensor(r.concept_labels).float().mean()),
             "probe_balanced_accuracy": _r(np.mean(r.probe_balanced_accuracy[li])),
             "seconds": round(time.perf_counter() - t0, 1),
