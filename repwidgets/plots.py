@@ -109,7 +109,7 @@ def notebook_bundle(model) -> dict[str, str]:
     script, div, _ = notebook_content(model)
     # a block, not bokeh's "display: contents", so that the output has the plot's size
     div = div.replace('style="display: contents;"', 'style="display: block;"', 1)
-    match = re.search(r'id="([^"]+)"', div)
+    match = re.search(r'\sid="([^"]+)"', div)
     element_id = match.group(1) if match else ""
     return {
         "text/html": f'{div}<script type="text/javascript">'
