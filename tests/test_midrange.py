@@ -21,6 +21,7 @@ from torch import nn
 
 from repwidgets.datasets.bundle import DataBundle, TensorImageDataset
 from repwidgets.engines import midrange as mr
+from repwidgets.engines import midrange_band as mb
 from repwidgets.engines.curation_store import (
     Curation,
     CurationFileError,
@@ -116,6 +117,113 @@ def test_band_matches_quantile_definition():
     assert set(r.indices.tolist()) == set(
         torch.nonzero((logits[:, 1] >= -0.5) & (logits[:, 1] <= 0.5)).flatten().tolist()
     )
+
+
+def planted_middle(seed: int = 0, n_members: int = 1000, n_others: int = 2000):
+    """Logits whose class-0 score has a planted confounded middle, with the answer known.
+
+    Typical members of class 0 score about +5 and typical others about -3; 5% of the
+    members (without the planted feature) and 3% of the others (with it) score in the
+    middle, between 0 and 2.5. Returns (logits [n, 3], targets [n], confounder mask [n]).
+    """
+    g = torch.Generator().manual_seed(seed)
+    n_conf_m, n_conf_o = n_members // 20, 3 * n_others // 100
+    own = torch.cat(
+        [
+            5.0 + 0.7 * torch.randn(n_members - n_conf_m, generator=g),
+            torch.linspace(0.0, 2.5, n_conf_m),
+            -3.0 + 0.7 * torch.randn(n_others - n_conf_o, generator=g),
+            torch.linspace(0.0, 2.5, n_conf_o),
+        ]
+    )
+    n = n_members + n_others
+    targets = torch.cat([torch.zeros(n_members), 1 + torch.arange(n_others) % 2]).long()
+    confounder = torch.zeros(n, dtype=torch.bool)
+    confounder[n_members - n_conf_m : n_members] = True
+    confounder[n - n_conf_o :] = True
+    logits = torch.stack(
+        [own, 0.1 * torch.randn(n, generator=g), 0.1 * torch.randn(n, generator=g)], 1
+    )
+    return logits, targets, confounder
+
+
+@pytest.mark.parametrize("score", ["logit", "margin"])
+def test_auto_band_finds_planted_middle(score):
+    """Oracle: the default band covers the planted middle and stays off both bulks."""
+    logits, targets, confounder = planted_middle()
+    m = mr.select_band(logits, targets, 0, score=score)
+    assert m.within == "all" and m.score == score and m.band_choice["rule"] == "auto"
+    inside = torch.zeros(len(targets), dtype=torch.bool)
+    inside[m.indices] = True
+    assert bool(inside[confounder].all())  # every planted confounder is in the band
+    share = float(confounder[inside].double().mean())
+    assert share / float(confounder.double().mean()) >= 5.0
+    own = logits[:, 0].double()
+    typical = ~confounder
+    lo, hi = m.limits
+    assert lo > float(own[typical & (targets != 0)].median())  # above the others' bulk
+    assert hi < float(own[typical & (targets == 0)].median())  # below the class's bulk
+    assert m.band_choice["members_in_band"] + m.band_choice["others_in_band"] == len(m)
+    narrower = mr.select_band(logits, targets, 0, score=score, tail=0.05)
+    assert set(narrower.indices.tolist()) <= set(m.indices.tolist())
+
+
+def test_auto_band_overlap_and_one_sided():
+    """Where the two sides overlap the band is their overlap; one class alone: its low tail."""
+    g = torch.Generator().manual_seed(1)
+    own = torch.cat([1.0 + torch.randn(500, generator=g), torch.randn(500, generator=g)])
+    y = torch.cat([torch.zeros(500), torch.ones(500)]).long()
+    choice = mb.auto_band(own, y, 0, tail=0.2)
+    assert choice["overlap"]
+    lo, hi = choice["limits"]
+    assert lo == pytest.approx(float(np.quantile(own[:500].numpy(), 0.2)))
+    assert hi == pytest.approx(float(np.quantile(own[500:].numpy(), 0.8)))
+    alone = mb.auto_band(own[:500], y[:500], 0, tail=0.2)
+    assert alone["rule"] == "auto (one side)"
+    assert alone["limits"][1] == pytest.approx(float(np.quantile(own[:500].numpy(), 0.2)))
+
+
+def test_auto_band_quantiles_reselect_the_same_samples():
+    logits, targets, _ = planted_middle(seed=3)
+    for within in ("all", "class"):
+        m = mr.select_band(logits, targets, 0, within=within)
+        again = mr.select_band(logits, targets, 0, band=m.band, within=within, score=m.score)
+        assert again.indices.tolist() == m.indices.tolist()
+        assert again.band_choice == {}
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(301, generator=g).double()
+    for lo, hi in ((-0.5, 0.7), (-9.0, 0.1), (0.2, 9.0), (0.31, 0.3101)):
+        q = mb.quantiles_of_limits(values, lo, hi)
+        qv = torch.quantile(values, torch.tensor(q, dtype=torch.float64))
+        picked = (values >= qv[0]) & (values <= qv[1])
+        assert torch.equal(picked, (values >= lo) & (values <= hi))
+
+
+def test_auto_band_is_recorded_and_explained(synth, tmp_path):
+    m = mr.select(synth, 0)
+    assert m.band_choice["rule"] == "auto" and m.within == "all"
+    assert "auto band" in repr(m) and m.band_choice["reason"] in repr(m)
+    frame = m.to_frame()
+    assert frame.attrs["why"] == m.band_choice and frame.attrs["band"] == m.band
+    back = mr.MidrangeResult.load(m.save(tmp_path / "auto.safetensors"))
+    assert back.band_choice == m.band_choice
+    assert m.curation().context["band_choice"] == m.band_choice
+    moved = m.reselect(class_index=1)  # still automatic, placed for the other class
+    assert moved.band_choice["rule"] == "auto" and moved.class_index == 1
+    assert m.reselect(band=(0.2, 0.4)).band_choice == {}
+    with pytest.raises(ValueError, match="'auto' or a pair"):
+        mr.select(synth, 0, band="middle")
+    with pytest.raises(ValueError, match="tail"):
+        mr.select(synth, 0, tail=0.7)
+
+
+def test_auto_band_enriched_on_synthetic_session(synth):
+    """The planted shortcut of the synthetic session: the default band is enriched."""
+    y, g = synth.targets("train"), synth.groups("train")
+    confounder = ((y == 0) & (g % 2 == 0)) | ((y != 0) & (g % 2 == 1))
+    m = mr.select(synth, 0)
+    share = float(confounder[m.indices].double().mean())
+    assert share >= 2.0 * float(confounder.double().mean())
 
 
 def test_frame_columns(synth):
@@ -489,6 +597,23 @@ def test_demo_band_enriched_and_curation_nears_oracle(demo_session):
     assert wga["curated"] > wga["ERM"] + 0.3
     assert wga["curated"] > wga["random"] + 0.05
     assert wga["curated"] > wga["oracle"] - 0.1
+
+
+@pytest.mark.demo
+@pytest.mark.slow
+def test_demo_default_band_is_enriched_in_confounders(demo_session):
+    """With its defaults the band holds confounders at >= 2x their base rate (the group
+    labels only measure it: the band is chosen from logits and class labels)."""
+    sess = demo_session
+    k = sess.class_names.index("circle")
+    m = mr.select(sess, "circle")
+    assert m.band_choice["rule"] == "auto" and m.within == "all"
+    y, g = sess.targets("train"), sess.groups("train")
+    confounder = ((y == k) & (g % 2 == 0)) | ((y != k) & (g % 2 == 1))
+    share = float(confounder[m.indices].double().mean())
+    assert len(m) >= 100
+    assert share >= 2.0 * float(confounder.double().mean())
+    assert int(confounder[m.indices].sum()) >= 0.5 * int(confounder.sum())
 
 
 @pytest.mark.demo
