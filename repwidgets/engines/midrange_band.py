@@ -16,6 +16,15 @@ than ``1 - tail`` of its kind, and every member lower than ``1 - tail`` of its k
 When the two mixtures are well separated the band is the gap between their bulks;
 when they overlap it is the region where the score cannot tell the label.
 
+Two choices follow from the same picture. The score is the logit *margin* (the class's
+logit minus the largest other one): a sample of another class that carries the
+shortcut gains logit for k while keeping its own class's logit, so its margin lands
+near zero, at the decision boundary, whereas the raw logit leaves it among the other
+classes' own spread. And ``tail`` must exceed the share of a side that the shortcut
+displaces into the other side's bulk (there a tail quantile would land inside the
+wrong bulk); the default 0.2 tolerates minorities of up to about a fifth of a class,
+at the price of a wider band than a smaller tail gives when the minority is small.
+
 Besides the band this module holds the numerics that band and association analysis
 share: :func:`class_scores`, :func:`two_proportion_ztest` and
 :func:`benjamini_hochberg`.
@@ -31,6 +40,7 @@ import torch
 
 __all__ = [
     "AUTO",
+    "AUTO_SCORE",
     "AUTO_TAIL",
     "SCORES",
     "auto_band",
@@ -46,7 +56,7 @@ SCORES = ("logit", "margin")
 AUTO = "auto"
 
 #: The fraction of each side (members, non-members) that counts as its atypical tail.
-AUTO_TAIL = 0.1
+AUTO_TAIL = 0.2
 
 #: The score the automatic band uses unless told otherwise.
 AUTO_SCORE = "margin"
