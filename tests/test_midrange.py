@@ -208,6 +208,8 @@ def test_auto_band_is_recorded_and_explained(synth, tmp_path):
     back = mr.MidrangeResult.load(m.save(tmp_path / "auto.safetensors"))
     assert back.band_choice == m.band_choice
     assert m.curation().context["band_choice"] == m.band_choice
+    widget = m.curate(path=None)  # the band control starts on the automatic band
+    assert widget.band == pytest.approx(m.band) and widget.limits == pytest.approx(m.limits)
     moved = m.reselect(class_index=1)  # still automatic, placed for the other class
     assert moved.band_choice["rule"] == "auto" and moved.class_index == 1
     assert m.reselect(band=(0.2, 0.4)).band_choice == {}

@@ -234,7 +234,7 @@ def auto_band(
             f"over all samples, the {score} of {name} between the top {tail:.0%} of the other "
             f"classes ({upper_others:.3g}) and the bottom {tail:.0%} of {name} "
             f"({lower_members:.3g})"
-            + (": the two tails overlap there" if overlap else ": the gap between their bulks")
+            + (": the two tails overlap there" if overlap else ": between the two bulks")
         )
     inside = (v >= low) & (v <= high)
     return {
