@@ -349,3 +349,84 @@ def test_lasso_in_jupyterlab_reaches_the_kernel(chromium, clusters_bundle, tmp_p
     finally:
         page.close()
         server.stop()
+
+
+POINTS_PAINTED = """() => { const c = document.querySelector('canvas.rw-points');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let k = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) k++;
+  return { width: c.width, height: c.height, painted: k }; }"""
+SCROLL_TO = """(top) => { const s = document.querySelector('.jp-WindowedPanel-outer');
+  s.scrollTop = top ? 0 : s.scrollHeight; return true; }"""
+
+
+def test_scrolled_away_in_jupyterlab_during_a_theme_change(chromium, clusters_bundle, tmp_path):
+    """JupyterLab's full windowing takes cells scrolled out of view off the page: the
+    plot keeps its picture meanwhile and is drawn again, at its size, once back."""
+    import importlib.util
+
+    import nbformat
+    from support import ROOT, need
+    from test_gallery_kernel import DARK_THEME, KERNEL_IDLE, RUN_ALL, Server
+
+    need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
+    root = tmp_path / "nb"
+    root.mkdir()
+    here = str(ROOT / "tests" / "browser")
+    nb = nbformat.v4.new_notebook()
+    setup = SETUP_CELL.format(root=str(ROOT), here=here, tests=str(ROOT / "tests"))
+    filler = [nbformat.v4.new_code_cell(f"print({i})\n" * 30) for i in range(30)]
+    nb.cells = [nbformat.v4.new_code_cell(setup), *filler]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "away.ipynb")
+    settings = tmp_path / "settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "full"}')
+    server = Server("lab", root, tmp_path)
+    page = chromium.new_page()
+    try:
+        server.wait_ready()
+        page.goto(f"{server.url}/lab/tree/away.ipynb", timeout=120_000)
+        page.wait_for_function("() => window.jupyterapp.started.then(() => true)", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+        page.evaluate(RUN_ALL)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-InputArea-prompt').length > 0 &&"
+            " [...document.querySelectorAll('.jp-InputArea-prompt')].some(p => /\\[31\\]/.test(p.textContent))",
+            timeout=240_000,
+        )
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+        page.evaluate(SCROLL_TO, True)
+        page.wait_for_function(
+            "() => { const c = document.querySelector('canvas.rw-points'); return c && c.width > 300; }",
+            timeout=60_000,
+        )
+        page.wait_for_timeout(500)
+        shown = page.evaluate(POINTS_PAINTED)
+        assert shown["painted"] > 900
+
+        page.evaluate(SCROLL_TO, False)
+        page.wait_for_timeout(1000)
+        page.evaluate(DARK_THEME)
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        page.wait_for_timeout(1000)
+        away = page.evaluate(POINTS_PAINTED)
+        assert (away["width"], away["height"]) == (shown["width"], shown["height"])
+
+        page.evaluate(SCROLL_TO, True)
+        page.wait_for_function(
+            "() => { const c = document.querySelector('canvas.rw-points');"
+            " return c && c.isConnected && c.getBoundingClientRect().width > 300; }",
+            timeout=30_000,
+        )
+        page.wait_for_timeout(500)
+        back = page.evaluate(POINTS_PAINTED)
+        assert back["width"] > 300 and back["height"] > 300
+        assert back["painted"] > 900
+    finally:
+        page.close()
+        server.stop()
