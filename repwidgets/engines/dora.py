@@ -1166,4 +1166,5 @@ def demo_section(sess, layer: str = "features.conv4", **kwargs) -> dict:
         "figures": [result.plot()],
         "result": result,
         "validation": report,
+        "labels": labels,
     }
