@@ -390,6 +390,9 @@ def test_scrolled_away_in_jupyterlab_during_a_theme_change(chromium, clusters_bu
     try:
         server.wait_ready()
         page.goto(f"{server.url}/lab/tree/away.ipynb", timeout=120_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.started", timeout=120_000
+        )
         page.wait_for_function("() => window.jupyterapp.started.then(() => true)", timeout=120_000)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_function(KERNEL_IDLE, timeout=180_000)
