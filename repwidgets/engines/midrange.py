@@ -452,7 +452,7 @@ class MidrangeResult(Result):
             f"band {kind} [{lo:.4g}, {hi:.4g}] of {self.score} within {self.within} "
             f"({self.score} {self.limits[0]:.3g} .. {self.limits[1]:.3g}): "
             f"{len(self)} of {self.population_size} samples, "
-            f"top extreme {len(self.top_indices)}{why if self.band_choice else ''})"
+            f"top extreme {len(self.top_indices)}{why})"
         )
 
     def __repr__(self) -> str:
