@@ -212,7 +212,8 @@ def test_auto_band_is_recorded_and_explained(synth, tmp_path):
     assert widget.band == pytest.approx(m.band) and widget.limits == pytest.approx(m.limits)
     moved = m.reselect(class_index=1)  # still automatic, placed for the other class
     assert moved.band_choice["rule"] == "auto" and moved.class_index == 1
-    assert m.reselect(band=(0.2, 0.4)).band_choice == {}
+    by_hand = m.reselect(band=(0.2, 0.4))
+    assert by_hand.band_choice == {} and "auto band" not in repr(by_hand)
     with pytest.raises(ValueError, match="'auto' or a pair"):
         mr.select(synth, 0, band="middle")
     with pytest.raises(ValueError, match="tail"):
