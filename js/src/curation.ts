@@ -11,7 +11,7 @@ import { decodeArray, type ArrayMeta, type NDArray } from "./lib/codec";
 import { clear, h, setText } from "./lib/dom";
 import { fmt } from "./lib/format";
 import { drawHistogram } from "./lib/histogram";
-import { pythonImages } from "./lib/images";
+import { pythonImages, waitingText } from "./lib/images";
 import { gridKey } from "./lib/keyboard";
 import { listen, oncePerTick, type Handlers } from "./lib/listen";
 import { THEME_CSS, applyAutoTheme, cssVar, injectStyle, watchTheme } from "./lib/theme";
@@ -108,6 +108,8 @@ const CSS = `
 .rw-cur-help { color: var(--rw-fg2); padding: 3px 8px; border-top: 1px solid var(--rw-border); font-size: 11px; }
 .rw-cur-error { color: var(--rw-error); padding: 4px 8px; border-top: 1px solid var(--rw-border); white-space: pre-wrap; }
 .rw-cur-error:empty { display: none; }
+.rw-cur-waiting { padding: 4px 8px; color: var(--rw-fg2); border-top: 1px solid var(--rw-border); }
+.rw-cur-waiting:empty { display: none; }
 .rw-cur-empty { padding: 24px; text-align: center; color: var(--rw-fg2); }
 `;
 
@@ -236,11 +238,12 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
   const viewport = h("div", { class: "rw-cur-viewport", attrs: { tabindex: "0", role: "grid", "aria-label": "band samples" } });
   const empty = h("div", { class: "rw-cur-empty" });
   const errorBox = h("div", { class: "rw-cur-error", attrs: { role: "alert" } });
+  const waiting = h("div", { class: "rw-cur-waiting", attrs: { role: "status", "aria-live": "polite" } });
   const help = h("div", {
     class: "rw-cur-help",
     text: "click a sample, then: k keep · s spurious · x exclude · 0 clear · u undo · arrows move",
   });
-  root.append(toolbar, bandPanel, viewport, empty, errorBox, help);
+  root.append(toolbar, bandPanel, viewport, empty, waiting, errorBox, help);
 
   // ----- state -----
   let items: Items | null = null;
@@ -251,7 +254,12 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
 
   const { rpc, fetcher } = pythonImages(model, { batchSize: options.batchSize ?? 48, maxInFlight: 2, cacheSize: 3000 });
   fetcher.onLoad(oncePerTick(() => grid?.refresh()));
-  fetcher.onError((keys, err) => setText(errorBox, `Could not load ${keys.length} image(s): ${err.message}`));
+  const IMAGE_ERROR = "Could not load ";
+  fetcher.onError((keys, err) => setText(errorBox, `${IMAGE_ERROR}${keys.length} image(s): ${err.message}`));
+  fetcher.onLoad(() => {
+    if (errorBox.textContent?.startsWith(IMAGE_ERROR)) setText(errorBox, "");
+  });
+  const stopWaiting = rpc?.onWait((s) => setText(waiting, waitingText(s)));
 
   // ----- grid -----
   let grid: VirtualGrid | null = null;
@@ -644,6 +652,7 @@ export function renderCuration(model: AnyModel<CurationModel>, el: HTMLElement, 
 
   return () => {
     unlisten();
+    stopWaiting?.();
     stopTheme();
     stopVisibility();
     if (bandTimer) clearTimeout(bandTimer);

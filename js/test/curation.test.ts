@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { countMarks, filterItems, marksOutside, moveBandEnd, quantileOf, renderCuration } from "../src/curation";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
@@ -120,6 +120,34 @@ describe("helpers", () => {
 });
 
 describe("curation widget", () => {
+  it("waits for a busy kernel, says so, and shows the images when it answers", async () => {
+    vi.useFakeTimers();
+    try {
+      const { model, el } = setup(12, { request_patience: 2 });
+      const held: any[] = [];
+      const answer = model.responder!;
+      model.responder = (msg) => {
+        held.push(msg);
+        return undefined;
+      };
+      await vi.advanceTimersByTimeAsync(1600);
+      const waiting = el.querySelector<HTMLElement>(".rw-cur-waiting")!;
+      expect(waiting.textContent).toMatch(/waiting for the kernel/);
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(el.querySelector(".rw-cur-error")!.textContent).toBe("");
+      model.responder = answer;
+      for (const msg of held.splice(0)) {
+        const r = answer(msg) ?? [{ request_id: msg.request_id, ok: true }, []];
+        model.emit(r[0], r[1]);
+      }
+      await vi.advanceTimersByTimeAsync(0);
+      expect(waiting.textContent).toBe("");
+      expect(cells(el)[0].querySelector("img")!.getAttribute("src")).toMatch(/^blob:/);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("renders only visible cells, fetches their thumbnails lazily, and shows text as text", async () => {
     const { model, el } = setup(300);
     const shown = cells(el);
