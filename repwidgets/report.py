@@ -249,8 +249,11 @@ def _dora_content(report: Report, section: dict, sess) -> None:
     detectors = {int(n) for n in validation.get("detectors", [])}
     if detectors:
         frame["artifact detector"] = [int(n) in detectors for n in frame["neuron"]]
+    labels = section.get("labels") or {}
+    if labels:
+        frame["INVERT label"] = [labels.get(int(n), "") for n in frame["neuron"]]
     report.add_heading("The most outlying neurons (local outlier factor of the EA distances)")
-    cols = ["neuron", "lof_score", "is_outlier", "neighbours", "artifact detector"]
+    cols = ["neuron", "lof_score", "is_outlier", "INVERT label", "artifact detector", "neighbours"]
     report.add_table(_columns(frame, cols))
     if validation:
         report.add_heading("Checks on real test images")

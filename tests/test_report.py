@@ -175,6 +175,7 @@ def test_demo_report_has_tables_images_and_figures(demo_page):
     assert page.count("data-root-id") >= 5, "figures are missing"
     for heading in (
         "Their synthetic signals (s-AMS)",  # DORA: s-AMS of the outliers
+        "<th>INVERT label</th>",  # DORA: what the outliers detect
         "The best-labelled neurons",  # INVERT: table, then each neuron's top images
         "Marked keep",  # mid-range: the curated samples
         "Last-layer retraining on the test split",  # mid-range: comparison table
