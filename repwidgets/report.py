@@ -339,7 +339,8 @@ def _midrange_content(report: Report, section: dict, sess) -> None:
         report.add_text(f"Associations unavailable: {exc}")
     band, cur = section.get("curated_band"), section.get("curation")
     if band is not None:
-        report.add_text("Curated band: " + _band_sentence(band))
+        sentence = _band_sentence(band)
+        report.add_text("Curated band, " + sentence[0].lower() + sentence[1:])
     if cur is not None:
         _curated_samples(report, cur, band or m, sess)
     table = section.get("comparison")
