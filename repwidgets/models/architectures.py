@@ -126,10 +126,13 @@ class PlainVGG(_Normalised):
         n_classes: int,
         in_channels: int = 3,
         widths: Sequence[int] = (12, 24, 48, 96),
+        init: str = "he",
         mean: Sequence[float] = _MEAN,
         std: Sequence[float] = _STD,
     ):
         super().__init__(in_channels, mean, std)
+        if init not in ("he", "default"):
+            raise ValueError(f"init must be 'he' or 'default'; got {init!r}.")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         prev = in_channels
         for b, w in enumerate(widths, start=1):
@@ -142,6 +145,17 @@ class PlainVGG(_Normalised):
         self.features = nn.Sequential(layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(prev, int(n_classes))
+        if init == "he":
+            self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He-normal convolutions (fan out), zero biases: without normalisation layers,
+        PyTorch's default initialisation shrinks the signal through eight convolutions
+        and the network barely trains in a few epochs."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.normalize(x)))

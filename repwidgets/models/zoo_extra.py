@@ -102,9 +102,8 @@ _REGISTRY: dict[str, ZooEntry] = {
         ZooEntry(
             "vgg",
             PlainVGG,
-            {"widths": [12, 24, 48, 96]},
+            {"widths": [12, 24, 48, 96], "init": "he"},
             {"artifact": "patch", "spurious_class": 2},
-            {**zoo.DEMO_TRAIN, "lr": 1e-3},
             layers={
                 "dora": "features.conv4_2",
                 "concepts": "features.act4_2",
