@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 
@@ -187,6 +188,7 @@ def run_model(name: str, methods, args) -> dict:
     }
     for method in methods:
         out[method] = RUNNERS[method](sess, e, args)
+        print(name, method, json.dumps(out[method]), file=sys.stderr, flush=True)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
