@@ -54,6 +54,18 @@ def test_ea_distance_properties():
     assert dora.ea_distance(B.float())[0, 1].item() == pytest.approx(0.0, abs=5e-4)
 
 
+def test_centred_distance_ignores_a_neurons_offset():
+    """Adding a constant to a neuron's responses changes the plain cosine, not the
+    centred (Pearson) distance that is the default."""
+    A = torch.rand(12, 12, generator=torch.Generator().manual_seed(2))
+    shifted = A.clone()
+    shifted[:, 3] += 5.0
+    plain = [dora.analyze_activations(M, embedding=None, center=False) for M in (A, shifted)]
+    centred = [dora.analyze_activations(M, embedding=None) for M in (A, shifted)]
+    assert not torch.allclose(plain[0].distances, plain[1].distances, atol=1e-3)
+    torch.testing.assert_close(centred[0].distances, centred[1].distances, atol=1e-5, rtol=0)
+
+
 def test_ea_distance_rejects_bad_input():
     with pytest.raises(ValueError, match="2-D"):
         dora.ea_distance(torch.rand(3, 3, 3))
@@ -89,8 +101,10 @@ def _planted_activations(seed: int = 0):
 @pytest.mark.parametrize("representation", ["responses", "signals"])
 def test_analyze_activations_flags_planted_outlier_and_dead_neuron(representation):
     A = _planted_activations()
+    # the odd neuron is planted in the plain cosine geometry (its responses are small
+    # everywhere), so compare without centring
     r = dora.analyze_activations(
-        A, contamination=0.05, embedding="mds", representation=representation
+        A, contamination=0.05, embedding="mds", representation=representation, center=False
     )
     assert r.is_dead.tolist() == [False] * 31 + [True]
     assert r.dead() == [31]
@@ -127,15 +141,21 @@ def test_umap_map_keeps_planted_groups_apart():
     assert same < 0.5 * other
 
 
+@pytest.mark.parametrize("center", [True, False])
 @pytest.mark.parametrize("representation", ["responses", "signals"])
-def test_lof_scores_match_sklearn(representation):
+def test_lof_scores_match_sklearn(representation, center):
     from sklearn.neighbors import LocalOutlierFactor
 
     A = torch.rand(20, 20, generator=torch.Generator().manual_seed(5))
-    r = dora.analyze_activations(A, n_neighbors=6, embedding=None, representation=representation)
+    r = dora.analyze_activations(
+        A, n_neighbors=6, embedding=None, representation=representation, center=center
+    )
+    assert r.params["center"] is center
     # "responses" compares columns of A (a neuron's responses to every s-AMS), "signals"
-    # rows (the layer's response to a neuron's s-AMS)
-    D = dora.ea_distance(A.T if representation == "responses" else A).double().numpy()
+    # rows (the layer's response to a neuron's s-AMS); centring removes each neuron's
+    # mean response over the signals (its column mean) first
+    B = A - A.mean(dim=0, keepdim=True) if center else A
+    D = dora.ea_distance(B.T if representation == "responses" else B).double().numpy()
     np.testing.assert_allclose(r.distances.double().numpy(), D, atol=1e-6)
     ref = LocalOutlierFactor(n_neighbors=6, metric="precomputed").fit(D)
     np.testing.assert_allclose(r.lof_scores.numpy(), -ref.negative_outlier_factor_, rtol=1e-5)
@@ -248,6 +268,35 @@ def test_ea_distances_and_dead_neuron_on_known_detectors(detector_signals):
     A = r.activations
     for i, others in ((0, [1, 2]), (1, [0, 2, 3]), (2, [0, 1, 3])):
         assert all(A[i, i] > A[o, i] for o in others)
+
+
+class _Block(nn.Module):
+    """conv -> in-place ReLU, as the last op of a block (a ResNet stage)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+def test_units_off_at_the_start_still_get_signals_inside_a_block():
+    """Channels of a block that ends in an (in-place) ReLU and are off everywhere on the
+    initial grey image are switched on by their s-AMS."""
+    torch.manual_seed(0)
+    model = nn.Sequential(_Block())
+    with torch.no_grad():
+        model[0].conv.bias.fill_(-0.2)  # all units but one start off on grey images
+        start = model(torch.full((1, 3, 16, 16), 0.5)).flatten(2).amax(dim=2)
+    assert int((start > 0).sum()) <= 1
+    sig = dora.generate_signals(
+        model, "0", None, n_signals=1, steps=40, input_shape=(3, 16, 16), progress=False
+    )
+    with torch.no_grad():
+        out = model(sig.flatten(0, 1)).flatten(2).amax(dim=2)  # [6 signals, 6 channels]
+    assert int((out.diagonal() > 0).sum()) >= 4
 
 
 def test_generation_is_reproducible():

@@ -403,10 +403,13 @@ def _layer_fn(
 
     With ``redirect_relu`` and an ``nn.ReLU`` layer, the output is computed from the
     layer's input by :class:`_RedirectedReLU`: same values, but a gradient also for
-    units that are off everywhere (optimising such a unit would not move at all).
+    units that are off everywhere (optimising such a unit would not move at all). A
+    block that ends in a ReLU module (a ResNet stage) gets the same for every
+    ``nn.ReLU`` inside it.
     """
     target = _resolve_layer(model, layer)
     use_input = redirect_relu and isinstance(target, nn.ReLU)
+    inner = _inner_relus(target) if redirect_relu and not use_input else []
     pre = preprocess or (lambda x: x)
     if not isinstance(target, nn.Module):
         return lambda x: target(pre(x))
@@ -422,13 +425,18 @@ def _layer_fn(
             store["out"] = output
             raise _Stop
 
-        handle = target.register_forward_hook(hook)
+        handles = [target.register_forward_hook(hook)]
+        saved: dict[int, Tensor] = {}
+        for m in inner:
+            handles.append(m.register_forward_pre_hook(_keep_input(saved)))
+            handles.append(m.register_forward_hook(_redirect_output(saved)))
         try:
             model(pre(x))
         except _Stop:
             pass
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         if "out" not in store:
             raise ValueError(
                 "The layer did not run during the model's forward pass; pick a module the "
@@ -437,6 +445,33 @@ def _layer_fn(
         return store["out"]
 
     return run
+
+
+def _inner_relus(target) -> list[nn.Module]:
+    """The ``nn.ReLU`` modules inside a block (none for a plain layer or a function)."""
+    if not isinstance(target, nn.Module):
+        return []
+    return [m for m in target.modules() if m is not target and isinstance(m, nn.ReLU)]
+
+
+def _keep_input(saved: dict[int, Tensor]) -> Callable:
+    """Forward pre-hook: keep a ReLU's input and hand it a copy (an in-place ReLU would
+    overwrite the input that the redirected gradient needs)."""
+
+    def hook(module, inputs):
+        saved[id(module)] = inputs[0]
+        return (inputs[0].clone(), *inputs[1:])
+
+    return hook
+
+
+def _redirect_output(saved: dict[int, Tensor]) -> Callable:
+    """Forward hook: the ReLU's output again, with :class:`_RedirectedReLU`'s gradient."""
+
+    def hook(module, _inputs, _output):
+        return _RedirectedReLU.apply(saved.pop(id(module)))
+
+    return hook
 
 
 def _unit_responses(out: Tensor) -> Tensor:
@@ -750,6 +785,7 @@ def analyze_activations(
     embedding: str | None = "umap",
     umap_neighbors: int = 15,
     representation: str = "responses",
+    center: bool = True,
     seed: int = 0,
     layer: str | None = None,
 ) -> DoraResult:
@@ -778,6 +814,14 @@ def analyze_activations(
               on real images (Spearman about 0.85 versus 0.6 for "signals").
             - "signals": the layer's response to their signals, rows i and j of A
               (``distances = ea_distance(A)``).
+        center: subtract each neuron's mean response over all the s-AMS (the mean of
+            its column of A) before comparing, so that the cosine becomes a Pearson
+            correlation, as in the functional distance on data. Without it, a neuron's
+            offset (a bias, the positive floor of GELU or SiLU, a normalisation's shift)
+            dominates the cosine and makes unrelated neurons look alike. On the demo
+            CNN and on a ResNet, a GELU VGG and a GroupNorm net it raises the agreement
+            with functional distance (see ``benchmarks/bench_truth.py``). False gives
+            the plain cosine of the DORA paper.
         seed: seed of the map.
         layer: layer name stored in the result.
 
@@ -821,7 +865,7 @@ def analyze_activations(
         raise ValueError(
             f"representation must be 'responses' or 'signals'; got {representation!r}."
         )
-    D = ea_distance(A.T.contiguous() if representation == "responses" else A)
+    D = ea_distance(_compared(A, representation, center))
     if dead is None:
         is_dead = find_dead(A, self_peak, dead_tol)
     else:
@@ -869,9 +913,17 @@ def analyze_activations(
             "dead_tol": float(dead_tol),
             "embedding": method,
             "representation": representation,
+            "center": bool(center),
             "seed": int(seed),
         },
     )
+
+
+def _compared(A: Tensor, representation: str, center: bool) -> Tensor:
+    """The vectors whose EA distance is taken: columns (responses) or rows (signals) of
+    A, optionally with each neuron's mean response over the signals removed."""
+    B = A - A.mean(dim=0, keepdim=True) if center else A
+    return B.T.contiguous() if representation == "responses" else B
 
 
 # ------------------------------------------------------------------ session level
@@ -886,6 +938,7 @@ def analyze(
     n_neighbors: int = 20,
     embedding: str | None = "umap",
     representation: str = "responses",
+    center: bool = True,
     seed: int = 0,
     progress: bool | None = None,
     batch_size: int | None = None,
@@ -901,8 +954,8 @@ def analyze(
         n_signals: s-AMS per neuron.
         steps: optimisation steps per s-AMS.
         neurons: channel indices to analyse (default: all).
-        contamination, n_neighbors, embedding, representation: LOF, map and distance
-            settings (see :func:`analyze_activations`).
+        contamination, n_neighbors, embedding, representation, center: LOF, map and
+            distance settings (see :func:`analyze_activations`).
         seed: makes the result reproducible.
         progress: progress bars (default: the session's setting).
         batch_size: images per optimisation batch (default: as many as the session's
@@ -961,6 +1014,7 @@ def analyze(
         n_neighbors=n_neighbors,
         embedding=embedding,
         representation=representation,
+        center=center,
         seed=seed,
     )
     params = {
