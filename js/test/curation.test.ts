@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { countMarks, filterItems, marksOutside, moveBandEnd, quantileOf, renderCuration } from "../src/curation";
-import { MockModel, fakeImageBatch, flush } from "./mockModel";
+import { MockModel, fakeImageBatch, flush, holdRequests } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
 
@@ -124,22 +124,13 @@ describe("curation widget", () => {
     vi.useFakeTimers();
     try {
       const { model, el } = setup(12, { request_patience: 2 });
-      const held: any[] = [];
-      const answer = model.responder!;
-      model.responder = (msg) => {
-        held.push(msg);
-        return undefined;
-      };
+      const kernel = holdRequests(model);
       await vi.advanceTimersByTimeAsync(1600);
       const waiting = el.querySelector<HTMLElement>(".rw-cur-waiting")!;
       expect(waiting.textContent).toMatch(/waiting for the kernel/);
       await vi.advanceTimersByTimeAsync(120_000);
       expect(el.querySelector(".rw-cur-error")!.textContent).toBe("");
-      model.responder = answer;
-      for (const msg of held.splice(0)) {
-        const r = answer(msg) ?? [{ request_id: msg.request_id, ok: true }, []];
-        model.emit(r[0], r[1]);
-      }
+      kernel.release();
       await vi.advanceTimersByTimeAsync(0);
       expect(waiting.textContent).toBe("");
       expect(cells(el)[0].querySelector("img")!.getAttribute("src")).toMatch(/^blob:/);

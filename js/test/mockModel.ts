@@ -64,3 +64,22 @@ export function fakeImageBatch(keys: (string | number)[]): [any, ArrayBuffer[]] 
 }
 
 export const flush = () => new Promise((r) => setTimeout(r, 0));
+
+/** Holds every message sent to Python (a busy kernel) until `release()` answers them in order. */
+export function holdRequests(model: MockModel): { release: () => void } {
+  const held: any[] = [];
+  const answer = model.responder!;
+  model.responder = (msg) => {
+    held.push(msg);
+    return undefined;
+  };
+  return {
+    release() {
+      model.responder = answer;
+      for (const msg of held.splice(0)) {
+        const r = answer(msg) ?? [{ request_id: msg.request_id, ok: true }, []];
+        model.emit(r[0], r[1]);
+      }
+    },
+  };
+}
