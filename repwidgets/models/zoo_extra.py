@@ -123,7 +123,7 @@ _REGISTRY: dict[str, ZooEntry] = {
                 "invert": "pool",
                 "probes": ["blocks.2.act", "blocks.3.act", "pool"],
             },
-            description="strided convs, GroupNorm, SiLU, no pooling layers",
+            description="conv blocks, GroupNorm, SiLU, max pooling",
         ),
     )
 }
