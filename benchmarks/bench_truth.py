@@ -18,8 +18,9 @@ default layers:
   attributed training samples for the artifact at each probed layer (with the base rate
   and the probe's balanced accuracy).
 
-    python benchmarks/bench_truth.py                 # every model and method
-    python benchmarks/bench_truth.py --quick         # fewer DORA steps, 1,000 attributed samples
+    python benchmarks/bench_truth.py                 # every model and method (1,000 attributed samples)
+    python benchmarks/bench_truth.py --quick         # fewer DORA steps, 500 attributed samples
+    python benchmarks/bench_truth.py --full          # attribution over the whole training split
     python benchmarks/bench_truth.py --models resnet vgg --methods dora invert
 """
 
@@ -195,7 +196,8 @@ def run_model(name: str, methods, args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer DORA steps, 1,000 train samples")
+    p.add_argument("--quick", action="store_true", help="fewer DORA steps, 500 train samples")
+    p.add_argument("--full", action="store_true", help="attribute the whole training split")
     p.add_argument("--models", nargs="+", default=zoo_extra.names(), choices=zoo_extra.names())
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--dora-steps", type=int, default=None)
@@ -203,15 +205,17 @@ def main() -> None:
     p.add_argument("--signal-size", type=int, default=32)
     p.add_argument("--dora-kwargs", default="{}", help="JSON of extra rw.dora.analyze options")
     p.add_argument("--n-models", type=int, default=1, help="TRAK ensemble size")
-    p.add_argument("--max-train", type=int, default=None, help="attributed training samples")
+    p.add_argument("--max-train", type=int, default=1000, help="attributed training samples")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.dora_steps is None:
         args.dora_steps = 32 if args.quick else 64
-    if args.max_train is None and args.quick:
-        args.max_train = 1000
+    if args.quick:
+        args.max_train = min(args.max_train, 500)
+    if args.full:
+        args.max_train = None
     figures = {name: run_model(name, args.methods, args) for name in args.models}
     settings = {
         "dora": {
