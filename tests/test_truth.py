@@ -121,7 +121,7 @@ def test_invert_labels_every_artifact_detector(sessions, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo_extra.names())
 def test_dora_distances_agree_with_function(sessions, name):
-    """Centred EA distances of one 32-pixel s-AMS per neuron (64 steps) agree with the
+    """EA distances of one 32-pixel s-AMS per neuron (64 steps) agree with the
     neurons' functional distance on test images on every architecture."""
     sess, e = sessions[name], zoo_extra.entry(name)
     r = rw.dora.analyze(
