@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 JS_SOURCES := $(wildcard js/src/*.ts js/src/lib/*.ts js/build.mjs)
 
-.PHONY: demo test bench lint js clean browser help
+.PHONY: demo test truth bench lint js clean browser help
 
 help:
 	@echo "make demo   - train the default model once, run every method, write report/index.html"
 	@echo "make test   - lint, type-check the JS, and run every test (Python, notebooks, JS, browser)"
+	@echo "make truth  - the slow truth checks on every registered architecture, not only the ResNet"
 	@echo "make bench  - run the benchmarks (one JSON object each)"
 	@echo "make lint   - ruff check + format check, tsc --noEmit"
 	@echo "make clean  - remove the virtual environment, JS build and reports"
@@ -53,6 +54,9 @@ lint: $(VENV)/.installed-test js
 
 test: lint browser
 	$(BIN)/python -m pytest
+
+truth: $(VENV)/.installed-test
+	REPWIDGETS_TRUTH_MODELS=all $(BIN)/python -m pytest tests/test_truth.py
 
 bench: $(VENV)/.installed-test browser
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

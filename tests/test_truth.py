@@ -3,10 +3,14 @@
 The quick tests check the registry and the architectures (forward shapes, layer names,
 the cache key). The slow ones load the registry's trained models (trained once, then
 cached, like the demo model) and assert the figures that held on every model in
-``benchmarks/bench_truth.py``.
+``benchmarks/bench_truth.py``. They run on the ResNet by default (the demo model's
+checks live with each method's tests); ``REPWIDGETS_TRUTH_MODELS=all`` (``make truth``)
+or a comma-separated list of registry names runs them on more models.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -18,6 +22,20 @@ from repwidgets.models.architectures import GroupNormNet, NarrowResNet, PlainVGG
 
 #: What the DORA check asks on every model (METHODS.md: Spearman >= 0.3).
 DORA_MIN_SPEARMAN = 0.3
+
+
+def _truth_models() -> list[str]:
+    """The registry models the slow checks run on (``$REPWIDGETS_TRUTH_MODELS``)."""
+    chosen = os.environ.get("REPWIDGETS_TRUTH_MODELS", "resnet").strip()
+    if chosen == "all":
+        return zoo_extra.names()
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
+    for name in names:
+        zoo_extra.entry(name)  # an unknown name fails here, listing the registered ones
+    return names
+
+
+TRUTH_MODELS = _truth_models()
 
 
 # ------------------------------------------------------------------ the registry
@@ -77,10 +95,17 @@ def test_registry_cache_reads_back_with_weights_only(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------ the trained models
+class _Sessions(dict):
+    """Sessions on registry models, each made (trained once, then cached) when first asked."""
+
+    def __missing__(self, name: str):
+        self[name] = zoo_extra.session(name)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def sessions():
-    """Sessions on every registered model (trained once, then cached)."""
-    return {name: zoo_extra.session(name) for name in zoo_extra.names()}
+    return _Sessions()
 
 
 def _artifact_detectors(sess, layer: str, artifact: str) -> list[int]:
@@ -91,7 +116,7 @@ def _artifact_detectors(sess, layer: str, artifact: str) -> list[int]:
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_every_model_learns_its_shortcut(sessions, name):
     """Each model takes its planted shortcut: right on (nearly) every image of the
     spurious class with the artifact, wrong on (nearly) every image of some group."""
@@ -104,7 +129,7 @@ def test_every_model_learns_its_shortcut(sessions, name):
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_invert_labels_every_artifact_detector(sessions, name):
     sess, e = sessions[name], zoo_extra.entry(name)
     layer = e.layers["invert"]
@@ -119,7 +144,7 @@ def test_invert_labels_every_artifact_detector(sessions, name):
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_dora_distances_agree_with_function(sessions, name):
     """EA distances of one 32-pixel s-AMS per neuron (64 steps) agree with the
     neurons' functional distance on test images on every architecture."""
@@ -134,7 +159,7 @@ def test_dora_distances_agree_with_function(sessions, name):
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_curated_retraining_beats_erm_and_random(sessions, name):
     """Mid-range curation with the engine's defaults is never worse than ERM or than
     retraining on a random sample of the same size (worst-group accuracy). How much of
@@ -149,7 +174,7 @@ def test_curated_retraining_beats_erm_and_random(sessions, name):
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_concept_discovery_finds_the_artifact(sessions, name):
     sess, e = sessions[name], zoo_extra.entry(name)
     r = rw.concepts.discover(sess, e.layers["concepts"], n_components=16, embedding="pca")
@@ -160,7 +185,7 @@ def test_concept_discovery_finds_the_artifact(sessions, name):
 
 @pytest.mark.demo
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo_extra.names())
+@pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_attribution_finds_the_artifact_carriers(sessions, name):
     """The training samples attributed most to the artifact probe at the pooled layer
     carry the artifact (500 attributed samples, one model)."""
