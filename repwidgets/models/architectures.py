@@ -8,7 +8,8 @@ them inside (per-channel mean and std buffers), ends in ``pool`` (adaptive avera
 - :class:`NarrowResNet`: a ResNet with torchvision's ``BasicBlock``, batch norm and
   ReLU, narrow widths, a 3 x 3 stem without max pooling (``stem``, ``layer1..layer4``);
 - :class:`PlainVGG`: a VGG-style stack of two 3 x 3 convolutions per block, no
-  normalisation, GELU activations (``features.conv{b}_{i}``, ``features.act{b}_{i}``);
+  normalisation layers (optionally weight-standardised convolutions), GELU activations
+  (``features.conv{b}_{i}``, ``features.act{b}_{i}``);
 - :class:`GroupNormNet`: convolutions with GroupNorm and SiLU, max pooling between
   blocks (``blocks.{b}.conv``, ``blocks.{b}.norm``, ``blocks.{b}.act``).
 """
@@ -112,7 +113,13 @@ class NarrowResNet(_Normalised):
 class PlainVGG(_Normalised):
     """A VGG-style network without normalisation: two 3 x 3 convs per block, GELU.
 
-    Blocks 1..3 end in a 2 x 2 max pool; block 4 is the last spatial map. Layer names:
+    Blocks 1..3 end in a 2 x 2 max pool; block 4 is the last spatial map. ``stem_stride``
+    is the stride of the first convolution (2 quarters the cost of the full-resolution
+    layers, and the last map is S/16 instead of S/8). ``weight_standardise``: every
+    convolution uses its weights standardised per output channel (zero mean, variance
+    scaled to the fan-in), which keeps activations unnormalised but makes each filter
+    blind to a flat background, as batch norm would; otherwise the network spends its
+    first epochs on the artifact alone. Layer names:
     ``features.conv{b}_{i}``, ``features.act{b}_{i}`` (i = 1, 2), ``features.pool{b}``,
     then ``pool`` and ``fc``.
 
@@ -127,6 +134,8 @@ class PlainVGG(_Normalised):
         in_channels: int = 3,
         widths: Sequence[int] = (12, 24, 48, 96),
         init: str = "he",
+        stem_stride: int = 1,
+        weight_standardise: bool = False,
         mean: Sequence[float] = _MEAN,
         std: Sequence[float] = _STD,
     ):
@@ -137,7 +146,9 @@ class PlainVGG(_Normalised):
         prev = in_channels
         for b, w in enumerate(widths, start=1):
             for i in (1, 2):
-                layers[f"conv{b}_{i}"] = nn.Conv2d(prev, int(w), 3, padding=1)
+                stride = int(stem_stride) if (b, i) == (1, 1) else 1
+                conv = _WSConv2d if weight_standardise else nn.Conv2d
+                layers[f"conv{b}_{i}"] = conv(prev, int(w), 3, stride=stride, padding=1)
                 layers[f"act{b}_{i}"] = nn.GELU()
                 prev = int(w)
             if b < len(widths):
@@ -161,12 +172,27 @@ class PlainVGG(_Normalised):
         return self.head(self.features(self.normalize(x)))
 
 
+class _WSConv2d(nn.Conv2d):
+    """A convolution whose weights are standardised per output channel on every call:
+    zero mean and variance ``gain**2 / fan_in`` (scaled weight standardisation; the
+    gain suits GELU). The parameters are an ordinary ``Conv2d``'s."""
+
+    gain = 1.7
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        w = (w - mean) * torch.rsqrt(var * w[0].numel() + 1e-4) * self.gain
+        return self._conv_forward(x, w, self.bias)
+
+
 class _GNBlock(nn.Module):
     """conv -> GroupNorm -> SiLU (-> 2 x 2 max pool), with readable names."""
 
-    def __init__(self, c_in: int, c_out: int, groups: int, pool: bool):
+    def __init__(self, c_in: int, c_out: int, groups: int, pool: bool, stride: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=int(stride), padding=1)
         self.norm = nn.GroupNorm(min(groups, c_out), c_out)
         self.act = nn.SiLU()
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
@@ -178,7 +204,8 @@ class _GNBlock(nn.Module):
 class GroupNormNet(_Normalised):
     """Convolutions with GroupNorm (batch-independent) and SiLU.
 
-    Every block but the last ends in a 2 x 2 max pool. Layer names: ``blocks.{b}.conv``,
+    Every block but the last ends in a 2 x 2 max pool; ``stem_stride`` is the stride of
+    the first convolution (2: a quarter of the cost, last map S/16). Layer names: ``blocks.{b}.conv``,
     ``blocks.{b}.norm``, ``blocks.{b}.act``, ``blocks.{b}.pool``, ``pool``, ``fc``.
 
     Example:
@@ -192,13 +219,15 @@ class GroupNormNet(_Normalised):
         in_channels: int = 3,
         widths: Sequence[int] = (16, 32, 64, 128),
         groups: int = 8,
+        stem_stride: int = 1,
         mean: Sequence[float] = _MEAN,
         std: Sequence[float] = _STD,
     ):
         super().__init__(in_channels, mean, std)
         blocks, prev = [], in_channels
         for b, w in enumerate(widths):
-            blocks.append(_GNBlock(prev, int(w), int(groups), b < len(widths) - 1))
+            stride = int(stem_stride) if b == 0 else 1
+            blocks.append(_GNBlock(prev, int(w), int(groups), b < len(widths) - 1, stride))
             prev = int(w)
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)

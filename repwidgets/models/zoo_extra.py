@@ -102,28 +102,35 @@ _REGISTRY: dict[str, ZooEntry] = {
         ZooEntry(
             "vgg",
             PlainVGG,
-            {"widths": [12, 24, 48, 96], "init": "he"},
+            {
+                "widths": [12, 24, 48, 96],
+                "init": "he",
+                "stem_stride": 2,
+                "weight_standardise": True,
+            },
             {"artifact": "patch", "spurious_class": 2},
+            {**zoo.DEMO_TRAIN, "epochs": 2, "lr": 1.6e-3},
             layers={
                 "dora": "features.conv4_2",
                 "concepts": "features.act4_2",
                 "invert": "pool",
                 "probes": ["features.act3_2", "features.act4_2", "pool"],
             },
-            description="VGG-style, two convs per block, no normalisation, GELU",
+            description="VGG-style, two weight-standardised convs per block, no normalisation, GELU",
         ),
         ZooEntry(
             "groupnorm",
             GroupNormNet,
-            {"widths": [16, 32, 64, 128], "groups": 8},
+            {"widths": [16, 32, 64, 128], "groups": 8, "stem_stride": 2},
             {"artifact": "watermark", "spurious_class": 3},
+            {**zoo.DEMO_TRAIN, "epochs": 6, "lr": 1.2e-3},
             layers={
                 "dora": "blocks.3.conv",
                 "concepts": "blocks.3.act",
                 "invert": "pool",
                 "probes": ["blocks.2.act", "blocks.3.act", "pool"],
             },
-            description="conv blocks, GroupNorm, SiLU, max pooling",
+            description="conv blocks (the first with stride 2), GroupNorm, SiLU, max pooling",
         ),
     )
 }
