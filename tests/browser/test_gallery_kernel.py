@@ -347,6 +347,10 @@ THUMBS_STATE = """() => {
   };
 }"""
 
+ALL_THUMBS_LOADED = (
+    "() => { const s = (" + THUMBS_STATE + ")(); return s.total > 0 && s.loaded === s.total; }"
+)
+
 
 PATIENT_SETUP = SETUP_CELL.replace("height=480,", f"height=480,\n    request_patience={PATIENCE},")
 
@@ -407,12 +411,7 @@ def test_images_wait_for_a_busy_kernel_and_arrive(lab_root, chromium, artifacts)
         page.screenshot(path=str(artifacts / "gallery-busy-waiting.png"))
 
         page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-        page.wait_for_function(
-            "() => { const s = ("
-            + THUMBS_STATE
-            + ")(); return s.total > 0 && s.loaded === s.total; }",
-            timeout=60_000,
-        )
+        page.wait_for_function(ALL_THUMBS_LOADED, timeout=60_000)
         after = page.evaluate(THUMBS_STATE)
         assert after["failed"] == 0 and after["message"] == "", after
         assert after["waiting"] == "", after
@@ -444,12 +443,7 @@ def test_a_lost_image_request_is_sent_again(lab_root, chromium, artifacts):
         open_and_run(
             page, server, "lab/tree/lossy.ipynb", ".rw-gallery .rw-card", artifacts / "lossy.png"
         )
-        page.wait_for_function(
-            "() => { const s = ("
-            + THUMBS_STATE
-            + ")(); return s.total > 0 && s.loaded === s.total; }",
-            timeout=60_000,
-        )
+        page.wait_for_function(ALL_THUMBS_LOADED, timeout=60_000)
         after = page.evaluate(THUMBS_STATE)
         assert after["failed"] == 0 and after["message"] == "", after
         lost = json.loads(kernel_eval(server, "import json; print(json.dumps(lost))"))

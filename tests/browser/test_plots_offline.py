@@ -110,20 +110,6 @@ PLOTS_DRAWN = """() => {
 }"""
 
 
-def write_plot_notebook(path) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    cells = [SETUP] + [f"# like {name}\n{code}" for name, code in PLOT_CELLS]
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-
-
 def keep_every_cell_in_the_page(settings_dir) -> None:
     """JupyterLab setting: no windowing, so that every output stays in the page."""
     folder = settings_dir / "@jupyterlab" / "notebook-extension"
@@ -133,12 +119,14 @@ def keep_every_cell_in_the_page(settings_dir) -> None:
 
 @pytest.fixture
 def lab(tmp_path):
-    from test_gallery_kernel import Server
+    from test_gallery_kernel import Server, write_notebook
 
     need(importlib.util.find_spec("jupyterlab") is not None, "the Python package jupyterlab")
     root = tmp_path / "notebooks"
     root.mkdir()
-    write_plot_notebook(root / "plots.ipynb")
+    write_notebook(
+        root / "plots.ipynb", (SETUP, *(f"# like {name}\n{code}" for name, code in PLOT_CELLS))
+    )
     keep_every_cell_in_the_page(tmp_path / "settings")
     server = Server("lab", root, tmp_path)
     try:
