@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from repwidgets.atomic import atomic_write_bytes
 from repwidgets.plots import png_data_uri
-from repwidgets.results import atomic_write_bytes
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }

@@ -12,12 +12,15 @@ import dataclasses
 import functools
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from repwidgets.atomic import atomic_write_bytes
+
+__all__ = ["Result", "atomic_write_bytes", "notebook_plot"]
 
 FORMAT_VERSION = 1
 _META_KEY = "repwidgets"
@@ -33,50 +36,6 @@ def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(np.ascontiguousarray(value))
     return value.detach().cpu().contiguous()
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where the system allows."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _file_mode(path: Path) -> int:
-    """The mode a plain ``open(path, "w")`` would leave: the old file's, else 0666 less umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
-
-    A crash mid-write leaves the previous file intact. The file gets ordinary
-    permissions (those of the file it replaces, else 0666 less the umask, e.g. 0644).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def notebook_plot(make_plot):
@@ -100,13 +59,21 @@ def notebook_plot(make_plot):
 class Result:
     """Common behaviour of engine results; subclasses are dataclasses.
 
-    Subclasses implement ``to_frame()``, ``widget()`` and ``plot()``; the figure that
-    ``plot()`` returns draws itself when it is a notebook cell's value.
+    Subclasses implement ``to_frame()`` and ``plot()``; the figure that ``plot()``
+    returns draws itself when it is a notebook cell's value. ``widget()`` is the
+    result's view from :mod:`repwidgets.views` (engines know no widgets).
+
+    Every result carries the same context: ``params`` (the settings it was computed
+    with, saved with it: ``Config.to_dict()``) and ``_session`` (the session it came
+    from; not saved, None after ``load``; views use it for images).
 
     Example:
         >>> r.save("invert_conv3.safetensors")            # doctest: +SKIP
         >>> r2 = type(r).load("invert_conv3.safetensors")  # doctest: +SKIP
     """
+
+    params: dict = dataclasses.field(default_factory=dict, kw_only=True)
+    _session: Any = dataclasses.field(default=None, repr=False, compare=False, kw_only=True)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -117,8 +84,18 @@ class Result:
     def to_frame(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def widget(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def widget(self, **kwargs):
+        """The interactive widget of this result (see :mod:`repwidgets.views`)."""
+        from repwidgets.views import widget_for
+
+        return widget_for(self, **kwargs)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Where the result comes from: layer, split, names and settings (when it has them)."""
+        keys = ("layer", "split", "class_name", "concept", "concept_names", "class_names")
+        found = {k: getattr(self, k) for k in keys if getattr(self, k, None) is not None}
+        return {**found, "params": dict(self.params)}
 
     def plot(self):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,7 +10,7 @@ import torch
 from test_midrange import synthetic_session
 
 from repwidgets.engines import midrange as mr
-from repwidgets.engines.curation_store import Curation
+from repwidgets.curation_store import Curation
 
 
 @pytest.fixture(scope="module")

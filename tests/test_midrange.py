@@ -22,7 +22,7 @@ from torch import nn
 from repwidgets.datasets.bundle import DataBundle, TensorImageDataset
 from repwidgets.engines import midrange as mr
 from repwidgets.engines import midrange_band as mb
-from repwidgets.engines.curation_store import (
+from repwidgets.curation_store import (
     Curation,
     CurationFileError,
     CurationWriteError,
@@ -460,7 +460,7 @@ def test_crash_mid_write_leaves_old_file(tmp_path, monkeypatch, failing):
     def boom(*args, **kwargs):
         raise OSError("disk on fire")
 
-    import repwidgets.engines.curation_store as store
+    import repwidgets.curation_store as store
 
     monkeypatch.setattr(store.os, failing, boom)
     with pytest.raises(CurationWriteError, match="previous file is intact"):

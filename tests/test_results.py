@@ -21,7 +21,6 @@ class ToyResult(Result):
     table: np.ndarray
     by_key: dict
     layer: str = "fc"
-    _session: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_frame(self):
         return pd.DataFrame({"name": self.names, "score": self.scores.numpy()})

@@ -1696,7 +1696,6 @@ class ConceptAttributionResult(Result):
     grad_dims: list = field(default_factory=list)
     out_to_loss_mode: str = "probe"
     notes: list = field(default_factory=list)
-    _session: object = field(default=None, repr=False, compare=False)
 
     def _order(self) -> np.ndarray:
         return np.argsort(-torch.as_tensor(self.scores).numpy(), kind="stable")
@@ -1962,7 +1961,6 @@ class RemovalResult(Result):
     top_concept_fraction: float = float("nan")
     random_concept_fraction: float = float("nan")
     seeds: list = field(default_factory=list)
-    _session: object = field(default=None, repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (condition, layer): probe balanced accuracy mean/std over seeds,

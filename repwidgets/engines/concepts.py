@@ -60,7 +60,6 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -162,8 +161,6 @@ class ConceptResult(Result):
     concept_names: list = field(default_factory=list)
     layer: str | None = None
     split: str | None = None
-    params: dict = field(default_factory=dict)
-    _session: Any = field(default=None, repr=False, compare=False)
 
     # --- accessors -------------------------------------------------------------------
     @property

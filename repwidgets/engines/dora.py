@@ -39,8 +39,7 @@ from __future__ import annotations
 import base64
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -164,8 +163,6 @@ class DoraResult(Result):
     embedding: Tensor
     self_activation: Tensor
     signals: Tensor | None = None
-    params: dict = field(default_factory=dict)
-    _session: Any = field(default=None, repr=False, compare=False)
 
     # --- tables ------------------------------------------------------------------------
     @property

@@ -98,12 +98,10 @@ class InvertResult(Result):
     split: str | None = None
     pool: str | None = None
     mode: str = "positive"
-    params: dict = field(default_factory=dict)
     beams: list | None = None
     top_indices: torch.Tensor | None = None
     top_values: torch.Tensor | None = None
     timings: dict = field(default_factory=dict)
-    _session: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ tables
     @property

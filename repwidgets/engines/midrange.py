@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from repwidgets._progress import progress_bar
-from repwidgets.engines.curation_store import (
+from repwidgets.curation_store import (
     MARKS,
     Curation,
     CurationFileError,
@@ -172,7 +172,6 @@ class MidrangeResult(Result):
     top_labels: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     population_values: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     band_choice: dict = field(default_factory=dict)
-    _session: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from ..cache import cache_dir
 from ..datasets.bundle import DataBundle, as_bundle
 from .cnn import SmallCNN
@@ -88,16 +87,8 @@ def checkpoint_path(
 
 
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`repwidgets.atomic.atomic_write` (no half-written file)."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def _build(data: DataBundle, model_cfg: dict[str, Any]) -> SmallCNN:

@@ -264,7 +264,7 @@ class AttributionBand:
         return AttributionBand(self._result, self._session, band=band or self.band)
 
     def curation(self, path=None):
-        from repwidgets.engines.curation_store import Curation
+        from repwidgets.curation_store import Curation
 
         context = {
             "source": "concept attribution",

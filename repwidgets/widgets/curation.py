@@ -13,7 +13,7 @@ view ``selected``.
 
 Marks survive re-displaying the widget (they live in the model), a kernel restart
 (``m.curate("curation.json")`` reloads the file) and a crash mid-write (the previous
-file stays intact, see :mod:`repwidgets.engines.curation_store`).
+file stays intact, see :mod:`repwidgets.curation_store`).
 
 Example:
     >>> m = rw.midrange.select(sess, class_index=0)       # doctest: +SKIP
@@ -34,7 +34,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from repwidgets.engines.curation_store import MARKS, Curation, CurationFileError
+from repwidgets.curation_store import MARKS, Curation, CurationFileError
 from repwidgets.widgets._transport import (
     RequestRouter,
     encode_array,
@@ -53,7 +53,7 @@ class CurationSelector(anywidget.AnyWidget):
 
     Attributes:
         selected: ``{"keep": [...], "spurious": [...], "exclude": [...]}``, live.
-        curation: the :class:`~repwidgets.engines.curation_store.Curation` (file I/O).
+        curation: the :class:`~repwidgets.curation_store.Curation` (file I/O).
         result: the current band (:class:`~repwidgets.engines.midrange.MidrangeResult`).
     """
 

@@ -38,12 +38,10 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import io
 import json
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from repwidgets.atomic import atomic_write_text
 
 FORMAT = "repwidgets.curation"
 SCHEMA_VERSION = 1
@@ -65,7 +65,6 @@ __all__ = [
     "CurationFileError",
     "CurationWriteError",
     "VanishedMarksWarning",
-    "atomic_write_text",
 ]
 
 
@@ -79,44 +78,6 @@ class CurationWriteError(OSError):
 
 class VanishedMarksWarning(UserWarning):
     """Some marks refer to samples that the split no longer has."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
-
-    The text goes to a temporary file in the same folder, is flushed and fsync'ed, then
-    renamed over ``path`` with ``os.replace`` (atomic on POSIX and Windows); the folder is
-    fsync'ed afterwards where the platform allows it. On any exception the temporary file
-    is removed and the old ``path`` is left as it was.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - folders cannot be opened on Windows
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse
-        pass
-    finally:
-        os.close(fd)
 
 
 def _now() -> str:
