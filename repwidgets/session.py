@@ -28,6 +28,7 @@ from repwidgets.datasets.bundle import class_id
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
 POOLS = ("mean", "max", None)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -171,10 +172,45 @@ class Session:
         """Group ids (class x artifact) of a split, LongTensor [n], or None."""
         return self.data.groups(split)
 
+    def concept_index(self, name: str) -> int:
+        """Column of concept ``name`` in :meth:`concepts`; a ValueError listing the names."""
+        return self.data.concept_index(name)
+
+    def concept(self, name: str, split: str = "test") -> torch.Tensor:
+        """Labels of one concept over a split, BoolTensor [n] (CPU)."""
+        return self.concepts(split)[:, self.concept_index(name)]
+
     # --- model structure ---------------------------------------------------------------
     def layers(self) -> list[str]:
         """Names of the modules that can be hooked, in model order."""
         return [name for name, _ in self.model.named_modules() if name]
+
+    def default_layer(self, activation: bool = True) -> str:
+        """The layer a method looks at when none is named: the last convolution's
+        activation (non-negative maps; with ``activation=False`` the convolution itself),
+        else the last layer before the head.
+
+        Example:
+            >>> rw.demo_session().default_layer()   # doctest: +SKIP
+            'features.relu4'
+        """
+        leaves = [(n, m) for n, m in self.model.named_modules() if n and not list(m.children())]
+        last = None
+        for i, (name, module) in enumerate(leaves):
+            if isinstance(module, nn.Conv2d):
+                last = name
+                if not activation:
+                    continue
+                for nxt, nxt_mod in leaves[i + 1 : i + 4]:
+                    if isinstance(nxt_mod, nn.Conv2d):
+                        break
+                    if isinstance(nxt_mod, _ACTIVATIONS):
+                        last = nxt
+                        break
+        if last is not None:
+            return last
+        layers = self.layers()
+        return layers[-2] if len(layers) > 1 else layers[-1]
 
     def module(self, layer: str) -> nn.Module:
         """The module called ``layer``; a clear error listing the layers otherwise."""

@@ -69,6 +69,7 @@ from torch import Tensor, nn
 
 from repwidgets._progress import progress_bar
 from repwidgets.engines import _checks
+from repwidgets.engines.embedding import embed_points
 from repwidgets.engines.ranks import auc_matrix
 from repwidgets.results import Result, notebook_plot
 
@@ -940,7 +941,7 @@ def discover_activations(
     if concepts is not None:
         concept_auc = auc_matrix(scores, concepts).float().reshape(k, concepts.shape[1])
 
-    emb, method = _embed(Xc, embedding, seed)
+    emb, method = embed_points(Xc, embedding, seed)
 
     return ConceptResult(
         directions=V.detach().cpu(),
@@ -1107,28 +1108,6 @@ def _outliers(
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.intersect1d(a, b, assume_unique=True).size
     return inter / max(1, a.size + b.size - inter)
-
-
-def _embed(Xc: Tensor, method: str | None, seed: int) -> tuple[Tensor | None, str | None]:
-    """2-D coordinates of the samples: UMAP of the activations, PCA for few samples."""
-    if method is None:
-        return None, None
-    n = Xc.shape[0]
-    if method == "umap" and n >= 50:
-        import umap
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed)
-            xy = reducer.fit_transform(Xc.detach().cpu().numpy().astype(np.float32))
-        return torch.from_numpy(np.asarray(xy, dtype=np.float32)), "umap"
-    Z = Xc.to(torch.float64)
-    Z = Z - Z.mean(dim=0)
-    V, _, _, _ = decompose(Z, min(2, *Z.shape), center=False)
-    xy = (Z @ V.to(torch.float64).T).float().cpu()
-    if xy.shape[1] < 2:
-        xy = torch.cat([xy, torch.zeros(n, 2 - xy.shape[1])], dim=1)
-    return xy, "pca"
 
 
 # ----------------------------------------------------------------------------- session level

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from repwidgets.engines import _checks, featurevis
+from repwidgets.engines.embedding import embed_distances
 from repwidgets.results import Result
 from repwidgets.session import resolve_layer
 
@@ -736,40 +737,6 @@ def find_dead(A: Tensor, self_peak: Tensor | None = None, tol: float = 1e-3) -> 
     return dead
 
 
-def _embed(D: np.ndarray, method: str, seed: int, n_neighbors: int) -> tuple[np.ndarray, str]:
-    """2-D map of a distance matrix: UMAP (precomputed), or MDS (also for tiny ones)."""
-    m = D.shape[0]
-    if m == 1:
-        return np.zeros((1, 2)), "none"
-    if method == "mds" or m < 8:
-        from sklearn.manifold import MDS
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mds = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=4)
-            return mds.fit_transform(D), "mds"
-    import umap
-
-    nn_ = max(2, min(n_neighbors, m - 1))
-    # The neighbour graph comes straight from the matrix (each point is its own first
-    # neighbour), which spares UMAP a nearest-neighbour search.
-    knn = np.argsort(D, axis=1, kind="stable")[:, :nn_]
-    knn_d = np.take_along_axis(D, knn, axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reducer = umap.UMAP(
-            n_components=2,
-            metric="precomputed",
-            n_neighbors=nn_,
-            min_dist=0.1,
-            random_state=seed,
-            init="random" if m < 16 else "spectral",
-            n_jobs=1,
-            precomputed_knn=(knn, knn_d, None),
-        )
-        return reducer.fit_transform(D), "umap"
-
-
 def analyze_activations(
     A: Tensor | np.ndarray,
     neurons: Sequence[int] | Tensor | None = None,
@@ -892,7 +859,7 @@ def analyze_activations(
     if embedding not in ("umap", "mds", None):
         raise ValueError(f"embedding must be 'umap', 'mds' or None; got {embedding!r}.")
     if embedding is not None and live.size:
-        coords, method = _embed(Dl, embedding, seed, umap_neighbors)
+        coords, method = embed_distances(Dl, embedding, seed, umap_neighbors)
         emb[live] = coords
     return DoraResult(
         layer=layer,
