@@ -6,7 +6,9 @@ activations, logits, labels and thumbnails, which it computes once and caches.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import hashlib
 import io
 import math
@@ -24,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from repwidgets._progress import progress_bar
 from repwidgets.cache import cache_dir
 from repwidgets.datasets.bundle import class_id
+from repwidgets.hooks import Capture, hooked
 
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
@@ -52,6 +55,26 @@ def pool_activations(output: torch.Tensor, pool: str | None) -> torch.Tensor:
         return output
     flat = output.flatten(2)
     return flat.mean(dim=2) if pool == "mean" else flat.amax(dim=2)
+
+
+def _pooled(output: torch.Tensor, pool: str | None) -> torch.Tensor:
+    return pool_activations(output.detach(), pool).float()
+
+
+def _flat_features(inputs: torch.Tensor) -> torch.Tensor:
+    return inputs.detach().flatten(1).float()
+
+
+def _shape_recorder(name: str, shapes: dict):
+    """A hook noting the per-sample shape of a module's (first) tensor output."""
+
+    def record(_module, _inputs, output):
+        if isinstance(output, (tuple, list)) and output:
+            output = output[0]
+        if isinstance(output, torch.Tensor):
+            shapes[name] = tuple(output.shape[1:])
+
+    return record
 
 
 def unknown_layer_message(layer, available: Sequence[str]) -> str:
@@ -235,29 +258,13 @@ class Session:
         if self._shapes is None:
             x = self._first_item(self._any_split())[0].unsqueeze(0)
             shapes: dict[str, tuple[int, ...]] = {}
-            handles = [
-                module.register_forward_hook(self._shape_hook(name, shapes))
-                for name, module in self.model.named_modules()
-                if name
-            ]
-            try:
-                with torch.no_grad():
-                    self._forward(x.to(self.device))
-            finally:
-                for handle in handles:
-                    handle.remove()
+            with contextlib.ExitStack() as hooks, torch.no_grad():
+                for name, module in self.model.named_modules():
+                    if name:
+                        hooks.enter_context(hooked(module, _shape_recorder(name, shapes)))
+                self._forward(x.to(self.device))
             self._shapes = {name: shapes[name] for name in self.layers() if name in shapes}
         return dict(self._shapes)
-
-    @staticmethod
-    def _shape_hook(name: str, shapes: dict):
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if isinstance(output, torch.Tensor):
-                shapes[name] = tuple(output.shape[1:])
-
-        return hook
 
     # --- forward passes --------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,42 +332,29 @@ class Session:
         dataset = self._checked_dataset(split)
         n = len(dataset)
         shapes = self.layer_shapes()
+        captures = {layer: self._capture(layer, pool) for layer in layers}
         outputs: dict[str, torch.Tensor] = {}
-        batch_store: dict[str, torch.Tensor] = {}
-        handles = []
-        for layer in layers:
-            if layer == _PENULTIMATE:
-                name, head = self.last_linear()
-                handles.append(head.register_forward_pre_hook(self._capture_input(batch_store)))
-            else:
-                handles.append(
-                    self.module(layer).register_forward_hook(
-                        self._capture_output(layer, pool, batch_store)
-                    )
-                )
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
         start = 0
-        try:
-            with torch.no_grad():
-                batches = progress_bar(
-                    prefetched(finite_checked(loader, split)),
-                    total=math.ceil(n / self.batch_size),
-                    desc=f"activations ({split})",
-                    enable=self.progress,
-                )
-                for x, _y in batches:
-                    logits = self._forward(x.to(self.device, non_blocking=True))
-                    batch_store[_LOGITS] = logits
-                    stop = start + x.shape[0]
-                    for name, value in batch_store.items():
-                        if name not in outputs:
-                            outputs[name] = self._allocate(name, split, pool, n, value, shapes)
-                        outputs[name][start:stop] = value.to(outputs[name].device)
-                    batch_store.clear()
-                    start = stop
-        finally:
-            for handle in handles:
-                handle.remove()
+        with contextlib.ExitStack() as hooks, torch.no_grad():
+            for capture in captures.values():
+                hooks.enter_context(capture)
+            batches = progress_bar(
+                prefetched(finite_checked(loader, split)),
+                total=math.ceil(n / self.batch_size),
+                desc=f"activations ({split})",
+                enable=self.progress,
+            )
+            for x, _y in batches:
+                logits = self._forward(x.to(self.device, non_blocking=True))
+                batch = {name: capture.value for name, capture in captures.items()}
+                batch[_LOGITS] = logits
+                stop = start + x.shape[0]
+                for name, value in batch.items():
+                    if name not in outputs:
+                        outputs[name] = self._allocate(name, split, pool, n, value, shapes)
+                    outputs[name][start:stop] = value.to(outputs[name].device)
+                start = stop
         for name, tensor in outputs.items():
             self._remember(self._key(name, split, pool), tensor)
 
@@ -368,21 +362,15 @@ class Session:
     def _key(name: str, split: str, pool: str | None) -> tuple:
         return (name, split, None if name in (_LOGITS, _PENULTIMATE) else pool)
 
-    @staticmethod
-    def _capture_output(layer: str, pool: str | None, store: dict):
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            store[layer] = pool_activations(output.detach(), pool).float()
-
-        return hook
-
-    @staticmethod
-    def _capture_input(store: dict):
-        def hook(_module, inputs):
-            store[_PENULTIMATE] = inputs[0].detach().flatten(1).float()
-
-        return hook
+    def _capture(self, layer: str, pool: str | None) -> Capture:
+        """A hook keeping ``layer``'s pooled output per batch (the head's input for the
+        penultimate features)."""
+        if layer == _PENULTIMATE:
+            name, head = self.last_linear()
+            return Capture(head, inputs=True, transform=_flat_features, name=name)
+        return Capture(
+            self.module(layer), transform=functools.partial(_pooled, pool=pool), name=layer
+        )
 
     def _allocate(self, name, split, pool, n, first, shapes) -> torch.Tensor:
         shape = (n, *first.shape[1:])
