@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-METHODS = ("invert", "dora", "concepts", "midrange", "attribution")
+from repwidgets.demo import METHODS
 
 
 class _Clock:
@@ -71,7 +70,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     import repwidgets as rw
     from repwidgets.cache import cache_dir
-    from repwidgets.report import Report, add_demo_section
+    from repwidgets.demo import add_section, run_section
+    from repwidgets.demo.overview import add_data_and_model, add_examples
+    from repwidgets.report import Report
 
     methods = _methods(args.methods)
     progress = not args.quiet
@@ -109,15 +110,14 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Cache: {cache_dir()}")
 
     report = Report("repwidgets demo: the embedded default")
-    _add_data_and_model(report, data, model, history, evaluation, sizes)
-    _add_examples(report, sess)
+    add_data_and_model(report, data, model, history, evaluation, sizes)
+    add_examples(report, sess)
 
     failures = []
     for method in methods:
         print(f"\n== {method}", flush=True)
         try:
-            module = importlib.import_module(f"repwidgets.engines.{method}")
-            section = clock.run(method, module.demo_section, sess)
+            section = clock.run(method, run_section, method, sess)
         except Exception as exc:  # report every method, then fail at the end
             failures.append(method)
             print(f"  {method} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -126,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> int:
             continue
         for line in section.get("summary_lines", []):
             print(f"  {line}")
-        add_demo_section(report, method, section, sess)
+        add_section(report, method, section, sess)
 
     report.add_section("Timings")
     report.add_table(
@@ -140,83 +140,6 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Methods that failed: {', '.join(failures)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _add_examples(report, sess, per_class: int = 4) -> None:
-    """A row of test images per class with their concept labels as captions."""
-    targets = sess.targets("test")
-    concepts = sess.concepts("test") if sess.concept_names else None
-    report.add_section("Example test images and their concept labels")
-    for c, name in enumerate(sess.class_names):
-        idx = (targets == c).nonzero().flatten()[:per_class].tolist()
-        captions = []
-        for i in idx:
-            labels = (
-                [sess.concept_names[k] for k in concepts[i].nonzero().flatten().tolist()]
-                if concepts is not None
-                else [name]
-            )
-            captions.append(f"#{i}: " + ", ".join(labels))
-        report.add_images(sess.thumbnails(idx, "test", size=96), captions)
-
-
-def _add_data_and_model(report, data, model, history, evaluation: dict, sizes: str) -> None:
-    """The data and the model as tables, the training curves and the accuracy per group."""
-    import pandas as pd
-
-    from repwidgets import plots
-
-    report.add_section("Data and model")
-    config = getattr(data, "config", {}) or {}
-    spurious = config.get("spurious_class")
-    if isinstance(spurious, int) and 0 <= spurious < len(data.class_names):
-        spurious = data.class_names[spurious]
-    facts = {
-        "data": f"{data.name}: {sizes}",
-        "classes": ", ".join(data.class_names),
-        "concept labels": len(getattr(data, "concept_names", []) or []),
-        "artifact": f"{config.get('artifact')} (mostly on {spurious} in training)",
-        "model": type(model).__name__,
-        "training": f"{len(history.loss)} epochs, {history.seconds:.0f} s",
-        "test accuracy": f"{evaluation['accuracy']:.3f}",
-    }
-    if "worst_group_accuracy" in evaluation:
-        facts["worst group"] = (
-            f"{evaluation['worst_group']}: {evaluation['worst_group_accuracy']:.3f}"
-        )
-    report.add_table(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}))
-    report.add_figure(
-        plots.training_curves(
-            {
-                "loss": history.loss,
-                "train accuracy": history.accuracy,
-                "val accuracy": history.val_accuracy,
-            },
-            title="Training curves",
-        )
-    )
-    if "groups" not in evaluation:
-        return
-    groups = evaluation["groups"]
-    report.add_heading("Test accuracy per group (class / artifact)")
-    report.add_table(
-        pd.DataFrame(
-            {
-                "group": list(groups),
-                "accuracy": list(groups.values()),
-                "samples": [evaluation.get("group_counts", {}).get(g, "") for g in groups],
-            }
-        )
-    )
-    report.add_figure(
-        plots.bars(
-            list(groups),
-            list(groups.values()),
-            title="Test accuracy per group (class / artifact): the worst group is the shortcut's",
-            y_label="accuracy",
-            y_range=(0, 1),
-        )
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,6 @@ it opens offline and is written atomically with ordinary permissions."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import stat
@@ -13,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from repwidgets.report import Report, add_demo_section, prose_lines
+from repwidgets.demo import add_section, prose_lines, run_section
+from repwidgets.report import Report
 from repwidgets.results import atomic_write_bytes
 
 #: A Python repr, such as ``MidrangeResult(class='circle', ...)`` or ``Row(id='p1', ...)``.
@@ -100,7 +100,7 @@ def test_a_section_shows_sentences_not_its_console_lines():
         "tables": [pd.DataFrame({"method": ["ERM"], "accuracy": [0.73]})],
         "figures": [],
     }
-    page = add_demo_section(Report("r"), "midrange", section).render()
+    page = add_section(Report("r"), "midrange", section).render()
     text = Page(page).visible()
     assert "worst-group test accuracy" in text and not REPR.search(text)
     assert Page(page).count("table") == 1
@@ -141,13 +141,12 @@ def demo_page(tiny_session, tmp_path_factory):
     report = Report("demo")
     sections = {}
     for method, options in SECTION_OPTIONS.items():
-        module = importlib.import_module(f"repwidgets.engines.{method}")
         try:
-            sections[method] = module.demo_section(tiny_session, **options)
+            sections[method] = run_section(method, tiny_session, **options)
         except Exception as exc:  # one broken method must not hide what the others show
             sections[method] = exc
             continue
-        add_demo_section(report, method, sections[method], tiny_session)
+        add_section(report, method, sections[method], tiny_session)
     path = report.save(tmp_path_factory.mktemp("report") / "index.html")
     return path.read_text(), sections
 
