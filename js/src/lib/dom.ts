@@ -37,3 +37,10 @@ export function setStatus(el: HTMLElement, text: string): void {
   setText(el, text);
   if (el.title !== text) el.title = text;
 }
+
+/** The focused element as seen from `el`'s tree: inside a shadow root (marimo) the
+ * document's activeElement is the shadow host, not the input that has the focus. */
+export function activeElement(el: Node): Element | null {
+  const root = el.getRootNode() as Document | ShadowRoot;
+  return "activeElement" in root ? root.activeElement : document.activeElement;
+}
