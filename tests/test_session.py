@@ -175,7 +175,7 @@ def test_demo_session_is_exported():
 
 
 def test_prefetched_keeps_order_and_raises_loader_errors():
-    from repwidgets.session import prefetched
+    from repwidgets.datasets.batches import prefetched
 
     assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
 
@@ -246,7 +246,7 @@ def test_nan_images_are_reported_by_index_before_any_activation_is_kept():
 
 
 def test_finite_checked_counts_indices_across_batches():
-    from repwidgets.session import finite_checked
+    from repwidgets.datasets.batches import finite_checked
 
     clean = torch.zeros(4, 2)
     dirty = torch.zeros(4, 2)

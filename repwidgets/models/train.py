@@ -208,7 +208,7 @@ def train_model(
 
 def check_images_are_finite(dataset: Dataset, split: str = "train") -> None:
     """Read ``dataset`` in order and raise, naming the samples, if an image holds NaN or inf."""
-    from repwidgets.session import finite_checked
+    from repwidgets.datasets.batches import finite_checked
 
     for _batch in finite_checked(DataLoader(dataset, batch_size=256, shuffle=False), split):
         pass
