@@ -19,6 +19,8 @@ _LAZY = {
     "datasets": "repwidgets.datasets",
     "models": "repwidgets.models",
     "widgets": "repwidgets.widgets",
+    "views": "repwidgets.views",
+    "demo": "repwidgets.demo",
     "invert": "repwidgets.engines.invert",
     "dora": "repwidgets.engines.dora",
     "concepts": "repwidgets.engines.concepts",
