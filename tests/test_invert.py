@@ -15,7 +15,12 @@ from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 
 from repwidgets.engines import invert
-from repwidgets.engines.invert import InvertResult, explain_activations, formula_mask
+from repwidgets.engines.invert import (
+    InvertConfig,
+    InvertResult,
+    explain_activations,
+    formula_mask,
+)
 
 
 def _concepts(n=800, K=8, seed=0):
@@ -286,6 +291,41 @@ def test_save_load_round_trip(tmp_path):
     assert back.to_frame().equals(r.to_frame())
 
 
+def test_unknown_setting_names_the_close_one():
+    C, names = _concepts(n=100, K=3, seed=14)
+    acts = torch.randn(100, 2)
+    with pytest.raises(TypeError, match=r"InvertConfig has no setting 'max_lenght'.*'max_length'"):
+        explain_activations(acts, C, names, max_lenght=2, progress=False)
+    with pytest.raises(TypeError, match=r"no setting 'beam'"):
+        InvertConfig().replace(beam=3)
+    sess = _FakeSession(acts, torch.tensor(C), names)
+    with pytest.raises(TypeError, match=r"no setting 'min_frac'.*'min_fraction'"):
+        invert.explain(sess, "layer", min_frac=0.1)
+    with pytest.raises(TypeError, match="config must be a InvertConfig"):
+        invert.explain(sess, "layer", 3)
+
+
+def test_config_round_trips_through_a_saved_result(tmp_path):
+    cfg = InvertConfig(max_length=2, beam_size=3, min_fraction=0.05, return_beam=True, top_k=4)
+    r = _small_result(config=cfg)
+    assert r.params == {**cfg.to_dict(), "n_samples": 400}
+    back = InvertResult.load(r.save(tmp_path / "r.safetensors"))
+    assert InvertConfig.from_dict(back.params) == cfg
+    again = _small_result(config=back.params)  # a dict of settings works as a config
+    assert again.formulas == r.formulas and again.beams == r.beams
+    # overrides win over the config
+    shorter = _small_result(config=cfg, max_length=1)
+    assert shorter.params["max_length"] == 1 and shorter.params["beam_size"] == 3
+    assert all(f["length"] == 1 for f in shorter.formulas)
+
+
+def test_result_top_samples_match_top_indices():
+    r = _small_result(top_k=5)
+    assert torch.equal(r.top_samples(1, 3), r.top_indices[1, :3])
+    with pytest.raises(ValueError, match="no session"):
+        r.top_samples(1, 10)
+
+
 def test_plot_builds_bokeh_layouts():
     from bokeh.embed import file_html
     from bokeh.resources import INLINE
@@ -384,7 +424,7 @@ def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
     sess = demo_session
     artifact = sess.data.config.get("artifact")
     assert artifact in sess.concept_names
-    k = sess.concept_names.index(artifact)
+    k = sess.concept_index(artifact)
     layer = "pool"
     acts = sess.activations(layer, split="test")
     detectors = torch.nonzero(auc_matrix(acts.cpu(), sess.concepts("test"))[:, k] >= 0.95)
@@ -396,7 +436,10 @@ def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
             j,
             r.formulas[j]["text"],
         )
-    section = invert.demo_section(sess, layer=layer)
+    from repwidgets.demo import invert as invert_demo
+
+    section = invert_demo.run(sess)
+    assert section["result"].layer == layer
     text = "\n".join(section["summary_lines"])
     assert section["figures"]
     assert f"{len(detectors)} neurons detect it" in text
