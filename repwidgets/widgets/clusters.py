@@ -16,9 +16,11 @@ Binary state (never JSON lists of numbers):
   colouring on screen crosses the wire.
 
 Example:
-    >>> r = rw.concepts.discover(sess, "features.relu4")   # doctest: +SKIP
-    >>> b = r.widget()                                     # doctest: +SKIP
+    >>> b = ConceptBrowser(xy, {"cluster": (codes, names)}, image_source=src)  # doctest: +SKIP
     >>> b.selected          # indices of the lasso-selected samples  # doctest: +SKIP
+
+``r.widget()`` of a concept discovery result builds one (see
+:mod:`repwidgets.views.concepts`).
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
     as_image_source,
-    encode_array,
     image_fetch_handler,
     json_safe,
     static_esm,
     to_numpy,
 )
+from repwidgets.widgets.traits import ArrayDict, ArrayTrait
 
 MODES = ("lasso", "box", "pan")
+
+#: positions [n, 2]: the one check of ``xy``, shared by the constructor and the trait.
+XY = ArrayTrait("float32", shape=(None, 2), finite=True)
 
 
 class Coloring:
@@ -102,8 +107,8 @@ class ConceptBrowser(anywidget.AnyWidget):
 
     _esm = static_esm("clusters")
 
-    points = traitlets.Dict().tag(sync=True)
-    codes = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    points = ArrayDict({"xy": XY, "membership": ArrayTrait("int32", ndim=1)}).tag(sync=True)
+    codes = ArrayTrait(("uint8", "uint16"), ndim=1, allow_none=True).tag(sync=True)
     colorings = traitlets.List(traitlets.Dict()).tag(sync=True)
     color_by = traitlets.Unicode("").tag(sync=True)
     clusters = traitlets.List(traitlets.Dict()).tag(sync=True)
@@ -130,12 +135,7 @@ class ConceptBrowser(anywidget.AnyWidget):
         mode: str = "lasso",
         **kwargs: Any,
     ) -> None:
-        pos = np.asarray(to_numpy(xy), dtype=np.float32)
-        if pos.ndim != 2 or pos.shape[1] != 2:
-            raise ValueError(f"xy must be an array of positions [n, 2]; got shape {pos.shape}.")
-        if not np.isfinite(pos).all():
-            bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
-            raise ValueError(f"xy has NaN or infinite positions for points {bad[:10].tolist()}.")
+        pos = XY.check(xy, "xy (the points' positions)")
         n = pos.shape[0]
         self._n = n
         self._colorings = _as_colorings(colorings, n)
@@ -157,7 +157,7 @@ class ConceptBrowser(anywidget.AnyWidget):
         if point_size is None:
             point_size = 4 if n <= 5_000 else 3 if n <= 30_000 else 2
         super().__init__(
-            points={"xy": encode_array(pos), "membership": encode_array(member)},
+            points={"xy": pos, "membership": member},
             colorings=[c.meta() for c in self._colorings],
             color_by=color_by,
             clusters=cluster_list,
@@ -176,10 +176,10 @@ class ConceptBrowser(anywidget.AnyWidget):
         self._router.register("fetch", image_fetch_handler(self._images))
 
     # --- traits ---------------------------------------------------------------------------
-    def _codes_for(self, name: str) -> dict:
+    def _codes_for(self, name: str) -> np.ndarray:
         for c in self._colorings:
             if c.name == name:
-                return encode_array(c.codes)
+                return c.codes
         raise ValueError(f"No colouring {name!r}; colourings: {[c.name for c in self._colorings]}.")
 
     @traitlets.observe("color_by")
@@ -241,95 +241,6 @@ class ConceptBrowser(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"ConceptBrowser({self._n} points, {len(self.selected)} selected)"
-
-    # --- builders ---------------------------------------------------------------------------
-    @classmethod
-    def from_result(
-        cls,
-        result: Any,
-        sess: Any = None,
-        *,
-        image_size: int = 64,
-        max_images: int = 16,
-        labels: bool = True,
-        **kwargs: Any,
-    ) -> ConceptBrowser:
-        """A browser over a :class:`repwidgets.engines.concepts.ConceptResult`.
-
-        Colourings: concept (cluster membership), class, predicted class and, with
-        ``labels=True``, every concept label of the data. Images come from the session
-        the result was computed with (or ``sess``).
-        """
-        if result.embedding is None:
-            raise ValueError(
-                "This result has no 2-D embedding of the samples. Compute one with "
-                "discover(..., embedding='umap') (or 'pca' for a quick linear map)."
-            )
-        n = int(result.embedding.shape[0])
-        k = int(result.n_concepts)
-        frame = result.to_frame()
-        concept_names = [f"{j}: {result.describe(j) or 'concept'}" for j in range(k)]
-        cols = [Coloring("concept", result.assignment.numpy() + 1, ["none", *concept_names], True)]
-        classes = list(result.class_names)
-        if result.labels is not None:
-            cols.append(Coloring("class", result.labels.numpy(), _names(classes, result.labels)))
-        if result.predictions is not None:
-            cols.append(
-                Coloring(
-                    "predicted", result.predictions.numpy(), _names(classes, result.predictions)
-                )
-            )
-        if labels and result.concept_names:
-            sess_ = sess if sess is not None else result._session
-            if sess_ is not None and result.split is not None:
-                masks = np.asarray(to_numpy(sess_.concepts(result.split))).astype(bool)
-                for i, name in enumerate(result.concept_names):
-                    cols.append(Coloring(name, masks[:, i].astype(np.uint8), [f"no {name}", name]))
-        clusters = []
-        for j in range(k):
-            row = frame.iloc[j]
-            clusters.append(
-                {
-                    "id": j,
-                    "label": f"concept {j}",
-                    "description": str(row["labels"]),
-                    "images": [int(i) for i in result.top_samples(j, max_images)],
-                    "fields": {
-                        "members": int(row["size"]),
-                        "class": str(row["dominant_class"]),
-                        "purity": float(row["purity"]),
-                        "from direction": f"{row['end']}d{int(row['source_direction'])}",
-                        "cosine": float(row["cosine"]),
-                        "relevance z": float(row["relevance"]),
-                    },
-                }
-            )
-        sess_ = sess if sess is not None else result._session
-        image_source = None
-        if sess_ is not None and result.split is not None:
-            split = result.split
-
-            def image_source(keys: list) -> list[bytes]:
-                return list(sess_.thumbnails([int(i) for i in keys], split=split, size=image_size))
-
-        kwargs.setdefault(
-            "title",
-            f"{result.layer or 'activations'} · {k} concepts · {n} samples"
-            + (f" ({result.embedding_method})" if result.embedding_method else ""),
-        )
-        return cls(
-            result.embedding,
-            cols,
-            membership=result.assignment,
-            clusters=clusters,
-            image_source=image_source,
-            **kwargs,
-        )
-
-
-def _names(classes: Sequence[str], values: Any) -> list[str]:
-    m = int(np.asarray(to_numpy(values)).max()) + 1 if len(values) else 0
-    return [str(classes[i]) if i < len(classes) else str(i) for i in range(max(m, len(classes)))]
 
 
 def _as_colorings(colorings: Any, n: int) -> list[Coloring]:

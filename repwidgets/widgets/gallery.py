@@ -41,13 +41,13 @@ from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
     as_image_source,
-    encode_array,
     image_fetch_handler,
     json_safe,
     sniff_mime,
     static_esm,
     to_numpy,
 )
+from repwidgets.widgets.traits import ArrayDict, ArrayTrait
 
 DetailSource = Callable[[int, Hashable], Mapping[str, Any]]
 
@@ -130,7 +130,8 @@ def normalise_cards(
 
     Returns:
         ``(cards, score_names, histograms)``: JSON cards (id, label, scores, images),
-        the score names in first-seen order, and the binary histograms state (or None).
+        the score names in first-seen order, and the histograms state (or None):
+        ``{"counts": float32 [n_cards, bins], "ranges": float32 [n_cards, 2]}``.
     """
     if isinstance(cards, Mapping):
         raise TypeError("cards must be a list of dicts (one per neuron), not a single dict.")
@@ -194,7 +195,7 @@ def normalise_cards(
             if h is not None:
                 counts[i] = h[0]
                 ranges[i] = h[1]
-        histograms = {"counts": encode_array(counts), "ranges": encode_array(ranges)}
+        histograms = {"counts": counts, "ranges": ranges}
     return out, list(names), histograms
 
 
@@ -235,7 +236,13 @@ class NeuronGallery(anywidget.AnyWidget):
 
     cards = traitlets.List(traitlets.Dict()).tag(sync=True)
     score_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    histograms = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    histograms = ArrayDict(
+        {
+            "counts": ArrayTrait("float32", ndim=2),
+            "ranges": ArrayTrait("float32", shape=(None, 2)),
+        },
+        allow_none=True,
+    ).tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
     sort_by = traitlets.Unicode("").tag(sync=True)
     descending = traitlets.Bool(True).tag(sync=True)

@@ -33,12 +33,10 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anywidget
-import ipywidgets
 import numpy as np
 import traitlets
 
@@ -47,11 +45,13 @@ from repwidgets.widgets._transport import (
     ImageSource,
     RequestRouter,
     as_image_source,
+    decode_array,
     encode_array,
     image_fetch_handler,
     static_esm,
     to_numpy,
 )
+from repwidgets.widgets.traits import ArrayDict, ArrayTrait
 
 ENCODINGS = ("auto", "float32", "uint16", "uint8")
 ORDERS = ("cluster", "none")
@@ -114,10 +114,10 @@ def is_symmetric(matrix: np.ndarray, rtol: float = 1e-6) -> bool:
 
 
 # ----------------------------------------------------------------------------- wire
-def encode_matrix(
+def matrix_state(
     matrix: Any, encoding: str = "auto", symmetric: bool | None = None
 ) -> dict[str, Any]:
-    """Encode a k x k matrix for the front end (see the module docstring).
+    """The heatmap's ``values`` state of a k x k matrix, its array still a numpy array.
 
     Args:
         matrix: [k, k] numbers (numpy or torch).
@@ -126,12 +126,8 @@ def encode_matrix(
         symmetric: send only the upper triangle; None decides from the values.
 
     Returns:
-        ``{"values": encode_array(...), "k", "packing", "quantized", "lo", "hi"}``.
-
-    Example:
-        >>> m = encode_matrix(np.array([[0.0, 2.0], [2.0, 0.0]]), encoding="uint8")
-        >>> m["packing"], m["values"]["dtype"], m["values"]["shape"]
-        ('upper', 'uint8', [3])
+        ``{"values": 1-D array, "k", "packing", "quantized", "lo", "hi"}``; the
+        ``values`` trait sends the array as a binary buffer (see :func:`encode_matrix`).
     """
     a = check_matrix(matrix)
     if encoding not in ENCODINGS:
@@ -150,7 +146,7 @@ def encode_matrix(
         q = np.zeros_like(flat) if span == 0 else np.rint((flat - lo) * (qmax / span))
         values = np.clip(q, 0, qmax).astype(encoding)
     return {
-        "values": encode_array(values),
+        "values": values,
         "k": int(k),
         "packing": "upper" if sym else "full",
         "quantized": encoding != "float32",
@@ -159,21 +155,38 @@ def encode_matrix(
     }
 
 
+def encode_matrix(
+    matrix: Any, encoding: str = "auto", symmetric: bool | None = None
+) -> dict[str, Any]:
+    """Encode a k x k matrix for the front end (see the module docstring).
+
+    The wire form of :func:`matrix_state`: the same dict with ``values`` as
+    ``encode_array(...)``.
+
+    Example:
+        >>> m = encode_matrix(np.array([[0.0, 2.0], [2.0, 0.0]]), encoding="uint8")
+        >>> m["packing"], m["values"]["dtype"], m["values"]["shape"]
+        ('upper', 'uint8', [3])
+    """
+    state = matrix_state(matrix, encoding=encoding, symmetric=symmetric)
+    return {**state, "values": encode_array(state["values"])}
+
+
 def decode_matrix(state: Mapping[str, Any]) -> np.ndarray:
-    """The inverse of :func:`encode_matrix`: a float64 [k, k] matrix.
+    """The inverse of :func:`encode_matrix` (or of :func:`matrix_state`): float64 [k, k].
 
     Example:
         >>> m = np.array([[0.0, 1.0], [3.0, 0.0]])
         >>> decode_matrix(encode_matrix(m)).tolist()
         [[0.0, 1.0], [3.0, 0.0]]
     """
-    from repwidgets.widgets._transport import decode_array
-
     meta = state["values"]
-    flat = decode_array(meta["buffer"], meta["dtype"], meta["shape"]).astype(np.float64)
+    if isinstance(meta, Mapping):
+        meta = decode_array(meta["buffer"], meta["dtype"], meta["shape"])
+    flat = np.asarray(meta).astype(np.float64)
     k = int(state["k"])
     if state.get("quantized"):
-        qmax = _QMAX[meta["dtype"]]
+        qmax = _QMAX[np.asarray(meta).dtype.name]
         flat = state["lo"] + flat * ((state["hi"] - state["lo"]) / qmax)
     if state["packing"] == "upper":
         out = np.zeros((k, k))
@@ -265,9 +278,11 @@ class DistanceHeatmap(anywidget.AnyWidget):
 
     _esm = static_esm("heatmap")
 
-    values = traitlets.Dict().tag(sync=True)
-    permutation = traitlets.Dict().tag(sync=True)
-    neuron_ids = traitlets.Dict().tag(sync=True)
+    values = ArrayDict({"values": ArrayTrait(("float32", "uint16", "uint8"), ndim=1)}).tag(
+        sync=True
+    )
+    permutation = ArrayTrait("int32", ndim=1).tag(sync=True)
+    neuron_ids = ArrayTrait("int32", ndim=1).tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     order = traitlets.Unicode("cluster").tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -332,9 +347,9 @@ class DistanceHeatmap(anywidget.AnyWidget):
         self._id_set = set(id_list)
         self._source = _as_thumbnail_source(thumbnails, id_list)
         super().__init__(
-            values=encode_matrix(m, encoding=encoding),
-            neuron_ids=encode_array(np.asarray(id_list, dtype=np.int64)),
-            permutation=encode_array(self._permutation_for(order)),
+            values=matrix_state(m, encoding=encoding),
+            neuron_ids=np.asarray(id_list, dtype=np.int64),
+            permutation=self._permutation_for(order),
             labels=label_list,
             order=order,
             colormap=colormap,
@@ -368,7 +383,7 @@ class DistanceHeatmap(anywidget.AnyWidget):
     @traitlets.observe("order")
     def _on_order(self, change: dict) -> None:
         if getattr(self, "_ids", None) is not None:
-            self.permutation = encode_array(self._permutation_for(change["new"]))
+            self.permutation = self._permutation_for(change["new"])
 
     @traitlets.validate("colormap")
     def _validate_colormap(self, proposal: Any) -> str:
@@ -434,166 +449,11 @@ class DistanceHeatmap(anywidget.AnyWidget):
         return f"DistanceHeatmap({self.k} x {self.k}, {len(self.selected)} selected)"
 
 
-# ----------------------------------------------------------------------------- DORA
-def _signal_thumbnails(signals: Any, ids: list[int], size: int | None) -> Callable:
-    """A lazy, cached image source: neuron id -> its s-AMS side by side as PNG."""
-    from repwidgets.session import encode_image
-
-    sig = signals.detach().float().cpu() if hasattr(signals, "detach") else signals
-    if getattr(sig, "ndim", 0) != 5 or sig.shape[0] != len(ids):
-        raise ValueError(
-            f"signals must be [k, n, C, H, W] with k = {len(ids)} neurons; got shape "
-            f"{tuple(getattr(sig, 'shape', ()))}."
-        )
-    pos = {i: p for p, i in enumerate(ids)}
-    cache: dict[int, bytes] = {}
-
-    def source(keys: list) -> list[bytes]:
-        out = []
-        for key in keys:
-            key = int(key)
-            if key not in cache:
-                if key not in pos:
-                    raise KeyError(f"No s-AMS for neuron {key}.")
-                s = sig[pos[key]]  # [n, C, H, W]
-                n, c, h, w = s.shape
-                strip = s.permute(1, 2, 0, 3).reshape(c, h, n * w)
-                cache[key] = encode_image(strip, size=None if size is None else size * n)
-            out.append(cache[key])
-        return out
-
-    return source
-
-
-def dora_widget(
-    result: Any,
-    *,
-    thumbnail_size: int | None = 48,
-    gallery: bool = True,
-    gallery_kwargs: Mapping[str, Any] | None = None,
-    **kwargs: Any,
-):
-    """A DistanceHeatmap of a DORA result's EA distances linked to a gallery of its s-AMS.
-
-    Args:
-        result: a :class:`repwidgets.engines.dora.DoraResult`.
-        thumbnail_size: height in pixels of each s-AMS in the images (None: original).
-        gallery: also show a NeuronGallery (one card per neuron: LOF score, outlier rank,
-            self activation, flags and nearest neighbours), linked both ways.
-        gallery_kwargs: passed to :class:`NeuronGallery`.
-        **kwargs: passed to :class:`DistanceHeatmap` (order, colormap, height, ...).
-
-    Returns:
-        A :class:`DoraWidget` (an ipywidgets VBox) with ``.heatmap``, ``.gallery`` and
-        ``.selected`` (the neuron ids picked in either).
-
-    Example:
-        >>> r = rw.dora.analyze(sess, "features.conv3")   # doctest: +SKIP
-        >>> w = dora_widget(r); w                          # doctest: +SKIP
-        >>> w.selected                                     # doctest: +SKIP
-    """
-    from repwidgets.widgets.gallery import NeuronGallery
-    from repwidgets.widgets.link import link
-
-    ids = [int(i) for i in to_numpy(result.neurons).ravel()]
-    k = len(ids)
-    lof = np.asarray(to_numpy(result.lof_scores), dtype=np.float64).ravel()
-    outlier = np.asarray(to_numpy(result.is_outlier)).astype(bool).ravel()
-    dead = np.asarray(to_numpy(result.is_dead)).astype(bool).ravel()
-    self_act = np.asarray(to_numpy(result.self_activation), dtype=np.float64).ravel()
-    flags = ["dead" if d else "outlier" if o else "" for d, o in zip(dead, outlier)]
-    order, _dist = result.nearest(3)
-    neighbours = [", ".join(str(ids[j]) for j in row) for row in order]
-
-    labels = []
-    for f, v in zip(flags, lof):
-        parts = [f] if f else []
-        if math.isfinite(v):
-            parts.append(f"LOF {v:.2f}")
-        labels.append(" · ".join(parts))
-    source = None
-    if getattr(result, "signals", None) is not None:
-        source = _signal_thumbnails(result.signals, ids, thumbnail_size)
-    n_out, n_dead = int(outlier.sum()), int(dead.sum())
-    kwargs.setdefault(
-        "title",
-        f"DORA · {result.layer or 'layer'} · EA distances of {k} neurons "
-        f"({n_out} outliers, {n_dead} dead)",
-    )
-    kwargs.setdefault("value_name", "EA distance")
-    heatmap = DistanceHeatmap(result.distances, labels, thumbnails=source, ids=ids, **kwargs)
-
-    cards_widget = None
-    ln = None
-    if gallery:
-        rank = np.full(k, np.nan)
-        live = [i for i in np.argsort(-np.nan_to_num(lof, nan=-np.inf)) if math.isfinite(lof[i])]
-        rank[live] = np.arange(1, len(live) + 1)
-        cards = []
-        for p, nid in enumerate(ids):
-            label = flags[p] or "inlier"
-            if neighbours[p]:
-                label += f" · near {neighbours[p]}"
-            cards.append(
-                {
-                    "id": nid,
-                    "label": label,
-                    "scores": {
-                        "LOF": lof[p],
-                        "outlier rank": rank[p],
-                        "self activation": self_act[p],
-                    },
-                    "images": [nid] if source is not None else [],
-                }
-            )
-        gkw = {"title": "s-AMS", "sort_by": "LOF", "height": 420, **dict(gallery_kwargs or {})}
-        cards_widget = NeuronGallery(cards, image_source=source, **gkw)
-        ln = link(heatmap, cards_widget)
-    children = [heatmap] + ([cards_widget] if cards_widget is not None else [])
-    return DoraWidget(children=children, heatmap=heatmap, gallery=cards_widget, link=ln)
-
-
-class DoraWidget(ipywidgets.VBox):
-    """A heatmap of EA distances above a gallery of s-AMS, selections linked.
-
-    Attributes:
-        heatmap: the :class:`DistanceHeatmap`.
-        gallery: the :class:`NeuronGallery` (None with ``gallery=False``).
-        link: the :class:`repwidgets.widgets.link.Link` between them (or None).
-    """
-
-    def __init__(
-        self,
-        children: Sequence[Any],
-        heatmap: DistanceHeatmap,
-        gallery: Any = None,
-        link: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(children=list(children), **kwargs)
-        self.heatmap = heatmap
-        self.gallery = gallery
-        self.link = link
-
-    @property
-    def selected(self) -> list[int]:
-        """Neuron ids selected in the heatmap (and the gallery, kept in step)."""
-        return list(self.heatmap.selected)
-
-    @selected.setter
-    def selected(self, ids: Sequence[int]) -> None:
-        self.heatmap.selected = list(ids)
-
-    def __repr__(self) -> str:
-        return f"DoraWidget({self.heatmap!r}, gallery={self.gallery is not None})"
-
-
 __all__ = [
     "DistanceHeatmap",
-    "DoraWidget",
     "check_matrix",
     "cluster_order",
     "decode_matrix",
-    "dora_widget",
     "encode_matrix",
+    "matrix_state",
 ]
