@@ -13,14 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
+from repwidgets._progress import progress_bar
 from repwidgets.datasets.bundle import missing_concepts_message
+from repwidgets.engines import _checks
+from repwidgets.engines.attribution.ensemble import check_layers, ensemble, model_sessions
 from repwidgets.results import Result
+from repwidgets.session import check_layer_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repwidgets.session import Session
 
 __all__ = [
     "LinearProbe",
@@ -29,6 +37,9 @@ __all__ = [
     "default_probe_layers",
     "probe_activations",
     "concept_labels",
+    "concept_name",
+    "probe_layers",
+    "split_labels",
 ]
 
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Softplus)
@@ -315,8 +326,118 @@ class ProbeLayersResult(Result):
         fig.xaxis.major_label_orientation = 0.6
         return fig
 
-    def widget(self):
-        """A table widget of :meth:`to_frame` (there are no images to show)."""
-        import ipywidgets
 
-        return ipywidgets.HTML(self.to_frame().to_html(index=False, float_format="%.3f"))
+def concept_name(concept: Any) -> str:
+    """The concept's name, or "selection" for a user's own selection of samples."""
+    return concept if isinstance(concept, str) else "selection"
+
+
+def split_labels(sess: Session, concept: Any, split: str) -> torch.Tensor:
+    """Concept labels [n] of a split, from a concept name or a {split: selection} dict."""
+    if isinstance(concept, dict):
+        if split not in concept:
+            raise ValueError(
+                f"The concept selection has no entry for split {split!r} (it has "
+                f"{sorted(concept)}); give indices or a mask for every split used "
+                "(fit_split, eval_split, 'train' and the target split)."
+            )
+        return concept_labels(sess, concept[split], split)
+    if not isinstance(concept, str):
+        raise TypeError(
+            "concept must be a concept name of the data, or a dict {split: sample indices or "
+            f"bool mask}} for your own concept; got {type(concept).__name__}."
+        )
+    return concept_labels(sess, concept, split)
+
+
+def default_fit_split(sess: Session) -> str:
+    """The split probes are fitted on by default: "val" when the data has one."""
+    return "val" if "val" in sess.splits else "train"
+
+
+def probe_layers(
+    sess: Session,
+    concept: Any,
+    layers: Sequence[str] | None = None,
+    n_models: int = 1,
+    models: Sequence[nn.Module] | None = None,
+    seeds: Sequence[int] | None = None,
+    pool: str = "mean",
+    fit_split: str | None = None,
+    eval_split: str = "test",
+    max_fit: int | None = 4000,
+    C: float = 1.0,
+    progress: bool | None = None,
+) -> ProbeLayersResult:
+    """Probe accuracy of a concept at each layer, for each model of an ensemble.
+
+    Args:
+        sess: the session (its model is the ensemble's first member).
+        concept: a concept name of the data (``sess.concept_names``), or a dict
+            ``{split: indices or bool mask}`` defining your own concept on each split used.
+        layers: layers to probe; default :func:`default_probe_layers`
+            (every conv/linear block after its activation).
+        n_models: ensemble size: the session's model plus default models trained on the
+            session's data with other seeds (``rw.models.ensemble``, cached).
+        models: your own list of models instead (overrides n_models).
+        pool: spatial pooling of the activations ("mean" or "max").
+        fit_split: split the probes are fitted on; default "val" when the data has one (in
+            the embedded data it is balanced, so the concept is not confounded with the
+            class), else "train".
+        eval_split: split for the held-out accuracy.
+        max_fit: cap on fitting samples (stratified subsample).
+
+    Returns:
+        :class:`ProbeLayersResult` (``to_frame()``: one row per
+        layer, ensemble mean and spread).
+
+    Example:
+        >>> p = probe_layers(sess, "watermark", n_models=2)     # doctest: +SKIP
+        >>> p.to_frame(); p.best_layer(); p.plot()              # doctest: +SKIP
+    """
+    progress = sess.progress if progress is None else progress
+    fit_split = fit_split or default_fit_split(sess)
+    layers = list(layers) if layers is not None else default_probe_layers(sess.model)
+    if not layers:
+        raise ValueError("No layers to probe: pass layers=[...] (see sess.layers()).")
+    _checks.one_of("pool", pool, ("mean", "max"))
+    if models is None:  # checked before any extra model is trained or any activation read
+        _checks.positive_int("n_models", n_models)
+        check_layer_names(sess.model, layers)
+    y_fit = split_labels(sess, concept, fit_split)
+    y_eval = split_labels(sess, concept, eval_split)
+    for name, y, split in (("fitting", y_fit, fit_split), ("evaluation", y_eval, eval_split)):
+        n_pos = int(y.sum())
+        if n_pos == 0 or n_pos == len(y):
+            raise ValueError(
+                f"The concept {concept_name(concept)!r} has {n_pos} positive samples out of "
+                f"{len(y)} in the {name} split {split!r}: probes need both positive and "
+                "negative samples there. Choose other splits or another concept."
+            )
+    model_list = ensemble(sess, n_models, models, seeds, progress)
+    sessions = model_sessions(sess, model_list)
+    check_layers(sessions, layers)
+    acc = np.zeros((len(layers), len(sessions)))
+    bal = np.zeros_like(acc)
+    probes: list[list[LinearProbe]] = [[None] * len(sessions) for _ in layers]  # type: ignore[list-item]
+    loop = progress_bar(
+        list(enumerate(sessions)), total=len(sessions), desc="probes", enable=progress
+    )
+    for j, s in loop:
+        fit = s.activations_many(layers, split=fit_split, pool=pool)
+        ev = s.activations_many(layers, split=eval_split, pool=pool)
+        for i, layer in enumerate(layers):
+            probe = probe_activations(fit[layer], y_fit, ev[layer], y_eval, max_fit=max_fit, C=C)
+            probes[i][j] = probe
+            acc[i, j] = probe.accuracy
+            bal[i, j] = probe.balanced_accuracy
+    result = ProbeLayersResult(
+        concept=concept_name(concept),
+        layers=list(layers),
+        accuracy=acc,
+        balanced_accuracy=bal,
+        prevalence=float(y_eval.float().mean()),
+    )
+    result._probes = probes
+    result._models = model_list  # type: ignore[attr-defined]
+    return result
