@@ -86,7 +86,7 @@ def run(sess, name: str, seeds: list[int], class_index: int) -> dict:
     retrain = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    table = mr.compare(sess, cur, seeds=seeds, progress=False)
+    table = mr.compare(sess, cur, seeds=seeds, progress=False).to_frame()
     compare_s = time.perf_counter() - t2
     methods = {
         method: {
@@ -114,7 +114,7 @@ def run(sess, name: str, seeds: list[int], class_index: int) -> dict:
             "random": round(float(wga["random"]), 4),
         },
         "methods": methods,
-        "chosen_C_curated_seed0": head.retrain_info["C"],
+        "chosen_C_curated_seed0": head.C,
         "seconds": {
             "feature_extraction_all_splits": round(extraction, 2),
             "band_query": round(query, 5),
