@@ -278,8 +278,45 @@ def test_save_load_round_trip_and_plot(tmp_path):
 def test_umap_embedding_shape():
     pytest.importorskip("umap")
     X, _, _ = _planted(n=200, C=8)
-    emb, method = cd._embed(X, "umap", seed=0)
+    from repwidgets.engines.embedding import embed_points
+
+    emb, method = embed_points(X, "umap", seed=0)
     assert method == "umap" and emb.shape == (200, 2) and torch.isfinite(emb).all()
+
+
+# ------------------------------------------------------------------ settings
+def test_unknown_setting_names_the_close_one():
+    X = torch.rand(60, 8)
+    with pytest.raises(
+        TypeError, match=r"ConceptConfig has no setting 'n_component'.*'n_components'"
+    ):
+        cd.discover_activations(X, n_component=2, embedding=None)
+    with pytest.raises(TypeError, match=r"no setting 'topt'.*'top_t'"):
+        cd.ConceptConfig().replace(topt=5)
+    sess = _tiny_session()
+    with pytest.raises(TypeError, match=r"no setting 'embeding'.*'embedding'"):
+        cd.discover(sess, "relu", n_components=2, embeding=None)
+    with pytest.raises(ValueError, match=r"top_t must be an integer >= 2"):
+        cd.discover_activations(X, n_components=2, top_t=1, embedding=None)
+
+
+def test_config_round_trips_through_a_saved_result(tmp_path):
+    X, _, has = _planted(n=400, C=16)
+    cfg = cd.ConceptConfig(n_components=3, center=True, top_t=60, embedding=None, seed=2)
+    r = cd.discover_activations(X, cfg, labels=has.long(), progress=False)
+    assert r.params == {**cfg.to_dict(), "min_cluster_size": 5}  # the default, resolved
+    back = type(r).load(r.save(tmp_path / "r.safetensors"))
+    again_cfg = cd.ConceptConfig.from_dict(back.params)
+    assert again_cfg == cfg.replace(min_cluster_size=5)
+    again = cd.discover_activations(X, back.params, labels=has.long(), progress=False)
+    assert again.to_frame().equals(r.to_frame())
+    assert again.outliers().equals(r.outliers())
+    # overrides win over the config; the session call records its own facts too
+    sess = _tiny_session()
+    s = cd.discover(sess, "relu", cfg, n_components=2, top_t=30, relevance=False)
+    assert s.params["n_components"] == 2 and s.params["center"] is True
+    assert {"objective": "predicted", "sign": 1.0, "relevance": False}.items() <= s.params.items()
+    assert cd.ConceptConfig.from_dict(s.params).top_t == 30
 
 
 # ------------------------------------------------------------------ bad input
@@ -384,7 +421,7 @@ def demo_result(demo_session):
 def test_demo_a_concept_separates_the_artifact(demo_result, demo_session):
     r = demo_result
     artifact = demo_session.data.config["artifact"]
-    a = r.concept_names.index(artifact)
+    a = demo_session.concept_index(artifact)
     best = float(r.concept_auc[:, a].max())
     assert best >= 0.95, r.to_frame().to_string()
     j = int(r.concept_auc[:, a].argmax())
@@ -415,25 +452,19 @@ def test_demo_concept_maps_cover_the_image(demo_result, demo_session):
 
 # ------------------------------------------------------------------ widget (Python side)
 def test_concept_browser_from_a_result():
-    from repwidgets.widgets._transport import decode_array, decode_image_batch
+    from repwidgets.widgets._transport import decode_image_batch
     from repwidgets.widgets.clusters import ConceptBrowser
 
     sess = _tiny_session()
     r = cd.discover(sess, "relu", n_components=3, top_t=30, embedding="pca")
     b = r.widget()
     assert isinstance(b, ConceptBrowser) and b.n == sess.n()
-    xy = decode_array(b.points["xy"]["buffer"], "float32", b.points["xy"]["shape"])
-    np.testing.assert_allclose(xy, r.embedding.numpy())
-    member = b.points["membership"]
-    np.testing.assert_array_equal(
-        decode_array(member["buffer"], member["dtype"], member["shape"]), r.assignment.numpy()
-    )
+    np.testing.assert_allclose(b.points["xy"], r.embedding.numpy())
+    np.testing.assert_array_equal(b.points["membership"], r.assignment.numpy())
     assert b.coloring_names[:3] == ["concept", "class", "predicted"]
-    codes = decode_array(b.codes["buffer"], b.codes["dtype"], b.codes["shape"])
-    np.testing.assert_array_equal(codes, r.assignment.numpy() + 1)
+    np.testing.assert_array_equal(b.codes, r.assignment.numpy() + 1)
     b.color_by = "class"  # Python recomputes the codes on screen
-    codes = decode_array(b.codes["buffer"], b.codes["dtype"], b.codes["shape"])
-    np.testing.assert_array_equal(codes, sess.targets().numpy())
+    np.testing.assert_array_equal(b.codes, sess.targets().numpy())
     b.selected = [3, 1, 3]
     frame = b.selected_frame()
     assert frame["index"].tolist() == [3, 1]
@@ -459,4 +490,4 @@ def test_concept_browser_from_a_result():
 
 @pytest.mark.demo
 def test_demo_section_looks_at_the_last_convolution_after_its_relu(demo_session):
-    assert cd._last_conv_activation(demo_session) == "features.relu4"
+    assert demo_session.default_layer() == "features.relu4"
