@@ -357,3 +357,14 @@ def static_esm(name: str):
         "export default { render({ el }) { const d = document.createElement('pre'); "
         f"d.textContent = {json.dumps(message)}; el.appendChild(d); }} }};"
     )
+
+
+def static_css(name: str):
+    """The built styles of widget ``name`` (repwidgets/static/<name>.css), or "" when unbuilt.
+
+    Shipped as the widget's ``_css``: anywidget puts it where the widget renders (the
+    page's head in Jupyter, the widget's shadow root in marimo), so the styles reach the
+    widget wherever it is shown.
+    """
+    path = STATIC_DIR / f"{name}.css"
+    return path if path.is_file() else ""

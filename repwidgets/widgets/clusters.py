@@ -40,6 +40,7 @@ from repwidgets.widgets._transport import (
     as_image_source,
     image_fetch_handler,
     json_safe,
+    static_css,
     static_esm,
     to_numpy,
 )
@@ -106,6 +107,7 @@ class ConceptBrowser(anywidget.AnyWidget):
     """
 
     _esm = static_esm("clusters")
+    _css = static_css("clusters")
 
     points = ArrayDict({"xy": XY, "membership": ArrayTrait("int32", ndim=1)}).tag(sync=True)
     codes = ArrayTrait(("uint8", "uint16"), ndim=1, allow_none=True).tag(sync=True)

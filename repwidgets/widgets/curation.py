@@ -43,6 +43,7 @@ from repwidgets.widgets._transport import (
     as_image_source,
     image_fetch_handler,
     json_safe,
+    static_css,
     static_esm,
 )
 from repwidgets.widgets.traits import ArrayDict, ArrayTrait
@@ -90,6 +91,7 @@ class CurationSelector(anywidget.AnyWidget):
     """
 
     _esm = static_esm("curation")
+    _css = static_css("curation")
 
     items = ArrayDict(
         {

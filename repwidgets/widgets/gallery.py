@@ -44,6 +44,7 @@ from repwidgets.widgets._transport import (
     image_fetch_handler,
     json_safe,
     sniff_mime,
+    static_css,
     static_esm,
     to_numpy,
 )
@@ -233,6 +234,7 @@ class NeuronGallery(anywidget.AnyWidget):
     """
 
     _esm = static_esm("gallery")
+    _css = static_css("gallery")
 
     cards = traitlets.List(traitlets.Dict()).tag(sync=True)
     score_names = traitlets.List(traitlets.Unicode()).tag(sync=True)

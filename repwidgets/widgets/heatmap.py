@@ -48,6 +48,7 @@ from repwidgets.widgets._transport import (
     decode_array,
     encode_array,
     image_fetch_handler,
+    static_css,
     static_esm,
     to_numpy,
 )
@@ -277,6 +278,7 @@ class DistanceHeatmap(anywidget.AnyWidget):
     """
 
     _esm = static_esm("heatmap")
+    _css = static_css("heatmap")
 
     values = ArrayDict({"values": ArrayTrait(("float32", "uint16", "uint8"), ndim=1)}).tag(
         sync=True
