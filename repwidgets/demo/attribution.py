@@ -63,7 +63,7 @@ def run(
 
 def _carriers_by_class(r, k: int) -> str:
     """How many of the top k carry the concept, per class ("12 of class circle, ...")."""
-    top = r._order()[:k]
+    top = r.order()[:k]
     classes = torch.as_tensor(r.classes).numpy()[top]
     carriers = torch.as_tensor(r.concept_labels).numpy()[top].astype(bool)
     return ", ".join(

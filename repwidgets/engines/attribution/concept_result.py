@@ -41,6 +41,9 @@ class ConceptAttributionResult(Result):
         notes: caveats about the ranking (e.g. a saturated probe), shown with the result.
         probe_layers, probe_accuracy, probe_balanced_accuracy: the probes per layer
             ([n_layers, n_models]).
+
+    ``top(k)`` / ``bottom(k)`` give training indices, ``order()`` the ranking,
+    ``candidates(...)`` hands samples over to curation.
     """
 
     concept: str
@@ -66,16 +69,20 @@ class ConceptAttributionResult(Result):
     out_to_loss_mode: str = "probe"
     notes: list = field(default_factory=list)
 
-    def _order(self) -> np.ndarray:
+    def order(self) -> np.ndarray:
+        """Positions [n] in the result's arrays (scores, train_indices, ...), highest
+        score first (ties keep their order)."""
         return np.argsort(-torch.as_tensor(self.scores).numpy(), kind="stable")
+
+    _order = order
 
     def top(self, k: int = 100) -> np.ndarray:
         """Training-split indices of the k highest-scored samples (most concept-teaching)."""
-        return torch.as_tensor(self.train_indices).numpy()[self._order()[: int(k)]]
+        return torch.as_tensor(self.train_indices).numpy()[self.order()[: int(k)]]
 
     def bottom(self, k: int = 100) -> np.ndarray:
         """Training-split indices of the k lowest-scored samples (most concept-opposing)."""
-        return torch.as_tensor(self.train_indices).numpy()[self._order()[::-1][: int(k)]]
+        return torch.as_tensor(self.train_indices).numpy()[self.order()[::-1][: int(k)]]
 
     def _summary(self) -> str:
         """The plain-text display, with the notes (caveats about the ranking) below it."""
@@ -84,7 +91,7 @@ class ConceptAttributionResult(Result):
     def precision_at(self, k: int = 100) -> float:
         """Fraction of the top-k samples that carry the concept."""
         labels = torch.as_tensor(self.concept_labels).numpy()
-        return float(labels[self._order()[: int(k)]].mean())
+        return float(labels[self.order()[: int(k)]].mean())
 
     def probes(self) -> ProbeLayersResult:
         """The probe accuracies per layer as a :class:`ProbeLayersResult`."""
@@ -98,7 +105,7 @@ class ConceptAttributionResult(Result):
     def to_frame(self) -> pd.DataFrame:
         """One row per attributed training sample, best first: sample (training-split
         index), score, rank, class, the concept's label, then every concept label."""
-        order = self._order()
+        order = self.order()
         idx = torch.as_tensor(self.train_indices).numpy()[order]
         classes = torch.as_tensor(self.classes).numpy()[order]
         names = list(self.class_names)
@@ -133,7 +140,7 @@ class ConceptAttributionResult(Result):
             f"Attribution scores for '{self.concept}' at {self.layer}",
         )
         ks = np.unique(np.clip(np.round(np.geomspace(1, len(s), 40)).astype(int), 1, len(s)))
-        hits = np.cumsum(lab[self._order()])
+        hits = np.cumsum(lab[self.order()])
         prec = figure(
             height=280,
             width=380,

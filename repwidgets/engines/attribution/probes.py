@@ -7,6 +7,9 @@ whose logit can be differentiated through the network (used by concept attributi
 
 The standardisation that the fit uses (zero mean, unit variance per channel) is
 folded into the weights, so ``probe.logit(acts)`` works on raw activations.
+
+:func:`probe_layers` is the session-level call: a probe per layer and per model of an
+ensemble, with the concept given by name or as the user's own selection of samples.
 """
 
 from __future__ import annotations
@@ -175,7 +178,9 @@ def default_probe_layers(model: nn.Module) -> list[str]:
     return names
 
 
-def concept_labels(sess, concept: str | Sequence[int] | torch.Tensor, split: str) -> torch.Tensor:
+def concept_labels(
+    sess: Session, concept: str | Sequence[int] | torch.Tensor, split: str
+) -> torch.Tensor:
     """Binary labels [n] (bool, CPU) of a concept over a split.
 
     ``concept`` is a concept name of the session's data, or a selection of sample
