@@ -1,5 +1,5 @@
-"""DistanceHeatmap (repwidgets.widgets.heatmap): ordering, wire encoding, bad input,
-selection and the DORA helper."""
+"""DistanceHeatmap (repwidgets.widgets.heatmap): ordering, wire encoding, bad input and
+selection (the DORA view that builds one is tested in test_views_dora.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from repwidgets.widgets.heatmap import (
     DistanceHeatmap,
     cluster_order,
     decode_matrix,
-    dora_widget,
     encode_matrix,
 )
 
@@ -58,7 +57,8 @@ def test_widget_order_trait_switches_permutation():
     assert n_runs(group[hm.order_positions]) == 4
     hm.order = "none"
     assert hm.order_positions.tolist() == list(range(len(D)))
-    meta = hm.permutation
+    assert hm.permutation.tolist() == list(range(len(D)))  # Python reads back an array
+    meta = hm.get_state("permutation")["permutation"]
     assert np.frombuffer(meta["buffer"], dtype="<i4").tolist() == list(range(len(D)))
     with pytest.raises(traitlets.TraitError, match="order must be one of"):
         hm.order = "random"
@@ -121,6 +121,9 @@ def test_widget_state_is_binary():
         assert isinstance(meta["buffer"], (bytes, memoryview))
     ids = np.frombuffer(state["neuron_ids"]["buffer"], dtype="<i4")
     assert ids.tolist() == list(range(10, 10 + len(D)))
+    # the wire form is exactly encode_matrix's, and the matrix comes back from the trait
+    assert state["values"] == encode_matrix(D)
+    assert np.allclose(decode_matrix(hm.values), decode_matrix(state["values"]))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -203,48 +206,3 @@ def test_thumbnail_requests_are_answered_through_the_router():
     assert sent[-1][0]["ok"] is False and "No neuron with id" in sent[-1][0]["error"]
     assert hm.has_thumbnails
     assert not DistanceHeatmap(D).has_thumbnails
-
-
-# ----------------------------------------------------------------------------- DORA
-def test_dora_widget_links_heatmap_and_gallery():
-    import ipywidgets
-
-    from repwidgets.engines import dora
-
-    torch.manual_seed(0)
-    k = 16
-    A = torch.rand(k, k) + 3 * torch.eye(k)
-    r = dora.analyze_activations(A, neurons=list(range(40, 40 + k)), embedding=None)
-    r.signals = torch.rand(k, 2, 3, 6, 6)
-    w = r.widget()
-    assert isinstance(w, ipywidgets.VBox)
-    hm, g = w.heatmap, w.gallery
-    assert hm.ids == list(range(40, 40 + k)) == sorted(g.ids)
-    D = r.distances.double().numpy()
-    assert np.allclose(hm.matrix, D)
-    flagged = set(r.outliers())
-    for p, nid in enumerate(hm.ids):
-        assert ("outlier" in hm.labels[p]) == (nid in flagged)
-    card = next(c for c in g.cards if c["id"] == 45)
-    assert card["scores"]["LOF"] == pytest.approx(float(r.lof_scores[5]))
-    assert card["images"] == [45]
-    hm.selected = [41, 47]
-    assert g.selected == [41, 47] == w.selected
-    images = hm._images([41])
-    assert images[0].startswith(b"\x89PNG")
-    import io
-
-    from PIL import Image
-
-    im = Image.open(io.BytesIO(images[0]))
-    assert im.size == (2 * 48, 48)  # two s-AMS side by side, 48 px high
-    assert g._image_source([41]) == images
-
-
-def test_dora_widget_without_signals():
-    from repwidgets.engines import dora
-
-    r = dora.analyze_activations(torch.rand(6, 6) + torch.eye(6), embedding=None)
-    w = dora_widget(r, gallery=False, order="none")
-    assert w.gallery is None and not w.heatmap.has_thumbnails
-    assert w.heatmap.order_ids == list(range(6))

@@ -40,7 +40,5 @@ def midrange_view(
         **kwargs: passed to :class:`CurationSelector` (thumb_size, height, image_size).
     """
     sess = session_of(result, session)
-    if sess is not None and result._session is None:
-        result._session = sess  # moving the band reselects with this session
-    candidates = result.candidates()
+    candidates = result.candidates(session=sess)  # moving the band reselects with it
     return CurationSelector(candidates, candidates.curation(path), images=sess, **kwargs)

@@ -299,7 +299,9 @@ class CurationSelector(anywidget.AnyWidget):
         return {"band": list(self.band), "n": len(self.candidates), "outside": outside}, []
 
     def close(self) -> None:
-        self.curation.unobserve(self._listener)
+        curation = getattr(self, "curation", None)  # None: the constructor refused its input
+        if curation is not None:
+            curation.unobserve(self._listener)
         super().close()
 
 
