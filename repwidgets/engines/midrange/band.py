@@ -27,12 +27,14 @@ at the price of a wider band than a smaller tail gives when the minority is smal
 
 Besides the band this module holds the numerics that band and association analysis
 share: :func:`class_scores`, :func:`two_proportion_ztest` and
-:func:`benjamini_hochberg`.
+:func:`benjamini_hochberg`; and the checks of a band given by hand (:func:`check_band`,
+:func:`band_options`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,9 @@ __all__ = [
     "AUTO_TAIL",
     "SCORES",
     "auto_band",
+    "band_options",
     "benjamini_hochberg",
+    "check_band",
     "class_scores",
     "quantiles_of_limits",
     "two_proportion_ztest",
@@ -275,3 +279,33 @@ def quantiles_of_limits(population: torch.Tensor | np.ndarray, low: float, high:
     q_low = 0.0 if first == 0 else (first - 0.5) / (n - 1)
     q_high = 1.0 if last == n - 1 else (last + 0.5) / (n - 1)
     return [float(q_low), float(q_high)]
+
+
+def check_band(band: Sequence[float], absolute: bool) -> tuple[float, float]:
+    """``band`` as ``(low, high)`` floats; a ValueError saying what is wrong with it."""
+    try:
+        lo, hi = (float(band[0]), float(band[1]))
+        if len(band) != 2:
+            raise ValueError
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"band must be a pair (low, high); got {band!r}.") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) and not absolute:
+        raise ValueError(f"band quantiles must be finite numbers in [0, 1]; got {band!r}.")
+    if lo > hi:
+        raise ValueError(f"band must have low <= high; got {band!r}. Swap the two values.")
+    if not absolute and not (0.0 <= lo <= hi <= 1.0):
+        raise ValueError(
+            f"band {band!r} holds quantiles, which must lie in [0, 1]. For a range of score "
+            "values pass absolute=True."
+        )
+    return lo, hi
+
+
+def band_options(band: Any, within: str | None, score: str | None) -> tuple[bool, str, str]:
+    """(automatic?, within, score) with the defaults of an automatic or an explicit band."""
+    auto = isinstance(band, str)
+    if auto and band != AUTO:
+        raise ValueError(f"band must be {AUTO!r} or a pair (low, high); got {band!r}.")
+    within = within if within is not None else "all" if auto else "class"
+    score = score if score is not None else AUTO_SCORE if auto else "logit"
+    return auto, within, score

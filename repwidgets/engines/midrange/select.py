@@ -24,10 +24,11 @@ from repwidgets.curation_store import Curation
 from repwidgets.engines.midrange import _data
 from repwidgets.engines.midrange.band import (
     AUTO,
-    AUTO_SCORE,
     AUTO_TAIL,
     auto_band,
+    band_options,
     benjamini_hochberg,
+    check_band,
     class_scores,
     quantiles_of_limits,
     two_proportion_ztest,
@@ -84,25 +85,6 @@ class MidrangeConfig(Config):
     def __post_init__(self) -> None:
         if isinstance(self.band, list):  # from a saved result's params
             object.__setattr__(self, "band", tuple(self.band))
-
-
-def _check_band(band: Sequence[float], absolute: bool) -> tuple[float, float]:
-    try:
-        lo, hi = (float(band[0]), float(band[1]))
-        if len(band) != 2:
-            raise ValueError
-    except (TypeError, ValueError, IndexError):
-        raise ValueError(f"band must be a pair (low, high); got {band!r}.") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) and not absolute:
-        raise ValueError(f"band quantiles must be finite numbers in [0, 1]; got {band!r}.")
-    if lo > hi:
-        raise ValueError(f"band must have low <= high; got {band!r}. Swap the two values.")
-    if not absolute and not (0.0 <= lo <= hi <= 1.0):
-        raise ValueError(
-            f"band {band!r} holds quantiles, which must lie in [0, 1]. For a range of score "
-            "values pass absolute=True."
-        )
-    return lo, hi
 
 
 @dataclass
@@ -433,12 +415,12 @@ def select_band(
     """
     cfg = MidrangeConfig.resolve(config, overrides)
     band, split, absolute, top_fraction = cfg.band, cfg.split, cfg.absolute, cfg.top_fraction
-    auto, within, score = _band_options(band, cfg.within, cfg.score)
+    auto, within, score = band_options(band, cfg.within, cfg.score)
     if within not in WITHIN:
         raise ValueError(f"within must be one of {WITHIN}, got {within!r}.")
     if not 0.0 < float(top_fraction) <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1]; got {top_fraction!r}.")
-    lo_q, hi_q = (0.0, 1.0) if auto else _check_band(band, absolute)
+    lo_q, hi_q = (0.0, 1.0) if auto else check_band(band, absolute)
     logits = torch.as_tensor(logits).detach().float().cpu()
     targets = torch.as_tensor(targets).detach().long().cpu().reshape(-1)
     if logits.ndim != 2:
@@ -546,16 +528,6 @@ def select_band(
         band_choice=choice,
         params=cfg.to_dict(),
     )
-
-
-def _band_options(band: Any, within: str | None, score: str | None) -> tuple[bool, str, str]:
-    """(automatic?, within, score) with the defaults of an automatic or an explicit band."""
-    auto = isinstance(band, str)
-    if auto and band != AUTO:
-        raise ValueError(f"band must be {AUTO!r} or a pair (low, high); got {band!r}.")
-    within = within if within is not None else "all" if auto else "class"
-    score = score if score is not None else AUTO_SCORE if auto else "logit"
-    return auto, within, score
 
 
 def select(
