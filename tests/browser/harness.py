@@ -1,4 +1,4 @@
-"""Run a widget's built ES module in a real browser page against a stand-in model.
+"""Run a widget's built ES module (and its CSS) in a real browser page against a stand-in model.
 
 The page gets the Python widget's real state (binary buffers as DataView, as
 Jupyter delivers them) and a model object with anywidget's interface. Messages and
@@ -101,6 +101,13 @@ if (meta.mode === "python") {
   };
 }
 
+// the widget's _css, where anywidget puts it in Jupyter: a <style> in the page's head
+const css = await fetch("/widget.css");
+if (css.ok) {
+  const style = document.createElement("style");
+  style.textContent = await css.text();
+  document.head.appendChild(style);
+}
 const mod = await import("/widget.js");
 const el = document.getElementById("root");
 window.__rwT0 = performance.now();
@@ -134,6 +141,8 @@ class Harness:
         )
         self._buffers = [bytes(b) for b in buffers]
         self._bundle = Path(bundle).read_bytes()
+        css = Path(bundle).with_suffix(".css")
+        self._css = css.read_bytes() if css.is_file() else None
         self.messages: list[dict] = []
         self.replies: list[tuple[dict, list[bytes]]] = []
         if mode == "python":
@@ -173,6 +182,8 @@ class Harness:
             route.fulfill(status=200, content_type="text/html", body=PAGE)
         elif path == "/widget.js":
             route.fulfill(status=200, content_type="text/javascript", body=self._bundle)
+        elif path == "/widget.css" and self._css is not None:
+            route.fulfill(status=200, content_type="text/css", body=self._css)
         elif path == "/state.json":
             route.fulfill(status=200, content_type="application/json", body=self._state_json)
         elif path.startswith("/buffer/"):
