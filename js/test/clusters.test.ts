@@ -1,17 +1,16 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { renderBrowser } from "../src/clusters";
+import { categoryColour, packColour } from "../src/clusters/colours";
 import {
   GridIndex,
-  categoryColour,
   fitView,
   insidePolygon,
-  packColour,
   pointsInBox,
   pointsInPolygon,
   rasterize,
-  renderBrowser,
   toData,
   toScreen,
-} from "../src/clusters";
+} from "../src/lib/scatter";
 import { distinctColours } from "../src/lib/palette";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 

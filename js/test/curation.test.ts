@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { countMarks, filterItems, marksOutside, moveBandEnd, quantileOf, renderCuration } from "../src/curation";
+import { renderCuration } from "../src/curation";
+import { moveBandEnd, quantileOf } from "../src/curation/band";
+import { countMarks, filterItems, marksOutside } from "../src/curation/marks";
 import { MockModel, fakeImageBatch, flush, holdRequests } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";

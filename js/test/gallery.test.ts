@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { renderGallery, viewOrder, type Card } from "../src/gallery";
+import { renderGallery } from "../src/gallery";
+import { viewOrder } from "../src/gallery/filter";
+import type { Card } from "../src/gallery/model";
 import { MockModel, fakeImageBatch, flush, holdRequests } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";

@@ -14,12 +14,12 @@ import {
   pack,
   panBy,
   rasterize,
-  renderHeatmap,
   rowsToIds,
   scaleT,
   valueAt,
   zoomAt,
-} from "../src/heatmap";
+} from "../src/lib/matrix";
+import { renderHeatmap } from "../src/heatmap";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
