@@ -29,18 +29,18 @@ import torch
 from _common import best_of, emit
 
 from repwidgets.engines import dora, featurevis
+from repwidgets.engines.dora.layer import layer_fn, unit_responses
+from repwidgets.hooks import Capture
 from repwidgets.models import SmallCNN
 
 
 def reference_generation(model, layer, neurons, n_signals, steps, shape, lr=0.05, group=16):
     """(neuron, signal) tasks 16 at a time, the full model forward with a hook."""
     tasks = [int(j) for j in neurons for _ in range(n_signals)]
-    store = {}
-    handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("out", o))
     c, h, w = shape
     tf = featurevis.Transforms()
     out = []
-    try:
+    with Capture(layer) as capture:
         for start in range(0, len(tasks), group):
             chunk = torch.tensor(tasks[start : start + group])
             img = featurevis.FourierImage(
@@ -52,13 +52,11 @@ def reference_generation(model, layer, neurons, n_signals, steps, shape, lr=0.05
                 opt.zero_grad()
                 x = featurevis.random_affine(img.render(), (h, w), gen, tf)
                 model(x)
-                act = store["out"].mean(dim=(2, 3))
+                act = capture.value.mean(dim=(2, 3))
                 loss = -act[torch.arange(len(chunk)), chunk].sum()
                 loss.backward()
                 opt.step()
             out.append(img.render().detach())
-    finally:
-        handle.remove()
     return torch.cat(out)
 
 
@@ -92,12 +90,12 @@ def main() -> None:
     reference_generation(model, layer, neurons, n, steps, shape)
     reference = time.perf_counter() - start
 
-    fn = dora._layer_fn(model, args.layer)
+    fn = layer_fn(model, args.layer)
     x = torch.rand(k * n, *shape)
 
     def raw_step():
         xi = x.clone().requires_grad_(True)
-        dora._unit_responses(fn(xi))[:, 0].sum().backward()
+        unit_responses(fn(xi))[:, 0].sum().backward()
 
     limit = best_of(raw_step, repeats=3) * steps
 

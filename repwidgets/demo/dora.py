@@ -1,0 +1,132 @@
+"""The DORA section of the demo: outlier neurons of the last convolution, checked on data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from repwidgets.demo._report import columns
+from repwidgets.engines import dora, invert
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repwidgets.report import Report
+    from repwidgets.session import Session
+
+__all__ = ["DEMO_SETTINGS", "add_to_report", "run"]
+
+#: A small budget: one 32-pixel s-AMS per neuron, 64 steps, an MDS map.
+DEMO_SETTINGS: dict[str, Any] = {"n_signals": 1, "steps": 64, "signal_size": 32, "embedding": "mds"}
+#: Top outliers listed (and labelled by INVERT) in the summary.
+TOP = 8
+
+
+def run(sess: Session, layer: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """DORA on the demo session for the report: the three checks, top outliers, the map.
+
+    Runs :func:`repwidgets.engines.dora.analyze` on ``layer`` (default: the session's
+    last convolution) with :data:`DEMO_SETTINGS` (``overrides`` change them, e.g. fewer
+    steps in tests) and :func:`~repwidgets.engines.dora.validate` against the data's
+    artifact.
+
+    Returns:
+        ``{"title", "summary_lines", "figures", "result", "validation", "labels"}``;
+        ``validation`` is a :class:`~repwidgets.engines.dora.DoraValidation` (None
+        without an artifact concept), ``labels`` the top outliers' INVERT formulas.
+
+    Example:
+        >>> section = run(rw.demo_session())                     # doctest: +SKIP
+        >>> print("\\n".join(section["summary_lines"]))          # doctest: +SKIP
+    """
+    layer = layer or sess.default_layer(activation=False)
+    result = dora.analyze(sess, layer, {**DEMO_SETTINGS, **overrides}, progress=False)
+    concept = sess.data.config.get("artifact") if hasattr(sess.data, "config") else None
+    frame = result.to_frame()
+    top = frame.dropna(subset=["lof_score"]).sort_values("lof_score", ascending=False).head(TOP)
+    labels = _invert_labels(sess, layer, [int(n) for n in top["neuron"]])
+    lines = [
+        f"Layer {layer}: {result.k} neurons, {len(result.dead())} dead (set aside), "
+        f"{len(result.outliers())} flagged as outliers by LOF.",
+        "Top outliers (neuron, LOF score, INVERT label on test images):",
+        *(
+            f"    {int(n):4d}  {v:5.2f}  {labels.get(int(n), '-')}"
+            for n, v in zip(top["neuron"], top["lof_score"])
+        ),
+    ]
+    validation = None
+    if concept and concept in sess.concept_names:
+        validation = dora.validate(sess, result, concept=concept)
+        lines += _check_lines(validation, concept, [int(n) for n in top["neuron"]])
+    return {
+        "title": "DORA: data-agnostic outlier neurons",
+        "summary_lines": lines,
+        "figures": [result.plot()],
+        "result": result,
+        "validation": validation,
+        "labels": labels,
+    }
+
+
+def _check_lines(v: dora.DoraValidation, concept: str, top: list[int]) -> list[str]:
+    """The three checks of ``v`` as sentences."""
+    ok = v.passes
+    detectors = set(v.detectors)
+    return [
+        f"(1) EA distance vs functional distance on test images: Spearman "
+        f"{v.spearman:.2f} over {v.n_live} live neurons (target >= 0.3: "
+        f"{'pass' if ok['spearman'] else 'FAIL'}).",
+        f"(2) {v.n_detectors} neurons detect the '{concept}' artifact "
+        f"(AUC >= 0.95): within- vs between-distance AUC "
+        f"{v.within_between_auc:.2f} (target >= 0.8: "
+        f"{'pass' if ok['within_between'] else 'FAIL'}).",
+        f"(3) Detectors as outliers: LOF-score AUC {v.outlier_auc:.2f}, "
+        f"{v.detectors_in_top} of them among the top {v.n_detectors} "
+        f"LOF scores, {sum(n in detectors for n in top)} in the top {TOP} above "
+        f"({'pass' if ok['outliers'] else 'FAIL'}).",
+    ]
+
+
+def _invert_labels(sess: Session, layer: str, neurons: list[int]) -> dict[int, str]:
+    """INVERT formulas (with AUC) of a few neurons, to say what the outliers detect."""
+    if not neurons or not sess.concept_names:
+        return {}
+    r = invert.explain(
+        sess, layer, neurons=neurons, max_length=3, beam_size=5, min_fraction=0.01, progress=False
+    )
+    frame = r.to_frame()
+    return {
+        int(n): f"{text} (AUC {auc:.2f})"
+        for n, text, auc in zip(frame["neuron"], frame["formula"], frame["auc"])
+    }
+
+
+def add_to_report(report: Report, section: dict, sess: Session | None) -> None:
+    """The most outlying neurons (with their INVERT labels and whether they detect the
+    artifact), the checks on test images and the outliers' s-AMS."""
+    r = section["result"]
+    frame = r.to_frame().dropna(subset=["lof_score"])
+    frame = frame.sort_values("lof_score", ascending=False).head(10).copy()
+    validation = section.get("validation")
+    detectors = {int(n) for n in validation.detectors} if validation is not None else set()
+    if detectors:
+        frame["artifact detector"] = [int(n) in detectors for n in frame["neuron"]]
+    labels = section.get("labels") or {}
+    if labels:
+        frame["INVERT label"] = [labels.get(int(n), "") for n in frame["neuron"]]
+    report.add_heading("The most outlying neurons (local outlier factor of the EA distances)")
+    cols = ["neuron", "lof_score", "is_outlier", "INVERT label", "artifact detector", "neighbours"]
+    report.add_table(columns(frame, cols))
+    if validation is not None:
+        report.add_heading("Checks on real test images")
+        report.add_table(validation.to_frame())
+    if getattr(r, "signals", None) is None:
+        return
+    neurons = [int(n) for n in torch.as_tensor(r.neurons).tolist()]
+    strips = r.signal_thumbnails(64)
+    shown = [int(n) for n in frame["neuron"].head(8) if int(n) in neurons]
+    captions = [
+        f"neuron {n}, LOF {lof:.2f}" + (" (detector)" if n in detectors else "")
+        for n, lof in zip(shown, frame["lof_score"])
+    ]
+    report.add_heading("Their synthetic signals (s-AMS)")
+    report.add_images([strips[neurons.index(n)] for n in shown], captions, wide=True)

@@ -1,0 +1,133 @@
+"""DORA's settings: one frozen dataclass for s-AMS generation, distances, LOF and the map."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from repwidgets.config import Config
+from repwidgets.engines import _checks, featurevis
+
+__all__ = ["DoraConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DoraConfig(Config):
+    """The settings of :func:`~repwidgets.engines.dora.analyze` and its tensor-level cores.
+
+    Every call takes ``config=None, **overrides``; the settings a result was computed
+    with are its ``params`` (``DoraConfig.from_dict(r.params)`` gives them back).
+
+    s-AMS generation (:func:`~repwidgets.engines.dora.generate_signals`):
+        n_signals: s-AMS per neuron.
+        steps: optimisation steps per s-AMS.
+        signal_size: side in pixels of the s-AMS (None: the model's input size).
+            Models that pool globally accept smaller images; half the side is about
+            four times faster, and on the demo model gives distances as faithful as
+            full-size signals.
+        input_shape: (C, H, W) of the s-AMS (None: the session's input shape, or
+            (3, 64, 64) for the tensor-level call); ``signal_size`` replaces H and W.
+        batch_size: images per optimisation batch (None: as many as the memory budget
+            allows). The random transforms are drawn per batch, so this also picks
+            which transforms each image sees.
+        minimize: optimise for the lowest activation instead.
+        lr, optimizer, weight_decay, grad_clip, decay, render_scale: see
+            :func:`repwidgets.engines.featurevis.visualize`.
+        transforms: the robustness transforms: True (the defaults), a dict of
+            :class:`~repwidgets.engines.featurevis.Transforms` fields (or a Transforms),
+            or None / False for none. Kept as a dict of the fields (or None).
+
+    Analysis (:func:`~repwidgets.engines.dora.analyze_activations`):
+        contamination: expected outlier fraction for LOF's flags (the reference uses
+            0.01; "auto" uses LOF's own threshold). The raw scores are always kept.
+        n_neighbors: LOF neighbourhood size (capped at the number of live neurons - 1).
+        dead_tol: relative tolerance of :func:`~repwidgets.engines.dora.find_dead`.
+        embedding: the 2-D map: "umap", "mds" or None (no map).
+        umap_neighbors: UMAP's neighbourhood size.
+        representation: "responses" (compare columns of A) or "signals" (rows).
+        center: remove each neuron's mean response over the signals before comparing.
+
+    Both:
+        seed: fixes the initial images, the random transforms and the map.
+    """
+
+    n_signals: int = 3
+    steps: int = 192
+    signal_size: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    minimize: bool = False
+    lr: float = 0.2
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    decay: float = 0.75
+    transforms: Any = True
+    render_scale: float = 1.0
+    contamination: float | str = 0.01
+    n_neighbors: int = 20
+    dead_tol: float = 1e-3
+    embedding: str | None = "umap"
+    umap_neighbors: int = 15
+    representation: str = "responses"
+    center: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _checks.dora_params(
+            self.n_signals,
+            self.steps,
+            self.contamination,
+            self.n_neighbors,
+            self.embedding,
+            self.representation,
+        )
+        _checks.positive_int("umap_neighbors", self.umap_neighbors)
+        if (
+            self.signal_size is not None
+            and _checks.positive_int("signal_size", self.signal_size) < 8
+        ):
+            raise ValueError(f"signal_size must be at least 8 pixels; got {self.signal_size}.")
+        if self.batch_size is not None:
+            _checks.positive_int("batch_size", self.batch_size)
+        if self.input_shape is not None:
+            shape = tuple(int(s) for s in self.input_shape)
+            if len(shape) != 3:
+                raise ValueError(f"input_shape must be (C, H, W), got {self.input_shape!r}.")
+            object.__setattr__(self, "input_shape", shape)
+        if str(self.optimizer).lower() not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}.")
+        if not float(self.render_scale) >= 1:
+            raise ValueError(f"render_scale must be >= 1, got {self.render_scale}.")
+        object.__setattr__(self, "transforms", _transforms_dict(self.transforms))
+
+    def signal_shape(self, default: tuple[int, ...]) -> tuple[int, int, int]:
+        """(C, H, W) of the s-AMS: ``input_shape`` (else ``default``, the model's input
+        shape) with H and W replaced by ``signal_size`` when it is set."""
+        shape = tuple(int(s) for s in (self.input_shape or default))
+        if len(shape) != 3:
+            raise ValueError(
+                f"input_shape must be (C, H, W): the s-AMS are images; got {shape!r}. "
+                "Pass input_shape=(C, H, W)."
+            )
+        if self.signal_size is not None:
+            shape = (shape[0], int(self.signal_size), int(self.signal_size))
+        return shape
+
+    def transforms_spec(self) -> featurevis.Transforms | None:
+        """The transforms as :func:`~repwidgets.engines.featurevis.visualize` takes them."""
+        return None if self.transforms is None else featurevis.Transforms(**self.transforms)
+
+
+def _transforms_dict(transforms: Any) -> dict | None:
+    """A transforms setting as a dict of Transforms fields (None for no transforms)."""
+    if transforms is None or transforms is False:
+        return None
+    if not isinstance(transforms, (bool, dict, featurevis.Transforms)):
+        raise TypeError(
+            "transforms must be True, False, None, a dict of Transforms fields or a "
+            f"featurevis.Transforms; got {type(transforms).__name__}."
+        )
+    fields = featurevis.config_dict(transforms)
+    fields["scale"] = tuple(fields["scale"])
+    return fields

@@ -1,0 +1,249 @@
+"""Checking DORA's data-free distances against what the neurons do on real images."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from repwidgets.engines.dora.distance import functional_distance
+from repwidgets.engines.dora.result import DoraResult
+from repwidgets.results import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from repwidgets.session import Session
+
+__all__ = ["DoraValidation", "validate"]
+
+#: (figure, check name, target) of the three checks, in the order of :func:`validate`.
+CHECKS = (
+    ("spearman", "Spearman: EA vs functional distance", 0.3),
+    ("within_between_auc", "detectors: within vs between distance AUC", 0.8),
+    ("outlier_auc", "detectors as outliers: LOF AUC", 0.8),
+)
+#: The key of each check in :attr:`DoraValidation.passes`.
+_PASS_KEYS = {"spearman": "spearman", "within_between_auc": "within_between"}
+
+
+@dataclasses.dataclass
+class DoraValidation(Result):
+    """How well a :class:`DoraResult` agrees with the neurons' activations on data.
+
+    Figures are over the live neurons (not dead for DORA, not constant on the data).
+    Reads like the dict it replaces: ``v["spearman"]``, ``v.get("detectors", [])``,
+    ``v.to_dict()``.
+
+    Attributes:
+        layer, concept: the layer and the concept whose detectors are looked for.
+        n_neurons, n_live, n_dead, n_data_dead: neurons of the result, live ones, dead
+            for DORA, constant on the data.
+        spearman: Spearman correlation, over all pairs of live neurons, of the EA
+            distance and the functional distance ``sqrt((1 - r) / 2)`` on data.
+        n_detectors, detectors, detector_concept_auc: the concept's detectors (neurons
+            whose activation has a ROC AUC of at least ``params["detector_auc"]`` for
+            the concept), their ids and AUCs.
+        within_between_auc: AUC of "between" distances (detector to other neuron)
+            exceeding "within" distances (detector to detector).
+        outlier_auc: AUC of the LOF score for detectors against the other live neurons.
+        detectors_in_top: detectors among the top-m LOF scores (m = n_detectors).
+        detectors_flagged, n_flagged: detectors flagged by LOF; all neurons flagged.
+        map_within_between_auc: ``within_between_auc`` on the 2-D map.
+        passes: ``{"spearman", "within_between", "outliers"}`` -> bool.
+        params: ``split`` and ``detector_auc``.
+    """
+
+    layer: str
+    concept: str
+    n_neurons: int
+    n_live: int
+    n_dead: int
+    n_data_dead: int
+    spearman: float
+    n_detectors: int
+    detectors: list
+    detector_concept_auc: list
+    within_between_auc: float
+    outlier_auc: float
+    detectors_in_top: int
+    detectors_flagged: int
+    n_flagged: int
+    map_within_between_auc: float
+    passes: dict
+
+    # --- dict-style reading ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a plain dict (without ``params``)."""
+        return {name: getattr(self, name) for name in self.keys()}
+
+    def keys(self) -> list[str]:
+        """Names of the figures."""
+        return [f.name for f in self._saved_fields() if f.name != "params"]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(f"{key!r}; the validation has {', '.join(self.keys())}.")
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A figure by name, ``default`` for names it does not have."""
+        return getattr(self, key) if key in self.keys() else default
+
+    # --- tables and figures ---------------------------------------------------------------
+    def to_frame(self):
+        """One row per check: its name, value, target and whether it passes."""
+        import pandas as pd
+
+        rows = []
+        for key, name, target in CHECKS:
+            value = getattr(self, key)
+            passed = self.passes.get(_PASS_KEYS.get(key, "outliers"), "")
+            rows.append((name, float("nan") if value is None else float(value), target, passed))
+        return pd.DataFrame(rows, columns=["check", "value", "target", "passes"])
+
+    def plot(self):
+        """Bars of the three checks with their targets as dashes (bokeh)."""
+        from repwidgets import plots
+
+        frame = self.to_frame()
+        values = np.nan_to_num(frame["value"].to_numpy(dtype=float), nan=0.0)
+        fig = plots.bars(
+            frame["check"].tolist(),
+            values,
+            title=f"DORA on data: {self.layer}, detectors of {self.concept!r}",
+            y_label="value (missing: 0)",
+            y_range=(min(0.0, float(values.min())), 1.0),
+        )
+        fig.scatter(
+            frame["check"].tolist(),
+            frame["target"].tolist(),
+            marker="dash",
+            size=40,
+            line_width=3,
+            color="#e45756",
+            legend_label="target",
+        )
+        return fig
+
+
+def validate(
+    sess: Session,
+    result: DoraResult,
+    concept: str | int = "watermark",
+    split: str = "test",
+    detector_auc: float = 0.95,
+) -> DoraValidation:
+    """Check DORA's data-free distances against what the neurons do on real images.
+
+    Three figures, on the live neurons (not dead for DORA, not constant on the data):
+
+    1. ``spearman``: Spearman correlation, over all pairs, between the EA distance and
+       the functional distance ``sqrt((1 - r) / 2)`` of the neurons' spatially averaged
+       activations over the split (r: Pearson). Target >= 0.3.
+    2. ``within_between_auc``: the concept's detectors (neurons whose activation has
+       ROC AUC >= ``detector_auc`` for the concept) should be close to each other: AUC of
+       "between" distances (detector to other neuron) exceeding "within" distances
+       (detector to detector). Target >= 0.8.
+    3. Outlier figures: ``outlier_auc`` (AUC of the LOF score for detectors vs the
+       other live neurons), ``detectors_in_top`` (how many detectors are among the
+       top-m LOF scores, m = number of detectors), ``detectors_flagged`` (detectors
+       flagged by LOF) and ``map_within_between_auc`` (figure 2 on the 2-D map: do they
+       form their own cluster).
+
+    Returns:
+        A :class:`DoraValidation` with these figures, counts, the detector ids and
+        ``passes`` (bools); it reads like a dict (``v["spearman"]``).
+    """
+    from scipy.stats import spearmanr
+
+    if result.layer is None:
+        raise ValueError("The result has no layer name; validate needs it to read activations.")
+    ids = result.neurons.cpu().numpy()
+    X = sess.activations(result.layer, split=split, pool="mean")[:, torch.as_tensor(ids)]
+    X = X.detach().double().cpu().numpy()
+    data_live = X.std(axis=0) > 1e-8 * max(1.0, float(np.abs(X).max()))
+    live = data_live & ~result.is_dead.cpu().numpy()
+    li = np.nonzero(live)[0]
+    D_ea = result.distances.detach().double().cpu().numpy()[np.ix_(li, li)]
+    D_fun = functional_distance(X[:, li])
+    iu = np.triu_indices(li.size, 1)
+    rho = float(spearmanr(D_ea[iu], D_fun[iu]).statistic) if li.size >= 3 else float("nan")
+
+    mask = _concept_column(sess, concept, split)
+    aucs = np.array([_auc(X[:, j], mask) for j in range(X.shape[1])])
+    det = live & (aucs >= detector_auc)
+    det_l = det[li]
+    wb = _within_between(D_ea, det_l)
+    lof = result.lof_scores.cpu().double().numpy()[li]
+    out_auc = _auc(lof, det_l) if det_l.any() else float("nan")
+    m = int(det_l.sum())
+    in_top = int(det_l[np.argsort(-lof, kind="stable")[:m]].sum())
+    emb = result.embedding.cpu().double().numpy()[li]
+    map_wb = float("nan")
+    if 2 <= m < li.size and np.isfinite(emb).all():  # pairs inside and across the group
+        E = np.sqrt(((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1))
+        map_wb = _within_between(E, det_l)
+    return DoraValidation(
+        layer=result.layer,
+        concept=concept if isinstance(concept, str) else sess.concept_names[int(concept)],
+        n_neurons=int(ids.size),
+        n_live=int(li.size),
+        n_dead=int(result.is_dead.sum()),
+        n_data_dead=int((~data_live).sum()),
+        spearman=rho,
+        n_detectors=m,
+        detectors=[int(i) for i in ids[det]],
+        detector_concept_auc=[float(a) for a in aucs[det]],
+        within_between_auc=wb,
+        outlier_auc=out_auc,
+        detectors_in_top=in_top,
+        detectors_flagged=int((result.is_outlier.cpu().numpy()[li] & det_l).sum()),
+        n_flagged=int(result.is_outlier.sum()),
+        map_within_between_auc=map_wb,
+        passes={
+            "spearman": bool(rho >= 0.3),
+            "within_between": bool(wb >= 0.8),
+            "outliers": bool(
+                (m > 0 and in_top >= max(1, m // 2)) or map_wb >= 0.8 or out_auc >= 0.8
+            ),
+        },
+        params={"split": split, "detector_auc": float(detector_auc)},
+    )
+
+
+def _within_between(D: np.ndarray, group: np.ndarray) -> float:
+    """AUC of distances from the group to the rest exceeding distances inside the group
+    (NaN without both kinds of pairs)."""
+    within = D[np.ix_(group, group)][np.triu_indices(int(group.sum()), 1)]
+    between = D[np.ix_(group, ~group)].ravel()
+    if not (within.size and between.size):
+        return float("nan")
+    return _auc(
+        np.concatenate([within, between]), np.r_[np.zeros(within.size), np.ones(between.size)]
+    )
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC with ties counted half (Mann-Whitney); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    labels = labels.astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _concept_column(sess: Session, concept: str | int, split: str) -> np.ndarray:
+    """The labels [n] of one concept over a split, by name or column."""
+    j = sess.concept_index(concept) if isinstance(concept, str) else int(concept)
+    return sess.concepts(split)[:, j].cpu().numpy().astype(bool)
