@@ -53,6 +53,7 @@ __all__ = [
     "COLOR_CORRELATION_SQRT",
     "FourierImage",
     "Transforms",
+    "config_dict",
     "estimate_batch_size",
     "fourier_scale",
     "random_affine",
@@ -400,7 +401,8 @@ def visualize(
 
 
 def config_dict(transforms: Transforms | dict | bool | None) -> dict | None:
-    """JSON-able description of a transforms argument (for results' metadata)."""
+    """The fields of a transforms argument as a dict (None for no transforms): True
+    gives the defaults, a dict is checked by building a :class:`Transforms` from it."""
     if transforms is True:
         return asdict(Transforms())
     if isinstance(transforms, Transforms):
