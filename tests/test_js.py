@@ -52,3 +52,22 @@ def test_every_widget_entry_has_its_css():
         assert "document.head" not in text and "<style" not in text, (
             f"{path}: CSS belongs in a .css file"
         )
+
+
+def test_static_css_is_the_built_stylesheet_or_empty():
+    """Each widget's _css is its built static/<name>.css; an unknown name gives no CSS."""
+    from repwidgets.widgets import ConceptBrowser, CurationSelector, DistanceHeatmap, NeuronGallery
+    from repwidgets.widgets._transport import STATIC_DIR, static_css
+
+    assert static_css("no-such-widget") == ""
+    for cls, name in [
+        (NeuronGallery, "gallery"),
+        (DistanceHeatmap, "heatmap"),
+        (ConceptBrowser, "clusters"),
+        (CurationSelector, "curation"),
+    ]:
+        built = STATIC_DIR / f"{name}.css"
+        require(built.is_file(), f"the JS build repwidgets/static/{name}.css (run `make js`)")
+        assert static_css(name) == built
+        assert ".rw-root" in built.read_text()  # the theme variables come first
+        assert cls._css is not None
