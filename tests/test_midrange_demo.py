@@ -1,8 +1,10 @@
-"""Mid-range curation on the demo session and the demo section (repwidgets.demo.midrange)."""
+"""Mid-range curation on the demo session and the demo section (repwidgets.demo.midrange).
+
+The section runs once (two seeds) and the tests read its band, curation and comparison:
+the same calls the tests would make themselves, computed once.
+"""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
@@ -11,24 +13,31 @@ from repwidgets.demo import midrange as demo
 from repwidgets.engines import midrange as mr
 
 
+@pytest.fixture(scope="module")
+def section(demo_session):
+    return demo.run(demo_session, seeds=(0, 1))
+
+
 @pytest.mark.demo
 @pytest.mark.slow
-def test_demo_band_enriched_and_curation_nears_oracle(demo_session):
+def test_demo_band_enriched_and_curation_nears_oracle(demo_session, section):
     sess = demo_session
     k = mr.suggest_class(sess)
     y, g = sess.targets("train"), sess.groups("train")
-    m = mr.select(sess, k, band=(0.0, 0.5), within="class")
+    m = section["result"]  # select(sess, k, band=(0.0, 0.5), within="class")
+    assert (m.class_index, m.band, m.within, m.split) == (k, [0.0, 0.5], "class", "train")
     minority = g[y == k] % 2 == 0  # the class without the artifact
     assert float((m.groups % 2 == 0).double().mean()) > 1.5 * float(minority.double().mean())
-    m_all = mr.select(sess, k, **mr.DEMO_BAND)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cur = mr.auto_curate(m_all, rule="concepts")
+    m_all = section["curated_band"]  # select(sess, k, **DEMO_BAND)
+    assert m_all.indices.tolist() == mr.select(sess, k, **mr.DEMO_BAND).indices.tolist()
+    cur = section["curation"]  # auto_curate(m_all, rule="concepts")
+    assert cur.context["rule"] == "concepts"
     assert cur.context["typical_pattern"] == {"watermark": True}
     spurious = torch.tensor(cur.selected["spurious"])
     gs, ys = g[spurious], y[spurious]
     assert bool((((ys == k) & (gs % 2 == 0)) | ((ys != k) & (gs % 2 == 1))).all())
-    table = mr.compare(sess, cur, seeds=(0, 1), progress=False)
+    table = section["comparison"]  # compare(sess, cur, seeds=(0, 1))
+    assert table.seeds == [0, 1]
     wga = table["worst_group_accuracy_mean"]
     assert wga["curated"] > wga["ERM"] + 0.3
     assert wga["curated"] > wga["random"] + 0.05
@@ -54,8 +63,9 @@ def test_demo_default_band_is_enriched_in_confounders(demo_session):
 
 @pytest.mark.demo
 @pytest.mark.slow
-def test_demo_section_reports_the_comparison(demo_session):
-    section = demo.run(demo_session, seeds=(0,))
+def test_demo_section_reports_the_comparison(demo_session, section):
+    from repwidgets.report import Report
+
     assert section["title"] == "Mid-range curation"
     assert len(section["figures"]) == 2
     line = next(x for x in section["summary_lines"] if x.startswith("worst-group test accuracy"))
@@ -63,3 +73,7 @@ def test_demo_section_reports_the_comparison(demo_session):
     curated = float(line.split("curated last layer ")[1].split()[0])
     assert curated > erm + 0.3
     assert any(row.split()[0] == "oracle" for row in section["summary_lines"] if row.strip())
+    report = Report("demo")
+    demo.add_to_report(report, section, demo_session)
+    page = report.render()
+    assert "Last-layer retraining on the test split" in page and "Marked spurious" in page

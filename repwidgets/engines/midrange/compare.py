@@ -120,10 +120,11 @@ def evaluate(
     g = y if groups is None else groups
     n_groups = int(g.max()) + 1 if g.numel() else 0
     names = _data.group_names(sess, n_groups) if groups is not None else list(sess.class_names)
+    # the features first: their pass over the split fills the logits too
+    X = _data.features(sess, split) if head is not None else None
     rows = {"before": sess.logits(split).argmax(1).cpu()}
     if head is not None:
         heads = head if isinstance(head, Mapping) else {"after": head}
-        X = _data.features(sess, split)
         for name, h in heads.items():
             rows[str(name)] = predict(as_head(h), X)
     records = []
@@ -174,7 +175,7 @@ def compare(
     marks = as_marks(curated, sess, cfg.split)
     y_test = sess.targets(test_split)
     g_test = _data.eval_groups(sess, test_split)
-    X_test = _data.features(sess, test_split)
+    X_test = _data.features(sess, test_split)  # before the logits: one pass fills both
     has_groups = sess.groups(cfg.split) is not None
     show = sess.progress if progress is None else progress
     erm = group_accuracy(sess.logits(test_split).argmax(1).cpu(), y_test, g_test)
