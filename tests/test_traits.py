@@ -121,3 +121,27 @@ def test_a_widget_sends_the_trait_as_binary():
     assert isinstance(state["values"]["values"]["buffer"], bytes)
     with pytest.raises(traitlets.TraitError, match="DistanceHeatmap.permutation"):
         hm.permutation = [[0, 1]]
+
+
+def test_choice_refuses_other_strings_in_the_constructor_and_later():
+    from repwidgets.widgets import ConceptBrowser, DistanceHeatmap
+    from repwidgets.widgets.traits import Choice
+
+    class Map(traitlets.HasTraits):
+        colormap = Choice(("viridis", "magma"))
+
+    assert Map().colormap == "viridis" and Map(colormap="magma").colormap == "magma"
+    with pytest.raises(
+        ValueError, match=r"colormap must be one of \('viridis', 'magma'\); got 'x'"
+    ):
+        Map(colormap="x")
+    D = np.array([[0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(traitlets.TraitError, match="colormap must be one of"):
+        DistanceHeatmap(D, colormap="jet")
+    hm = DistanceHeatmap(D, order="none")
+    assert hm.permutation.tolist() == [0, 1]
+    b = ConceptBrowser(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        b.mode = "zoom"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ConceptBrowser(np.zeros((3, 2)), mode="zoom")

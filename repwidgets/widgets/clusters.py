@@ -44,7 +44,7 @@ from repwidgets.widgets._transport import (
     static_esm,
     to_numpy,
 )
-from repwidgets.widgets.traits import ArrayDict, ArrayTrait
+from repwidgets.widgets.traits import ArrayDict, ArrayTrait, Choice
 
 MODES = ("lasso", "box", "pan")
 
@@ -116,7 +116,7 @@ class ConceptBrowser(anywidget.AnyWidget):
     clusters = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
     focus = traitlets.Int(-1).tag(sync=True)
-    mode = traitlets.Unicode("lasso").tag(sync=True)
+    mode = Choice(MODES).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     height = traitlets.Int(480).tag(sync=True)
     point_size = traitlets.Int(3).tag(sync=True)
@@ -154,8 +154,6 @@ class ConceptBrowser(anywidget.AnyWidget):
             color_by = names[0]
         if color_by not in names:
             raise ValueError(f"color_by={color_by!r} is not a colouring; choose one of {names}.")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
         if point_size is None:
             point_size = 4 if n <= 5_000 else 3 if n <= 30_000 else 2
         super().__init__(
@@ -208,12 +206,6 @@ class ConceptBrowser(anywidget.AnyWidget):
             "points of this browser",
             f"Valid indices are 0..{(n or 1) - 1}, one per point.",
         )
-
-    @traitlets.validate("mode")
-    def _validate_mode(self, proposal: Any) -> str:
-        if proposal["value"] not in MODES:
-            raise traitlets.TraitError(f"mode must be one of {MODES}; got {proposal['value']!r}.")
-        return proposal["value"]
 
     # --- Python API -------------------------------------------------------------------------
     @property

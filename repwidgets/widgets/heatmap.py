@@ -52,7 +52,7 @@ from repwidgets.widgets._transport import (
     static_esm,
     to_numpy,
 )
-from repwidgets.widgets.traits import ArrayDict, ArrayTrait
+from repwidgets.widgets.traits import ArrayDict, ArrayTrait, Choice
 
 ENCODINGS = ("auto", "float32", "uint16", "uint8")
 ORDERS = ("cluster", "none")
@@ -286,9 +286,9 @@ class DistanceHeatmap(anywidget.AnyWidget):
     permutation = ArrayTrait("int32", ndim=1).tag(sync=True)
     neuron_ids = ArrayTrait("int32", ndim=1).tag(sync=True)
     labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    order = traitlets.Unicode("cluster").tag(sync=True)
+    order = Choice(ORDERS).tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
-    colormap = traitlets.Unicode("viridis").tag(sync=True)
+    colormap = Choice(COLORMAPS).tag(sync=True)
     vmin = traitlets.Float(None, allow_none=True).tag(sync=True)
     vmax = traitlets.Float(None, allow_none=True).tag(sync=True)
     value_name = traitlets.Unicode("distance").tag(sync=True)
@@ -338,10 +338,6 @@ class DistanceHeatmap(anywidget.AnyWidget):
                 raise ValueError(
                     f"labels has {len(label_list)} entries but the matrix has {k} neurons."
                 )
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}; got {order!r}.")
-        if colormap not in COLORMAPS:
-            raise ValueError(f"colormap must be one of {COLORMAPS}; got {colormap!r}.")
         self._matrix = m
         self._similarity = bool(similarity)
         self._cluster_order: np.ndarray | None = None
@@ -351,7 +347,6 @@ class DistanceHeatmap(anywidget.AnyWidget):
         super().__init__(
             values=matrix_state(m, encoding=encoding),
             neuron_ids=np.asarray(id_list, dtype=np.int64),
-            permutation=self._permutation_for(order),
             labels=label_list,
             order=order,
             colormap=colormap,
@@ -363,6 +358,7 @@ class DistanceHeatmap(anywidget.AnyWidget):
             height=height,
             **kwargs,
         )
+        self.permutation = self._permutation_for(self.order)
         self.selected = [int(i) for i in selected]
         self._router = RequestRouter(self)
         self._router.register("fetch", image_fetch_handler(self._images, max_keys=64))
@@ -376,24 +372,10 @@ class DistanceHeatmap(anywidget.AnyWidget):
             self._cluster_order = cluster_order(self._matrix, similarity=self._similarity)
         return self._cluster_order
 
-    @traitlets.validate("order")
-    def _validate_order(self, proposal: Any) -> str:
-        if proposal["value"] not in ORDERS:
-            raise traitlets.TraitError(f"order must be one of {ORDERS}; got {proposal['value']!r}.")
-        return proposal["value"]
-
     @traitlets.observe("order")
     def _on_order(self, change: dict) -> None:
         if getattr(self, "_ids", None) is not None:
             self.permutation = self._permutation_for(change["new"])
-
-    @traitlets.validate("colormap")
-    def _validate_colormap(self, proposal: Any) -> str:
-        if proposal["value"] not in COLORMAPS:
-            raise traitlets.TraitError(
-                f"colormap must be one of {COLORMAPS}; got {proposal['value']!r}."
-            )
-        return proposal["value"]
 
     # --- selection -----------------------------------------------------------------------
     @traitlets.validate("selected")

@@ -1,4 +1,4 @@
-"""Trait types for array-valued widget state: checked once, sent as binary buffers.
+"""Trait types for widget state: checked once, arrays sent as binary buffers.
 
 A widget declares what an array must be (dtype, number of dimensions, shape, finite
 values) in the trait itself, so the check lives in one place: the constructor, a
@@ -12,6 +12,10 @@ with ``js/src/lib/codec.ts: decodeArray``.
 - :class:`ArrayTrait`: one array.
 - :class:`ArrayDict`: a dict whose named entries are arrays (each checked by its own
   :class:`ArrayTrait`) beside plain JSON entries (a range, a count, a flag).
+- :class:`Choice`: one of a few strings (an order, a colour map, a mode).
+
+Their errors are TraitErrors that are also ValueErrors (TypeErrors for a value of the
+wrong kind), so a bad constructor argument and a bad assignment fail the same way.
 
 Example:
     >>> import numpy as np, traitlets
@@ -36,11 +40,18 @@ import traitlets
 
 from repwidgets.widgets._transport import decode_array, encode_array, to_numpy
 
-__all__ = ["ArrayDict", "ArrayTrait", "ArrayTraitError", "array_from_json", "array_to_json"]
+__all__ = [
+    "ArrayDict",
+    "ArrayTrait",
+    "ArrayTraitError",
+    "Choice",
+    "array_from_json",
+    "array_to_json",
+]
 
 
 class ArrayTraitError(traitlets.TraitError, ValueError):
-    """An array that does not fit its trait (a TraitError and a ValueError)."""
+    """A value that does not fit its trait (a TraitError and a ValueError)."""
 
 
 class ArrayTypeError(traitlets.TraitError, TypeError):
@@ -293,3 +304,29 @@ class ArrayDict(traitlets.TraitType):
         if value is None:
             return None
         return {k: array_from_json(v) if k in self.fields else v for k, v in value.items()}
+
+
+class Choice(traitlets.Unicode):
+    """One of a fixed set of strings; anything else is refused naming the choices.
+
+    Example:
+        >>> class Map(traitlets.HasTraits):
+        ...     colormap = Choice(("viridis", "magma"))
+        >>> Map().colormap
+        'viridis'
+    """
+
+    def __init__(
+        self, values: Sequence[str], default_value: str | None = None, **kwargs: Any
+    ) -> None:
+        self.values = tuple(values)
+        default = self.values[0] if default_value is None else default_value
+        super().__init__(default_value=default, **kwargs)
+
+    def info(self) -> str:
+        return f"one of {self.values}"
+
+    def validate(self, obj: Any, value: Any) -> str:
+        if value not in self.values:
+            raise ArrayTraitError(f"{self.name} must be one of {self.values}; got {value!r}.")
+        return value
