@@ -12,7 +12,6 @@ import type { Handlers } from "../lib/listen";
 import {
   COLORMAPS,
   buildLut,
-  cellAt,
   cellCentre,
   clampView,
   codeColours,
@@ -20,68 +19,53 @@ import {
   fitView,
   inversePermutation,
   matrixRange,
-  panBy,
-  rowAt,
-  rowsToIds,
   valueAt,
-  zoomAt,
   type HView,
   type Matrix,
 } from "../lib/matrix";
 import { Disposables, FrameScheduler, ownImages } from "../lib/mount";
-import { Selection, clickModifiers } from "../lib/selection";
 import { applyAutoTheme } from "../lib/theme";
 import { drawable } from "../lib/visibility";
 import { MatrixCanvas } from "./canvas";
+import { PointerControl } from "./pointer";
 import { decodeIds, decodePermutation } from "./data";
 import { Legend } from "./legend";
 import { GUTTER, LEGEND_W, type HeatmapHandle, type HeatmapModel, type HeatmapOptions } from "./model";
 import { Tooltip } from "./tooltip";
 
-interface Drag {
-  kind: "pan" | "brush";
-  sx: number;
-  sy: number;
-  moved: boolean;
-  view0: HView;
-}
-
 export class HeatmapView {
-  private readonly d = new Disposables();
-  private readonly root: HTMLElement;
+  readonly d = new Disposables();
+  readonly root: HTMLElement;
   private readonly title = h("span", { class: "rw-title" });
   private readonly orderSelect = h("select", { attrs: { "aria-label": "order" } });
   private readonly cmapSelect = h("select", { attrs: { "aria-label": "colour map" } });
   private readonly resetButton = h("button", { text: "reset", title: "show the whole matrix (R)", attrs: { type: "button" } });
   private readonly clearButton = h("button", { text: "clear", title: "clear the selection (Esc)", attrs: { type: "button" } });
   private readonly status = h("span", { class: "rw-status rw-statusline", attrs: { "aria-live": "polite" } });
-  private readonly plot: HTMLElement;
-  private readonly canvas: MatrixCanvas;
+  readonly plot: HTMLElement;
+  readonly canvas: MatrixCanvas;
   private readonly tip = new Tooltip();
   private readonly legend = new Legend();
   private readonly message = h("div", { class: "rw-message", attrs: { role: "status" } });
   private readonly fetcher: KeyedFetcher;
-  private readonly frame = new FrameScheduler(() => this.draw());
+  readonly frame = new FrameScheduler(() => this.draw());
+  private readonly pointer: PointerControl;
 
   private m: Matrix | null = null;
-  private k = 0;
+  k = 0;
   /** Display row -> matrix row, and back. */
-  private perm: Int32Array = new Int32Array(0);
+  perm: Int32Array = new Int32Array(0);
   private inv: Int32Array = new Int32Array(0);
-  private ids: Int32Array = new Int32Array(0);
+  ids: Int32Array = new Int32Array(0);
   /** Neuron id -> matrix row. */
   private idPos = new Map<number, number>();
   private range: [number, number] = [0, 1];
   private lut = buildLut("viridis");
   private codes: Uint32Array | null = null;
-  private view: HView = { x0: 0, y0: 0, s: 1 };
+  view: HView = { x0: 0, y0: 0, s: 1 };
   /** Hovered display (row, col). */
   private hover: [number, number] | null = null;
-  private selected: number[] = [];
-  /** Shift-click extends from here. */
-  private anchor: number | null = null;
-  private drag: Drag | null = null;
-  private brush: { r0: number; r1: number } | null = null;
+  selected: number[] = [];
 
   constructor(
     private readonly model: AnyModel<HeatmapModel>,
@@ -100,7 +84,8 @@ export class HeatmapView {
     this.fetcher = ownImages(this.d, model, { batchSize: 8, maxInFlight: 2, cacheSize: 512 }).fetcher;
     this.fetcher.onLoad(() => this.fillTipImages());
     this.fetcher.onError((keys, err) => setText(this.message, `Could not load ${keys.length} image(s): ${err.message}`));
-    this.bindEvents();
+    this.pointer = new PointerControl(this);
+    this.bindControls();
     this.d.model(model, this.handlers());
     this.d.visibility(this.root, this.frame.request);
     this.d.theme(this.root, this.frame.request);
@@ -239,9 +224,9 @@ export class HeatmapView {
     return performance.now() - t0;
   }
 
-  private drawOverlay(): void {
+  drawOverlay(): void {
     const rows = this.selected.map((id) => this.inv[this.idPos.get(id)!]).sort((a, b) => a - b);
-    this.canvas.drawOverlay({ view: this.view, rows, brush: this.brush, hover: this.hover });
+    this.canvas.drawOverlay({ view: this.view, rows, brush: this.pointer?.brush ?? null, hover: this.hover });
   }
 
   private updateStatus(): void {
@@ -261,7 +246,7 @@ export class HeatmapView {
   }
 
   // ----- hover -----
-  private setHover(cell: [number, number] | null, sx: number, sy: number): void {
+  setHover(cell: [number, number] | null, sx: number, sy: number): void {
     const changed = cell?.[0] !== this.hover?.[0] || cell?.[1] !== this.hover?.[1];
     this.hover = cell;
     if (changed) this.drawOverlay();
@@ -292,7 +277,7 @@ export class HeatmapView {
   }
 
   // ----- selection -----
-  private pushSelection(next: number[]): void {
+  pushSelection(next: number[]): void {
     this.selected = [...new Set(next)];
     this.model.set("selected", this.selected);
     this.model.save_changes();
@@ -300,27 +285,9 @@ export class HeatmapView {
     this.drawOverlay();
   }
 
-  /** Plain click: only this row; ctrl / cmd: toggle it; shift: the rows from the anchor. */
-  private clickRow(r: number, ev: MouseEvent): void {
-    const { perm, ids } = this;
-    const selection = new Selection(this.selected);
-    selection.anchor = this.anchor;
-    selection.click(ids[perm[r]], clickModifiers(ev), rowsToIds(0, this.k - 1, perm, ids));
-    this.anchor = selection.anchor;
-    this.pushSelection(selection.values());
-  }
-
-  // ----- pointer and keys -----
-  private bindEvents(): void {
-    const { d, canvas } = this;
-    d.on(canvas.overlay, "pointerdown", (ev) => this.onPointerDown(ev));
-    d.on(canvas.overlay, "pointermove", (ev) => this.onPointerMove(ev));
-    d.on(canvas.overlay, "pointerup", (ev) => this.onPointerUp(ev));
-    d.on(canvas.overlay, "pointerleave", () => {
-      if (!this.drag) this.setHover(null, 0, 0);
-    });
-    d.on(canvas.overlay, "wheel", (ev) => this.onWheel(ev), { passive: false });
-    d.on(this.root, "keydown", (ev) => this.onKey(ev));
+  // ----- controls -----
+  private bindControls(): void {
+    const { d } = this;
     d.on(this.resetButton, "click", () => this.resetView());
     d.on(this.clearButton, "click", () => this.pushSelection([]));
     d.on(this.orderSelect, "change", () => {
@@ -335,96 +302,7 @@ export class HeatmapView {
     });
   }
 
-  /** Pointer position relative to the matrix's top-left corner (CSS px). */
-  private local(ev: MouseEvent): [number, number] {
-    const rect = this.canvas.overlay.getBoundingClientRect();
-    return [ev.clientX - rect.left - GUTTER, ev.clientY - rect.top - GUTTER];
-  }
-
-  private onPointerDown(ev: PointerEvent): void {
-    if (ev.button !== 0 || this.k === 0) return;
-    const [sx, sy] = this.local(ev);
-    const kind: Drag["kind"] = ev.shiftKey ? "brush" : "pan";
-    this.drag = { kind, sx, sy, moved: false, view0: { ...this.view } };
-    if (kind === "brush") {
-      const r = rowAt(this.view, sy, this.k);
-      this.brush = { r0: r, r1: r };
-    }
-    this.canvas.overlay.setPointerCapture?.(ev.pointerId);
-    this.root.focus({ preventScroll: true });
-    ev.preventDefault();
-  }
-
-  private onPointerMove(ev: PointerEvent): void {
-    const [sx, sy] = this.local(ev);
-    const { drag, k } = this;
-    const size = this.canvas.size;
-    if (!drag) {
-      const inside = sx >= 0 && sy >= 0 && sx < size && sy < size;
-      this.setHover(inside ? cellAt(this.view, sx, sy, k) : null, sx, sy);
-      return;
-    }
-    if (Math.abs(sx - drag.sx) + Math.abs(sy - drag.sy) > 3) drag.moved = true;
-    if (drag.kind === "pan") {
-      if (!drag.moved) return;
-      this.plot.classList.add("rw-panning");
-      this.view = panBy(drag.view0, sx - drag.sx, sy - drag.sy, k, size);
-      this.setHover(null, 0, 0);
-      this.frame.request();
-    } else if (this.brush) {
-      this.brush.r1 = rowAt(this.view, sy, k);
-      this.setHover(null, 0, 0);
-      this.drawOverlay();
-    }
-  }
-
-  private onPointerUp(ev: PointerEvent): void {
-    const d = this.drag;
-    if (!d) return;
-    this.drag = null;
-    this.plot.classList.remove("rw-panning");
-    this.canvas.overlay.releasePointerCapture?.(ev.pointerId);
-    const b = this.brush;
-    this.brush = null;
-    const size = this.canvas.size;
-    if (d.kind === "brush" && b && (d.moved || b.r0 !== b.r1)) {
-      const found = rowsToIds(b.r0, b.r1, this.perm, this.ids);
-      this.pushSelection(ev.ctrlKey || ev.metaKey ? [...this.selected, ...found] : found);
-      return;
-    }
-    if (!d.moved) {
-      const r = d.sy >= 0 && d.sy < size ? rowAt(this.view, d.sy, this.k) : -1;
-      const inMatrixOrGutter = d.sx < size && d.sy >= 0 && d.sy < size;
-      if (r >= 0 && inMatrixOrGutter) this.clickRow(r, ev);
-    }
-    this.drawOverlay();
-  }
-
-  private onWheel(ev: WheelEvent): void {
-    if (this.k === 0) return;
-    ev.preventDefault();
-    const [sx, sy] = this.local(ev);
-    const factor = Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015));
-    this.view = zoomAt(this.view, sx, sy, factor, this.k, this.canvas.size);
-    this.setHover(cellAt(this.view, sx, sy, this.k), sx, sy);
-    this.frame.request();
-  }
-
-  private onKey(ev: KeyboardEvent): void {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    const key = ev.key;
-    const size = this.canvas.size;
-    if (key === "Escape") this.pushSelection([]);
-    else if (key === "r" || key === "R") this.resetView();
-    else if (key === "+" || key === "=" || key === "-") {
-      this.view = zoomAt(this.view, size / 2, size / 2, key === "-" ? 1 / 1.5 : 1.5, this.k, size);
-      this.frame.request();
-    } else return;
-    ev.preventDefault();
-    ev.stopPropagation();
-  }
-
-  private resetView(): void {
+  resetView(): void {
     this.view = fitView(this.k, this.canvas.size);
     this.frame.request();
   }
