@@ -7,7 +7,6 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from repwidgets.engines import concepts as cd
@@ -29,6 +28,8 @@ def _planted(n=1500, C=48, frac=0.1, strength=3.0, seed=0):
 
 
 # ------------------------------------------------------------------ decomposition
+
+
 @pytest.mark.parametrize("center", [False, True])
 @pytest.mark.parametrize("n", [300, 40])  # Gram path (n >= 2C) and direct SVD (n < 2C)
 def test_decompose_matches_numpy_svd(n, center):
@@ -79,6 +80,8 @@ def test_directions_are_oriented_towards_their_tail():
 
 
 # ------------------------------------------------------------------ relevance
+
+
 def _linear_head(C, K, seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(
@@ -88,77 +91,9 @@ def _linear_head(C, K, seed=0):
     )
 
 
-def test_relevance_on_a_linear_head_equals_the_closed_form():
-    # logits = W h + b with h = mean_hw A: d logit_k / d A[c, h, w] = W[k, c] / (H W), so
-    # relevance_c = mean_hw(W[k, c] / (H W) * relu(A[c, h, w])) = W[k, c] / (H W) * mean relu(A_c)
-    C, K, H, W = 6, 3, 4, 5
-    model = _linear_head(C, K)
-    A = torch.randn(20, C, H, W)
-    y = torch.randint(0, K, (20,))
-    batches = [(A[:7], y[:7]), (A[7:], y[7:])]
-    R, pred = cd.layer_relevance(model, model.layer, batches, progress=False)
-    Wt = model.fc.weight.detach()
-    logits = model(A).detach()
-    assert torch.equal(pred, logits.argmax(1))
-    pos = F.relu(A).mean((2, 3))
-    torch.testing.assert_close(R, Wt[pred] / (H * W) * pos)
-    # the true-class score, and the loss (d CE / d logits = softmax - onehot)
-    R_label, _ = cd.layer_relevance(model, model.layer, batches, objective="label", progress=False)
-    torch.testing.assert_close(R_label, Wt[y] / (H * W) * pos)
-    R_loss, _ = cd.layer_relevance(
-        model, model.layer, batches, objective="loss", sign=-1.0, progress=False
-    )
-    dlogits = logits.softmax(1) - F.one_hot(y, K).float()
-    torch.testing.assert_close(R_loss, -(dlogits @ Wt) / (H * W) * pos)
-
-
-def test_relevance_through_an_inplace_relu_matches_autograd():
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 5, 3),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(5, 4, 3),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    )
-    x = torch.randn(6, 3, 9, 9)
-    R, _ = cd.layer_relevance(model, model[0], [x], progress=False)
-    a = model[0](x).detach().requires_grad_(True)
-    logits = nn.Sequential(*list(model)[1:])(a.clone())
-    (g,) = torch.autograd.grad(logits.max(1).values.sum(), a)
-    torch.testing.assert_close(R, (g * a.detach().clamp_min(0)).mean((2, 3)))
-    assert all(p.grad is None for p in model.parameters())
-
-
-def test_relevance_z_matches_the_formula():
-    g = torch.Generator().manual_seed(3)
-    P = torch.randn(200, 4, generator=g, dtype=torch.float64)
-    pred = torch.randint(0, 3, (200,), generator=g)
-    z = cd.relevance_z(P, pred, 4)
-    for k in range(3):
-        inside, others = P[pred == k].numpy(), P[pred != k].numpy()
-        expect = (inside.mean(0) - others.mean(0)) / others.std(0, ddof=1)
-        np.testing.assert_allclose(z[k].numpy(), expect, rtol=1e-5)
-    assert torch.isnan(z[3]).all()  # no sample predicted as class 3
-
-
-def test_result_relevance_projects_on_the_right_singular_vectors():
-    X, _, _ = _planted(n=600, C=16)
-    G = torch.randn(600, 16, generator=torch.Generator().manual_seed(5))
-    pred = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(6))
-    r = cd.discover_activations(
-        X, n_components=4, grads=G, predictions=pred, embedding=None, progress=False
-    )
-    R = G * X.clamp_min(0)
-    expect = cd.relevance_z(R @ r.directions.T, pred, 3)
-    torch.testing.assert_close(r.relevance, expect)
-    # a direction's relevance is its transpose's negative: flipping V flips z
-    flipped = cd.relevance_z(R @ (-r.directions).T, pred, 3)
-    torch.testing.assert_close(flipped, -expect)
-
-
 # ------------------------------------------------------------------ clustering
+
+
 def _modes(n_modes: int, n=1000, C=24, seed=0):
     """Bulk noise plus 100 samples sharing direction u, split into n_modes sub-groups."""
     g = torch.Generator().manual_seed(seed)
@@ -218,6 +153,8 @@ def test_other_class_outliers_are_the_wrongly_labelled_top_samples():
 
 
 # ------------------------------------------------------------------ labels, frame, io
+
+
 def test_concepts_are_described_by_the_labels_they_separate():
     X, u, has = _planted()
     noise = torch.rand(len(X), generator=torch.Generator().manual_seed(9)) < 0.4
@@ -285,6 +222,8 @@ def test_umap_embedding_shape():
 
 
 # ------------------------------------------------------------------ settings
+
+
 def test_unknown_setting_names_the_close_one():
     X = torch.rand(60, 8)
     with pytest.raises(
@@ -320,6 +259,8 @@ def test_config_round_trips_through_a_saved_result(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
+
+
 def test_bad_input_gets_clear_errors():
     X = torch.rand(10, 8)
     with pytest.raises(ValueError, match="n_components=32 but X has only n=10 samples"):
@@ -351,6 +292,8 @@ def test_bad_input_gets_clear_errors():
 
 
 # ------------------------------------------------------------------ maps and sessions
+
+
 def test_concept_map_activations_is_the_projection_per_position():
     A = torch.randn(3, 5, 4, 4)
     v = torch.randn(5)
@@ -409,48 +352,9 @@ def test_session_entry_point_and_concept_map():
         cd.concept_map(sess, r, 99)
 
 
-# ------------------------------------------------------------------ demo session
-@pytest.fixture(scope="module")
-def demo_result(demo_session):
-    return cd.discover(
-        demo_session, "features.relu4", n_components=16, top_t=100, embedding=None, progress=False
-    )
-
-
-@pytest.mark.demo
-def test_demo_a_concept_separates_the_artifact(demo_result, demo_session):
-    r = demo_result
-    artifact = demo_session.data.config["artifact"]
-    a = demo_session.concept_index(artifact)
-    best = float(r.concept_auc[:, a].max())
-    assert best >= 0.95, r.to_frame().to_string()
-    j = int(r.concept_auc[:, a].argmax())
-    assert artifact in r.describe(j)
-
-
-@pytest.mark.demo
-def test_demo_outliers_are_enriched_in_artifact_samples_of_the_wrong_class(
-    demo_result, demo_session
-):
-    r = demo_result
-    data = demo_session.data
-    has = data.concepts("test")[:, data.concept_index(data.config["artifact"])]
-    wrong = has & (data.targets("test") != data.config["spurious_class"])
-    out = r.outliers()
-    assert len(out) >= 10
-    flagged = float(wrong[torch.tensor(out["index"].to_numpy())].float().mean())
-    base = float(wrong.float().mean())
-    assert flagged > base + 0.15, (flagged, base)
-
-
-@pytest.mark.demo
-def test_demo_concept_maps_cover_the_image(demo_result, demo_session):
-    maps = cd.concept_map(demo_session, demo_result, 0)
-    assert maps.shape == (8, *demo_session.input_shape[1:])
-    assert torch.isfinite(maps).all()
-
-
 # ------------------------------------------------------------------ widget (Python side)
+
+
 def test_concept_browser_from_a_result():
     from repwidgets.widgets._transport import decode_image_batch
     from repwidgets.widgets.clusters import ConceptBrowser
@@ -486,8 +390,3 @@ def test_concept_browser_from_a_result():
     r.embedding = None
     with pytest.raises(ValueError, match="embedding='umap'"):
         r.widget()
-
-
-@pytest.mark.demo
-def test_demo_section_looks_at_the_last_convolution_after_its_relu(demo_session):
-    assert demo_session.default_layer() == "features.relu4"

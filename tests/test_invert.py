@@ -4,7 +4,6 @@ planted formulas) and the behaviour a user relies on (filters, dedup, errors, re
 from __future__ import annotations
 
 import math
-import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 from repwidgets.engines import invert
 from repwidgets.engines.invert import (
     InvertConfig,
-    InvertResult,
     explain_activations,
     formula_mask,
 )
@@ -30,6 +28,8 @@ def _concepts(n=800, K=8, seed=0):
 
 
 # ------------------------------------------------------------------------- oracles
+
+
 @pytest.mark.parametrize("mode, min_f, max_f", [("positive", 0.0, 0.5), ("negative", 0.03, 0.45)])
 def test_engine_equals_brute_force_reference(mode, min_f, max_f):
     C, names = _concepts(n=500, K=7, seed=1)
@@ -219,6 +219,8 @@ def test_neuron_subset_and_batches_give_the_same_answers():
 
 
 # ------------------------------------------------------------------------- errors
+
+
 def test_clear_errors_for_bad_input():
     C, names = _concepts(n=100, K=3, seed=14)
     acts = torch.randn(100, 4)
@@ -254,41 +256,6 @@ def test_clear_errors_for_bad_input():
 
 
 # ------------------------------------------------------------------------- results
-def _small_result(**kwargs):
-    C, names = _concepts(n=400, K=5, seed=15)
-    acts = torch.randn(400, 4, generator=torch.Generator().manual_seed(6)) + torch.tensor(
-        C[:, :4] * 2.0
-    )
-    return explain_activations(acts, C, names, progress=False, layer="fc", **kwargs)
-
-
-def test_frame_columns_and_values():
-    r = _small_result(max_length=1)
-    frame = r.to_frame()
-    assert list(frame.columns) == [
-        "layer",
-        "neuron",
-        "formula",
-        "length",
-        "auc",
-        "differentiability",
-        "fraction",
-        "p_value",
-        "log10_p",
-    ]
-    np.testing.assert_allclose(frame.differentiability, np.abs(2 * (frame.auc - 0.5)))
-    np.testing.assert_allclose(frame.p_value, 10.0**frame.log10_p, rtol=1e-9)
-    assert frame.formula.tolist() == ["c0", "c1", "c2", "c3"]
-
-
-def test_save_load_round_trip(tmp_path):
-    r = _small_result(return_beam=True)
-    path = r.save(tmp_path / "invert.safetensors")
-    back = InvertResult.load(path)
-    assert back.formulas == r.formulas and back.beams == r.beams
-    torch.testing.assert_close(back.auc, r.auc)
-    torch.testing.assert_close(back.top_indices, r.top_indices)
-    assert back.to_frame().equals(r.to_frame())
 
 
 def test_unknown_setting_names_the_close_one():
@@ -303,38 +270,6 @@ def test_unknown_setting_names_the_close_one():
         invert.explain(sess, "layer", min_frac=0.1)
     with pytest.raises(TypeError, match="config must be a InvertConfig"):
         invert.explain(sess, "layer", 3)
-
-
-def test_config_round_trips_through_a_saved_result(tmp_path):
-    cfg = InvertConfig(max_length=2, beam_size=3, min_fraction=0.05, return_beam=True, top_k=4)
-    r = _small_result(config=cfg)
-    assert r.params == {**cfg.to_dict(), "n_samples": 400}
-    back = InvertResult.load(r.save(tmp_path / "r.safetensors"))
-    assert InvertConfig.from_dict(back.params) == cfg
-    again = _small_result(config=back.params)  # a dict of settings works as a config
-    assert again.formulas == r.formulas and again.beams == r.beams
-    # overrides win over the config
-    shorter = _small_result(config=cfg, max_length=1)
-    assert shorter.params["max_length"] == 1 and shorter.params["beam_size"] == 3
-    assert all(f["length"] == 1 for f in shorter.formulas)
-
-
-def test_result_top_samples_match_top_indices():
-    r = _small_result(top_k=5)
-    assert torch.equal(r.top_samples(1, 3), r.top_indices[1, :3])
-    with pytest.raises(ValueError, match="no session"):
-        r.top_samples(1, 10)
-
-
-def test_plot_builds_bokeh_layouts():
-    from bokeh.embed import file_html
-    from bokeh.resources import INLINE
-
-    r1, r2 = _small_result(), _small_result()
-    r2.layer = "other"
-    layout = r1.plot(r2)
-    html = file_html(layout, INLINE, "invert")
-    assert "Concepts in the formulas" in html and "other" in html
 
 
 class _FakeSession:
@@ -414,36 +349,3 @@ def test_widget_cards_carry_formulas_scores_and_top_images():
     g2 = bare.widget()
     assert [c["label"] for c in g2.cards] == [f["text"] for f in bare.formulas]
     assert all(not c.get("images") for c in g2.cards)
-
-
-# ------------------------------------------------------------------------- demo session
-@pytest.mark.demo
-def test_demo_artifact_detectors_are_labelled_with_the_artifact(demo_session):
-    from repwidgets.engines.ranks import auc_matrix
-
-    sess = demo_session
-    artifact = sess.data.config.get("artifact")
-    assert artifact in sess.concept_names
-    k = sess.concept_index(artifact)
-    layer = "pool"
-    acts = sess.activations(layer, split="test")
-    detectors = torch.nonzero(auc_matrix(acts.cpu(), sess.concepts("test"))[:, k] >= 0.95)
-    detectors = detectors.flatten().tolist()
-    assert detectors, "the demo model should have neurons that detect the planted artifact"
-    r = invert.explain(sess, layer, max_length=3, beam_size=5, progress=False)
-    for j in detectors:
-        assert any(c["concept"] == artifact for c in r.formulas[j]["clauses"]), (
-            j,
-            r.formulas[j]["text"],
-        )
-    from repwidgets.demo import invert as invert_demo
-
-    section = invert_demo.run(sess)
-    assert section["result"].layer == layer
-    text = "\n".join(section["summary_lines"])
-    assert section["figures"]
-    assert f"{len(detectors)} neurons detect it" in text
-    assert f"{len(detectors)} of them are labelled with a formula containing it" in text
-    for j in detectors[:12]:
-        label = re.search(rf"artifact detector {j}: (.+) \(AUC", text)
-        assert label and artifact in label.group(1), (j, text)
