@@ -1,4 +1,4 @@
-"""Mid-range band selection (repwidgets.engines.midrange.select), and the planted data
+"""Mid-range band selection (repwidgets.engines.midrange.selection), and the planted data
 the other mid-range test modules share.
 
 Most tests run on a small synthetic session whose penultimate features are planted: a

@@ -14,14 +14,14 @@ range of neural activations for comprehending representational associations", WA
 Modules, by concern:
 
 - :mod:`.band`: scores, the automatic band, proportion tests;
-- :mod:`.select`: :class:`MidrangeConfig`, :func:`select_band` (tensor core),
+- :mod:`.selection`: :class:`MidrangeConfig`, :func:`select_band` (tensor core),
   :func:`select` (session), :class:`MidrangeResult` (with ``candidates()`` for the
   curation widget);
 - :mod:`.rules`: :func:`auto_curate` and the training sets built from marks;
 - :mod:`.fit`: :func:`fit_last_layer` and :func:`group_accuracy` on tensors;
-- :mod:`.retrain`: :class:`RetrainConfig`, :func:`retrain` (strategies "curated",
+- :mod:`.retraining`: :class:`RetrainConfig`, :func:`retrain` (strategies "curated",
   "random", "oracle") returning a :class:`RetrainResult`;
-- :mod:`.compare`: :func:`evaluate` and :func:`compare` (a :class:`ComparisonResult`);
+- :mod:`.comparison`: :func:`evaluate` and :func:`compare` (a :class:`ComparisonResult`);
 - :mod:`.plots`: the bokeh figures.
 
 Example:
@@ -52,10 +52,10 @@ from repwidgets.engines.midrange.band import (
     quantiles_of_limits,
     two_proportion_ztest,
 )
-from repwidgets.engines.midrange.compare import ComparisonResult, compare, evaluate
+from repwidgets.engines.midrange.comparison import ComparisonResult, compare, evaluate
 from repwidgets.engines.midrange.fit import fit_last_layer, group_accuracy
 from repwidgets.engines.midrange.plots import plot_comparison
-from repwidgets.engines.midrange.retrain import (
+from repwidgets.engines.midrange.retraining import (
     DEFAULT_CS,
     STRATEGIES,
     RetrainConfig,
@@ -74,7 +74,7 @@ from repwidgets.engines.midrange.rules import (
     random_training_set,
     typical_pattern,
 )
-from repwidgets.engines.midrange.select import (
+from repwidgets.engines.midrange.selection import (
     DEMO_BAND,
     WITHIN,
     MidrangeConfig,

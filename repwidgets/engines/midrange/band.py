@@ -1,6 +1,6 @@
 """Where a class's mid-range band lies: scores, proportion tests and the automatic band.
 
-The automatic band (``band="auto"`` in :func:`repwidgets.engines.midrange.select`) is
+The automatic band (``band="auto"`` in :func:`repwidgets.engines.midrange.selection`) is
 placed from the class's scores and the class labels alone, never from group labels.
 Over every sample of the split, the scores of output neuron k form a mixture: the
 non-members of class k (low scores) and the members (high scores). A shortcut moves

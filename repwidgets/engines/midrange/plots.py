@@ -14,8 +14,8 @@ import pandas as pd
 from repwidgets.results import notebook_plot
 
 if TYPE_CHECKING:  # pragma: no cover
-    from repwidgets.engines.midrange.retrain import RetrainResult
-    from repwidgets.engines.midrange.select import MidrangeResult
+    from repwidgets.engines.midrange.retraining import RetrainResult
+    from repwidgets.engines.midrange.selection import MidrangeResult
 
 __all__ = ["band_figure", "plot_comparison", "retrain_figure"]
 
@@ -129,7 +129,7 @@ def _paired_bars(fig, source, category: str, left: tuple, right: tuple) -> None:
 def plot_comparison(table: Any, title: str = "Last-layer retraining"):
     """Bars of accuracy and worst-group accuracy per method with the spread over seeds.
 
-    ``table``: a :class:`~repwidgets.engines.midrange.compare.ComparisonResult` or its
+    ``table``: a :class:`~repwidgets.engines.midrange.comparison.ComparisonResult` or its
     ``to_frame()`` (columns ``accuracy_mean``, ``accuracy_std``,
     ``worst_group_accuracy_mean``, ``worst_group_accuracy_std``; one row per method).
     """

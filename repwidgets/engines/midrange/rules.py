@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from repwidgets.curation_store import MARKS, Curation, VanishedMarksWarning
-from repwidgets.engines.midrange.select import MidrangeResult
+from repwidgets.engines.midrange.selection import MidrangeResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from repwidgets.session import Session

@@ -1,4 +1,4 @@
-"""Comparing retrained heads (repwidgets.engines.midrange.compare): on the planted
+"""Comparing retrained heads (repwidgets.engines.midrange.comparison): on the planted
 shortcut, curated retraining beats ERM and random and nears the oracle."""
 
 from __future__ import annotations

@@ -548,7 +548,7 @@ def select(
     Example:
         >>> m = select(sess, "circle")                                    # doctest: +SKIP
         >>> m.band_choice["reason"]                                       # doctest: +SKIP
-        >>> m.to_frame()[["sample", "logit", "label", "prediction", "group"]].head()
+        >>> m.to_frame()[["sample", "logit", "label", "group"]].head()  # doctest: +SKIP
     """
     cfg = MidrangeConfig.resolve(config, overrides)
     split = cfg.split

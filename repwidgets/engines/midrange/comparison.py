@@ -16,7 +16,7 @@ from repwidgets._progress import progress_bar
 from repwidgets.engines.midrange import _data
 from repwidgets.engines.midrange.fit import group_accuracy, predict
 from repwidgets.engines.midrange.plots import plot_comparison
-from repwidgets.engines.midrange.retrain import RetrainConfig, as_head, retrain
+from repwidgets.engines.midrange.retraining import RetrainConfig, as_head, retrain
 from repwidgets.engines.midrange.rules import as_marks
 from repwidgets.results import Result
 
@@ -105,7 +105,7 @@ def evaluate(
     """Accuracy and worst-group accuracy of the model before ("ERM") and after retraining.
 
     Args:
-        head: a retrained head (a :class:`~.retrain.RetrainResult` or ``nn.Linear``),
+        head: a retrained head (a :class:`~.retraining.RetrainResult` or ``nn.Linear``),
             or ``{name: head}`` for several (None: only the model).
         split: the split to score (the shapes test split is group-balanced).
 
@@ -156,8 +156,8 @@ def compare(
     """ERM vs random last-layer retraining vs curated vs the group-label oracle.
 
     For every seed (the random draws: the rest sample, the random baseline, an oracle
-    subsample) each strategy of :func:`~.retrain.retrain` is run with the same
-    :class:`~.retrain.RetrainConfig` (``overrides`` such as ``oracle_mode``,
+    subsample) each strategy of :func:`~.retraining.retrain` is run with the same
+    :class:`~.retraining.RetrainConfig` (``overrides`` such as ``oracle_mode``,
     ``spurious_weight``, ``n_rest_per_class``, ``Cs``, ``split``, ``val_split``), C
     chosen on ``val_split``, then scored on ``test_split``. ERM (the model itself) does
     not depend on the seed. The oracle is left out when the data has no group labels.

@@ -63,7 +63,7 @@ STRATEGIES = ("curated", "random", "oracle")
 
 @dataclass(frozen=True)
 class RetrainConfig(Config):
-    """Settings of :func:`retrain` (and of :func:`~.compare.compare`).
+    """Settings of :func:`retrain` (and of :func:`~.comparison.compare`).
 
     Attributes:
         split: the split whose samples (and marks) the head is trained on.
@@ -356,7 +356,7 @@ def retrain(
 
     Args:
         curation: a curation widget, a :class:`~repwidgets.curation_store.Curation`, a
-            curation file path, a :class:`~.select.MidrangeResult` (all band samples
+            curation file path, a :class:`~.selection.MidrangeResult` (all band samples
             "keep"), a dict ``{mark: [indices]}`` or ``{index: mark}``, or a list of
             indices ("keep"). Marks for samples that no longer exist are reported
             (warning) and ignored.
@@ -366,7 +366,7 @@ def retrain(
 
     Returns:
         :class:`RetrainResult`: call it on ``sess.penultimate(split)``, build a full
-        model with :func:`model_with_head`, score it with :func:`~.compare.evaluate`.
+        model with :func:`model_with_head`, score it with :func:`~.comparison.evaluate`.
 
     Example:
         >>> r = retrain(sess, "curation.json")                  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Last-layer retraining (repwidgets.engines.midrange.fit / retrain): the head equals
+"""Last-layer retraining (repwidgets.engines.midrange.fit / retraining): the head equals
 scikit-learn's, the strategies equal their named wrappers, the result saves and loads."""
 
 from __future__ import annotations
