@@ -151,8 +151,7 @@ class BeamSearch:
     def run(self, q: torch.Tensor) -> dict:
         """Beam search for a batch of neurons. ``q``: int64 [Nb, n] doubled centred ranks
         (negated for the negative mode). Returns the final beams (dict of tensors)."""
-        n, K, B, L = self.n, self.K, self.B, self.L
-        Nb = q.shape[0]
+        n, K, Nb = self.n, self.K, q.shape[0]
         t0 = time.perf_counter()
         qf = torch.zeros(Nb, self.n_pad, dtype=torch.float32, device=self.device)
         qf[:, :n] = q
@@ -166,98 +165,123 @@ class BeamSearch:
         cntf = self.cnt_c.to(torch.float32)
         den = 2.0 * cntf * (n - cntf)
         auc_c = torch.where(den > 0, 0.5 + s_atom / den.clamp(min=1), 0.5)
-        # operand restriction: top concepts per neuron by |AUC - 0.5|
-        if self.max_operands is not None and self.max_operands < K:
-            top = torch.topk((auc_c - 0.5).abs(), self.max_operands, dim=1).indices
-            allowed_full = torch.zeros(Nb, K, dtype=torch.bool, device=self.device)
-            allowed_full.scatter_(1, top, True)
-            cols = torch.nonzero(allowed_full.any(0)).flatten()
-            allowed = allowed_full[:, cols]
-        else:
-            cols = torch.arange(K, device=self.device)
-            allowed = None
-        Kc = cols.numel()
-        Cf_sub = self.Cf if Kc == K else self.Cf[:, cols].contiguous()
+        cols, allowed = self._operands(auc_c)
+        operands = {
+            "cols": cols,
+            "allowed": allowed,
+            "Cf": self.Cf if cols.numel() == K else self.Cf[:, cols].contiguous(),
+            "s": s_atom[:, cols][:, None, :],  # [Nb, 1, Kc] rank sums of the operands
+            "c": cntf[cols][None, None, :],  # [1, 1, Kc] their counts
+        }
 
-        # ---- length 1: atoms
         t0 = time.perf_counter()
         score = torch.cat([auc_c, 1.0 - auc_c], dim=1)
         score = torch.where(self.atom_valid[None, :], score, -torch.inf)
-
-        def decode_atoms(rows, flat):
-            return {
-                "atoms": torch.cat([flat[..., None], flat.new_full((*flat.shape, L - 1), -1)], -1),
-                "ops": torch.zeros(*flat.shape, L, dtype=torch.int8, device=self.device),
-                "length": torch.ones_like(flat),
-                "masks": self._atom_masks(flat),
-                "order": flat.clone(),
-            }
-
-        beam = self._select(score, decode_atoms, None, W)
+        beam = self._select(score, self._decode_atoms, None, W)
         self.timed("select_s", t0)
         self.advance(Nb)
-
-        # ---- lengths 2..L
-        for _step in range(2, L + 1):
+        for _step in range(2, self.L + 1):
+            cand = self._step_scores(beam, qf, operands)
             t0 = time.perf_counter()
-            m = beam["masks"]  # [Nb, B, n_pad]
-            left = torch.empty(2, Nb, B, self.n_pad, dtype=torch.float32, device=self.device)
-            torch.mul(m, qf[:, None, :], out=left[0])
-            left[1].copy_(m)
-            self.timed("products_prep_s", t0)
-            t0 = time.perf_counter()
-            prod = (left.view(2 * Nb * B, self.n_pad) @ Cf_sub).view(2, Nb, B, Kc)
-            del left
-            self.timed("products_s", t0)
-            self.timings["product_flops"] += 2.0 * (2 * Nb * B) * n * Kc
-            t0 = time.perf_counter()
-            p_s, p_c = prod[0], prod[1]
-            s_phi = beam["s2"].to(torch.float32)[:, :, None]
-            c_phi = beam["cnt"].to(torch.float32)[:, :, None]
-            s_c = s_atom[:, cols][:, None, :]
-            c_c = cntf[cols][None, None, :]
-            sums = torch.stack([p_s, s_phi - p_s, s_phi + s_c - p_s, p_s - s_c], dim=2)
-            cnts = torch.stack([p_c, c_phi - p_c, c_phi + c_c - p_c, n - c_c + p_c], dim=2)
-            del prod, p_s, p_c
-            # equal counts with the parent mean the parent's own mask: drop (it is shorter)
-            ok = (cnts >= self.lo) & (cnts <= self.hi) & (cnts != c_phi[..., None])
-            ok &= beam["valid"][:, :, None, None]
-            if allowed is not None:
-                ok &= allowed[:, None, None, :]
-            den = (2.0 * cnts * (n - cnts)).clamp(min=1.0)
-            cand = torch.where(ok, 0.5 + sums / den, -torch.inf).view(Nb, B * 4 * Kc)
-            del sums, cnts, ok, den
-            beam_words = pack(beam["masks"])  # [Nb, B, n_pad / 8]
-
-            def decode_step(rows, flat, beam=beam, beam_words=beam_words):
-                b = flat // (4 * Kc)
-                op = (flat // Kc) % 4
-                k = cols[flat % Kc]
-                r = rows[:, None].expand_as(flat)
-                # AND: p & c;  OR: ~(~p & ~c);  c is the atom (the concept or its negation)
-                is_or = op >= 2
-                f = (is_or.long() * ONES8)[..., None]
-                words = beam_words[r, b] ^ f
-                words &= self.atom_words[k + K * ((op % 2 == 1) ^ is_or).long()]
-                words ^= f
-                atoms = beam["atoms"][r, b].clone()
-                ops = beam["ops"][r, b].clone()
-                plen = beam["length"][r, b]  # shorter formulas stay in the beam
-                slot = plen.clamp(max=L - 1)[..., None]
-                atoms.scatter_(-1, slot, (k + K * (op % 2))[..., None])
-                ops.scatter_(-1, slot, torch.where(op < 2, AND, OR).to(torch.int8)[..., None])
-                return {
-                    "atoms": atoms,
-                    "ops": ops,
-                    "length": plen + 1,
-                    "masks": unpack(words),
-                    "order": B + (b * 4 + op) * K + k,
-                }
-
-            beam = self._select(cand, decode_step, beam, W)
+            beam = self._select(cand, self._step_decoder(beam, cols), beam, W)
             self.timed("select_s", t0)
             self.advance(Nb)
         return beam
+
+    def _operands(self, auc_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Concepts a beam step may add: all K, or with ``max_operands`` each neuron's top
+        concepts by ``|AUC - 0.5|``. Returns the columns used by any neuron [Kc] and, when
+        restricted, which of them each neuron may use (bool [Nb, Kc])."""
+        K = self.K
+        if self.max_operands is None or self.max_operands >= K:
+            return torch.arange(K, device=self.device), None
+        Nb = auc_c.shape[0]
+        top = torch.topk((auc_c - 0.5).abs(), self.max_operands, dim=1).indices
+        allowed_full = torch.zeros(Nb, K, dtype=torch.bool, device=self.device)
+        allowed_full.scatter_(1, top, True)
+        cols = torch.nonzero(allowed_full.any(0)).flatten()
+        return cols, allowed_full[:, cols]
+
+    def _decode_atoms(self, rows: torch.Tensor, flat: torch.Tensor) -> dict:
+        """Formulas of length 1 from flat atom indices [R, T]."""
+        L = self.L
+        return {
+            "atoms": torch.cat([flat[..., None], flat.new_full((*flat.shape, L - 1), -1)], -1),
+            "ops": torch.zeros(*flat.shape, L, dtype=torch.int8, device=self.device),
+            "length": torch.ones_like(flat),
+            "masks": self._atom_masks(flat),
+            "order": flat.clone(),
+        }
+
+    def _step_scores(self, beam: dict, qf: torch.Tensor, operands: dict) -> torch.Tensor:
+        """Approximate AUCs [Nb, B * 4 * Kc] of every beam formula combined with every
+        operand by the four operations (-inf where the fraction filter or the operand
+        restriction rules a candidate out)."""
+        n, B = self.n, self.B
+        Nb = qf.shape[0]
+        Kc = operands["cols"].numel()
+        t0 = time.perf_counter()
+        m = beam["masks"]  # [Nb, B, n_pad]
+        left = torch.empty(2, Nb, B, self.n_pad, dtype=torch.float32, device=self.device)
+        torch.mul(m, qf[:, None, :], out=left[0])
+        left[1].copy_(m)
+        self.timed("products_prep_s", t0)
+        t0 = time.perf_counter()
+        prod = (left.view(2 * Nb * B, self.n_pad) @ operands["Cf"]).view(2, Nb, B, Kc)
+        del left
+        self.timed("products_s", t0)
+        self.timings["product_flops"] += 2.0 * (2 * Nb * B) * n * Kc
+        t0 = time.perf_counter()
+        p_s, p_c = prod[0], prod[1]
+        s_phi = beam["s2"].to(torch.float32)[:, :, None]
+        c_phi = beam["cnt"].to(torch.float32)[:, :, None]
+        s_c, c_c = operands["s"], operands["c"]
+        sums = torch.stack([p_s, s_phi - p_s, s_phi + s_c - p_s, p_s - s_c], dim=2)
+        cnts = torch.stack([p_c, c_phi - p_c, c_phi + c_c - p_c, n - c_c + p_c], dim=2)
+        del prod, p_s, p_c
+        # equal counts with the parent mean the parent's own mask: drop (it is shorter)
+        ok = (cnts >= self.lo) & (cnts <= self.hi) & (cnts != c_phi[..., None])
+        ok &= beam["valid"][:, :, None, None]
+        if operands["allowed"] is not None:
+            ok &= operands["allowed"][:, None, None, :]
+        den = (2.0 * cnts * (n - cnts)).clamp(min=1.0)
+        cand = torch.where(ok, 0.5 + sums / den, -torch.inf).view(Nb, B * 4 * Kc)
+        self.timed("select_s", t0)
+        return cand
+
+    def _step_decoder(self, beam: dict, cols: torch.Tensor):
+        """``decode(rows, flat)``: the formulas of flat candidate indices [R, T] (beam
+        entry, operation, operand), with their exact masks built from packed words."""
+        K, B, L = self.K, self.B, self.L
+        Kc = cols.numel()
+        beam_words = pack(beam["masks"])  # [Nb, B, n_pad / 8]
+
+        def decode(rows: torch.Tensor, flat: torch.Tensor) -> dict:
+            b = flat // (4 * Kc)
+            op = (flat // Kc) % 4
+            k = cols[flat % Kc]
+            r = rows[:, None].expand_as(flat)
+            # AND: p & c;  OR: ~(~p & ~c);  c is the atom (the concept or its negation)
+            is_or = op >= 2
+            f = (is_or.long() * ONES8)[..., None]
+            words = beam_words[r, b] ^ f
+            words &= self.atom_words[k + K * ((op % 2 == 1) ^ is_or).long()]
+            words ^= f
+            atoms = beam["atoms"][r, b].clone()
+            ops = beam["ops"][r, b].clone()
+            plen = beam["length"][r, b]  # shorter formulas stay in the beam
+            slot = plen.clamp(max=L - 1)[..., None]
+            atoms.scatter_(-1, slot, (k + K * (op % 2))[..., None])
+            ops.scatter_(-1, slot, torch.where(op < 2, AND, OR).to(torch.int8)[..., None])
+            return {
+                "atoms": atoms,
+                "ops": ops,
+                "length": plen + 1,
+                "masks": unpack(words),
+                "order": B + (b * 4 + op) * K + k,
+            }
+
+        return decode
 
     # -- shortlist, exact recount, dedup, sort ---------------------------------------------
     def _select(self, cand: torch.Tensor, decode, old: dict | None, W: torch.Tensor) -> dict:
