@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-JS_SOURCES := $(wildcard js/src/*.ts js/src/lib/*.ts js/build.mjs)
+JS_SOURCES := $(shell find js/src js/scripts -name '*.ts' -o -name '*.css' -o -name '*.mjs' 2>/dev/null) js/build.mjs
 
 .PHONY: demo test truth bench lint js clean browser help
 

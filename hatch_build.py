@@ -16,11 +16,12 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 
 def bundle_paths(root: Path) -> list[Path]:
-    """The bundles the build makes: one per widget entry ``js/src/<name>.ts``."""
+    """The files the build makes: per widget entry ``js/src/<name>.ts`` its script and
+    its stylesheet."""
     src = root / "js" / "src"
     entries = sorted(p.stem for p in src.glob("*.ts") if not p.name.endswith(".d.ts"))
     static = root / "repwidgets" / "static"
-    return [static / f"{name}.js" for name in entries or ["gallery"]]
+    return [static / f"{name}{ext}" for name in entries or ["gallery"] for ext in (".js", ".css")]
 
 
 def newest_mtime(paths) -> float:

@@ -29,10 +29,15 @@ need = require
 def ensure_bundle(name: str = "gallery") -> Path:
     """The built widget bundle, building it with npm when the sources are newer."""
     out = STATIC / f"{name}.js"
+    css = STATIC / f"{name}.css"
     js = ROOT / "js"
-    sources = list((js / "src").rglob("*.ts"))
-    stale = not out.is_file() or any(s.stat().st_mtime > out.stat().st_mtime for s in sources)
+    sources = [*(js / "src").rglob("*.ts"), *(js / "src").rglob("*.css"), js / "build.mjs"]
+    built = [out, css]
+    stale = not all(p.is_file() for p in built) or any(
+        s.stat().st_mtime > min(p.stat().st_mtime for p in built) for s in sources
+    )
     if stale and (js / "node_modules").is_dir() and shutil.which("npm"):
         subprocess.run(["npm", "run", "--silent", "build"], cwd=js, check=True, timeout=300)
     require(out.is_file(), f"the JS build repwidgets/static/{name}.js (run `make js`)")
+    require(css.is_file(), f"the JS build repwidgets/static/{name}.css (run `make js`)")
     return out

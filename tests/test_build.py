@@ -101,6 +101,7 @@ def test_build_hook_runs_npm_ci_then_build_and_nothing_when_current(tmp_path, mo
             (Path(cwd) / "node_modules" / ".package-lock.json").write_text("{}\n")
         if cmd[1:3] == ["run", "--silent"]:
             (static / "gallery.js").write_text("//\n")
+            (static / "gallery.css").write_text("/**/\n")
 
     monkeypatch.setattr(hook.shutil, "which", lambda _name: "/usr/bin/npm")
     monkeypatch.setattr(hook.subprocess, "run", fake_run)
@@ -110,7 +111,11 @@ def test_build_hook_runs_npm_ci_then_build_and_nothing_when_current(tmp_path, mo
     assert "install" not in [c[0] for c in calls]
     later = (static / "gallery.js").stat().st_mtime + 10
     os.utime(static / "gallery.js", (later, later))
+    os.utime(static / "gallery.css", (later, later))
     assert hook.bundles_are_current(tmp_path)
+    (static / "gallery.css").rename(static / "gallery.css.bak")
+    assert not hook.bundles_are_current(tmp_path)  # a widget without its stylesheet is rebuilt
+    (static / "gallery.css.bak").rename(static / "gallery.css")
     calls.clear()
     hook.build_js(tmp_path)  # node_modules is current: only the bundling step runs
     assert [c[0] for c in calls] == ["run"]
