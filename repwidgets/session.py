@@ -25,7 +25,7 @@ from repwidgets._progress import progress_bar
 from repwidgets.cache import cache_dir
 from repwidgets.datasets.batches import finite_checked, prefetched
 from repwidgets.datasets.bundle import class_id
-from repwidgets.hooks import Capture, hooked
+from repwidgets.hooks import Capture, StopForward, hooked
 
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
@@ -269,6 +269,8 @@ class Session:
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
             return self.model(self.preprocess(x))
+        except StopForward:  # a hook ended the pass at the layer it needed
+            raise
         except Exception as exc:
             raise RuntimeError(
                 f"The model failed on an input batch of shape {tuple(x.shape)} "
