@@ -62,7 +62,7 @@ def wire_figures(hm: DistanceHeatmap, D: np.ndarray) -> dict:
     err = float(np.abs(decode_matrix(hm.values) - D).max())
     return {
         "k": int(D.shape[0]),
-        "encoding": hm.values["values"]["dtype"],
+        "encoding": hm.values["values"].dtype.name,
         "packing": hm.values["packing"],
         "state_json_bytes": json_bytes,
         "state_buffer_bytes": buffer_bytes,

@@ -115,7 +115,7 @@ def test_keys_mark_undo_and_band_in_the_browser(page, sess, curation_bundle, tmp
     assert wait_until(lambda: w.band[0] == 0.0 and w.band[1] != 0.75, page=page)
     low, high = w.band
     expected = mr.select(sess, 0, band=(low, high)).indices.tolist()
-    assert w.result.indices.tolist() == expected
+    assert w.candidates.samples.tolist() == expected
     assert w.limits[1] <= mid + (hi_v - lo_v) / 40  # the band ends near the dragged value
     h.push("items", "band", "limits", "histogram")
     page.wait_for_function(
@@ -142,7 +142,7 @@ def test_dragging_one_handle_moves_only_that_end(page, sess, curation_bundle, tm
     w = mr.select(sess, 0, band=(0.5, 0.9), within="all").curate(path)
     h = Harness(page, w, curation_bundle).open()
     page.wait_for_selector(".rw-cur-cell")
-    lowest = int(w.result.indices[-1])  # highest score first: the band's low end
+    lowest = int(w.candidates.samples[-1])  # highest score first: the band's low end
     w.mark(lowest, "keep")
     h.push("marks")
     hi_before = page.eval_on_selector(".rw-cur-hi", "e => e.value")
@@ -158,11 +158,11 @@ def test_dragging_one_handle_moves_only_that_end(page, sess, curation_bundle, tm
     assert wait_until(lambda: w.band[0] > 0.5, page=page), w.band
     assert w.band[1] == 0.9  # exactly: the high end did not move
     assert page.eval_on_selector(".rw-cur-hi", "e => e.value") == hi_before
-    assert w.result.indices.tolist() == (
+    assert w.candidates.samples.tolist() == (
         mr.select(sess, 0, band=(w.band[0], 0.9), within="all").indices.tolist()
     )
     # the marked sample left the band: the page says so and the file keeps its mark
-    assert lowest not in w.result.indices.tolist()
+    assert lowest not in w.candidates.samples.tolist()
     h.push("items", "band", "limits", "histogram")
     page.wait_for_function(
         "() => document.querySelector('.rw-cur-outside').textContent.startsWith('1 marked')"
