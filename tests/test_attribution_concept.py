@@ -90,25 +90,6 @@ def test_session_bad_input(tiny_session):
         )
 
 
-def test_attribution_widget_gallery(tiny_session, tmp_path):
-    pytest.importorskip("repwidgets.views.attribution")
-    sess = tiny_session
-    r = A.concept_attribution(
-        sess, "watermark", layer="features.relu2", n_models=1, proj_dim=32, n_targets=8
-    )
-    w = r.widget(k=5)
-    ids = [c["id"] for c in w.gallery.cards]
-    assert ids[:5] == list(r.top(5)) and ids[5:] == list(r.bottom(5))
-    assert w.gallery.sort_by == "score"
-    assert w.chosen() == list(r.top(5))  # nothing selected: the top k
-    w.gallery.selected = [ids[7], ids[1]]
-    assert w.selected == [ids[7], ids[1]]
-    back = A.ConceptAttributionResult.load(r.save(tmp_path / "r.safetensors"))
-    with pytest.raises(ValueError, match="session="):
-        back.widget()
-    assert back.widget(k=2, session=sess).chosen() == list(r.top(2))
-
-
 @pytest.fixture(scope="module")
 def small_result(tiny_session):
     return A.concept_attribution(
