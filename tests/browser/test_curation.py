@@ -174,8 +174,8 @@ def test_dragging_one_handle_moves_only_that_end(page, sess, curation_bundle, tm
 
 
 def test_reloading_the_file_restores_the_marks(page, sess, curation_bundle, tmp_path):
-    from repwidgets.engines import midrange as mr
     from repwidgets.curation_store import Curation
+    from repwidgets.engines import midrange as mr
 
     path = tmp_path / "curation.json"
     m = mr.select(sess, 1, band=(0.1, 0.9))
