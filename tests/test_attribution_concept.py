@@ -5,27 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_attribution_probes import make_tiny_session
 
 from repwidgets.engines import attribution as A
 from repwidgets.engines.attribution.concept import out_to_loss_notes
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_session():
-    return make_tiny_session()
-
-
-def test_concept_attribution_end_to_end(tiny_session, tmp_path):
-    sess = tiny_session
+def test_concept_attribution_end_to_end(attribution_session, tmp_path):
+    sess = attribution_session
     r = A.concept_attribution(
         sess, "watermark", n_models=1, proj_dim=64, n_targets=20, batch_size=32
     )
@@ -49,10 +37,10 @@ def test_concept_attribution_end_to_end(tiny_session, tmp_path):
     assert isinstance(r.plot(), LayoutDOM)
 
 
-def test_concept_attribution_out_to_loss_term(tiny_session, tmp_path):
+def test_concept_attribution_out_to_loss_term(attribution_session, tmp_path):
     """By default the training samples are not weighted by the probe's Q term; with
     out_to_loss="probe" the scores are the same kernel products times that Q."""
-    sess = tiny_session
+    sess = attribution_session
     kw = dict(layer="features.relu2", n_models=1, proj_dim=32, n_targets=8, batch_size=32)
     plain = A.concept_attribution(sess, "watermark", **kw)
     weighted = A.concept_attribution(sess, "watermark", out_to_loss="probe", **kw)
@@ -75,8 +63,8 @@ def test_out_to_loss_note_flags_a_saturated_probe():
     assert out_to_loss_notes(torch.linspace(0.05, 0.6, 100), "probe") == []
 
 
-def test_session_bad_input(tiny_session):
-    sess = tiny_session
+def test_session_bad_input(attribution_session):
+    sess = attribution_session
     no_pos = {s: [] for s in ("train", "val", "test")}
     with pytest.raises(ValueError, match="carries the concept"):
         A.concept_attribution(sess, no_pos, n_models=1, proj_dim=8)
@@ -91,14 +79,19 @@ def test_session_bad_input(tiny_session):
 
 
 @pytest.fixture(scope="module")
-def small_result(tiny_session):
+def small_result(attribution_session):
     return A.concept_attribution(
-        tiny_session, "watermark", layer="features.relu2", n_models=1, proj_dim=32, n_targets=8
+        attribution_session,
+        "watermark",
+        layer="features.relu2",
+        n_models=1,
+        proj_dim=32,
+        n_targets=8,
     )
 
 
-def test_candidates_of_a_selection_come_highest_score_first(tiny_session, small_result):
-    sess, r = tiny_session, small_result
+def test_candidates_of_a_selection_come_highest_score_first(attribution_session, small_result):
+    sess, r = attribution_session, small_result
     picked = [int(r.top(8)[7]), int(r.top(8)[1])]
     c = r.candidates(samples=picked)
     assert c.samples.tolist() == [picked[1], picked[0]]  # highest score first
@@ -124,7 +117,7 @@ def test_candidates_of_a_selection_come_highest_score_first(tiny_session, small_
         r.candidates(samples=[picked[0], -3])
 
 
-def test_candidates_of_a_band_and_moving_it(tiny_session, small_result):
+def test_candidates_of_a_band_and_moving_it(attribution_session, small_result):
     r = small_result
     c = r.candidates()  # default band: the top tenth
     assert c.band == (0.9, 1.0)
@@ -142,11 +135,11 @@ def test_candidates_of_a_band_and_moving_it(tiny_session, small_result):
     back = A.ConceptAttributionResult.load(r.save(_tmp_file()))
     with pytest.raises(ValueError, match="candidates\\(session=sess\\)"):
         back.candidates()
-    assert back.candidates(session=tiny_session).samples.tolist() == c.samples.tolist()
+    assert back.candidates(session=attribution_session).samples.tolist() == c.samples.tolist()
 
 
-def test_concept_attribution_config_and_params(tiny_session):
-    sess = tiny_session
+def test_concept_attribution_config_and_params(attribution_session):
+    sess = attribution_session
     cfg = A.ConceptAttributionConfig(n_models=1, proj_dim=32, n_targets=8)
     r = A.concept_attribution(sess, "watermark", "features.relu2", cfg, targets=[0, 3, 5])
     assert r.params == cfg.replace(targets=(0, 3, 5)).to_dict()

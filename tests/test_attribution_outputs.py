@@ -8,13 +8,7 @@ from torch import nn
 
 from repwidgets.engines import attribution as A
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_probe_logit_output_stops_at_layer_and_matches_probe():

@@ -13,13 +13,7 @@ import torch
 from repwidgets.engines import attribution as A
 from repwidgets.engines.attribution.probes import default_probe_layers, fit_probe
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_fit_probe_recovers_planted_direction():
@@ -68,15 +62,10 @@ def make_tiny_session():
     return rw.Session(model, data, device="cpu", progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_session():
-    return make_tiny_session()
-
-
-def test_probe_layers_and_explicit_ensemble(tiny_session):
+def test_probe_layers_and_explicit_ensemble(attribution_session):
     import copy
 
-    sess = tiny_session
+    sess = attribution_session
     other = copy.deepcopy(sess.model)
     with torch.no_grad():
         for p in other.parameters():

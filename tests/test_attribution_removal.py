@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from test_attribution_probes import make_tiny_session
 
 from repwidgets.engines import attribution as A
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_session():
-    return make_tiny_session()
-
-
-def test_removal_experiment_removes_the_top_k_and_k_random(tiny_session, tmp_path):
+def test_removal_experiment_removes_the_top_k_and_k_random(attribution_session, tmp_path):
     import copy
 
-    sess = tiny_session
+    sess = attribution_session
     r = A.concept_attribution(
         sess, "watermark", layer="features.relu2", n_models=1, proj_dim=32, n_targets=8
     )

@@ -9,13 +9,7 @@ from torch import nn
 from repwidgets.engines import attribution as A
 from repwidgets.engines.attribution.featurize import Featurizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _signed_logit(out, y):

@@ -12,12 +12,7 @@ import pytest
 
 from repwidgets.curation_store import Curation, CurationFileError, CurationWriteError
 
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 
 def test_curation_roundtrip_and_csv(tmp_path):

@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from repwidgets.candidates import Candidates
-from repwidgets.curation_store import Curation
 from repwidgets.widgets import CurationSelector
 from repwidgets.widgets._transport import decode_array, encode_array
 
+pytestmark = pytest.mark.usefixtures("fresh_curations")
+
 POPULATION = torch.linspace(-2.0, 2.0, 41)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
 
 
 def band_of(band=(0.5, 1.0), movable=True) -> Candidates:

@@ -15,12 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from repwidgets.curation_store import (
-    Curation,
-)
 from repwidgets.datasets.bundle import DataBundle, TensorImageDataset
 from repwidgets.engines import midrange as mr
 from repwidgets.session import Session
+
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 K, D = 3, 12
 
@@ -70,19 +69,6 @@ def synthetic_session(seed: int = 0, n_train: int = 1800, n_val: int = 600, n_te
         head.bias.copy_(torch.from_numpy(erm.intercept_))
     model = nn.Sequential(nn.Flatten(), body, head)
     return Session(model, bundle, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def synth():
-    torch.set_num_threads(1)
-    return synthetic_session()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
 
 
 # ------------------------------------------------------------------------- band

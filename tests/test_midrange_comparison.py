@@ -6,23 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from test_midrange import synthetic_session
 
-from repwidgets.curation_store import Curation
 from repwidgets.engines import midrange as mr
 
-
-@pytest.fixture(scope="module")
-def synth():
-    torch.set_num_threads(1)
-    return synthetic_session()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 
 def test_curated_retraining_beats_erm_and_nears_oracle(synth):

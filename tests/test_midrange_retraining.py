@@ -8,24 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_midrange import synthetic_session
 from torch import nn
 
 from repwidgets.curation_store import Curation, VanishedMarksWarning
 from repwidgets.engines import midrange as mr
 
-
-@pytest.fixture(scope="module")
-def synth():
-    torch.set_num_threads(1)
-    return synthetic_session()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 
 def test_vanished_marks_are_reported_not_dropped(tmp_path, synth):

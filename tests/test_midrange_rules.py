@@ -6,24 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_midrange import synthetic_session
 from torch import nn
 
 from repwidgets.curation_store import Curation
 from repwidgets.engines import midrange as mr
 
-
-@pytest.fixture(scope="module")
-def synth():
-    torch.set_num_threads(1)
-    return synthetic_session()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 
 def test_curated_training_set_uses_marks():

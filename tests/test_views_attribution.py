@@ -12,13 +12,7 @@ from test_gallery import FakeSession
 from repwidgets.views import AttributionGallery
 from repwidgets.views.attribution import attribution_view, lds_view, removal_view, trak_view
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,27 +8,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from test_midrange import synthetic_session
 
-from repwidgets.curation_store import Curation
 from repwidgets.engines import midrange as mr
 from repwidgets.views.midrange import midrange_view
 from repwidgets.widgets import CurationSelector
 from repwidgets.widgets._transport import decode_array
 
-
-@pytest.fixture(scope="module")
-def synth():
-    torch.set_num_threads(1)
-    return synthetic_session(n_train=600, n_val=60, n_test=600)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    Curation._forget()
-    yield
-    Curation._forget()
+pytestmark = pytest.mark.usefixtures("fresh_curations")
 
 
 def file_marks(path) -> dict[int, str]:
