@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import JupyterServer as Server
 from support import ROOT, need
 
 pytestmark = pytest.mark.browser
@@ -94,12 +89,6 @@ def mean_brightness(png: bytes) -> float:
     return float(np.asarray(Image.open(io.BytesIO(png)).convert("L")).mean())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_notebook(path: Path, cells: tuple[str, ...] = (SETUP_CELL,)) -> None:
     import nbformat
 
@@ -111,77 +100,6 @@ def write_notebook(path: Path, cells: tuple[str, ...] = (SETUP_CELL,)) -> None:
         "language": "python",
     }
     nbformat.write(nb, path)
-
-
-class Server:
-    """A Jupyter server (JupyterLab or Notebook 7) on 127.0.0.1 with no token."""
-
-    def __init__(self, app: str, root: Path, home: Path) -> None:
-        self.app = app
-        self.port = free_port()
-        self.runtime = home / "runtime"
-        self.log = open(home / f"{app}.log", "w")  # noqa: SIM115 - closed in stop()
-        env = {
-            **os.environ,
-            "JUPYTER_RUNTIME_DIR": str(self.runtime),
-            "JUPYTER_CONFIG_DIR": str(home / "config"),
-            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
-        module = "jupyterlab" if app == "lab" else "notebook"
-        cmd = [
-            sys.executable,
-            "-m",
-            module,
-            "--no-browser",
-            f"--port={self.port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.ip=127.0.0.1",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={root}",
-            "--expose-app-in-browser",
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-root")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=root,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the {self.app} server exited: see {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/status", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"the {self.app} server did not start in {timeout} s")
-
-    def api(self, path: str):
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.log.close()
 
 
 def kernel_eval(server: Server, code: str, timeout: float = 60) -> str:

@@ -8,15 +8,11 @@ heatmap's colour bar as tall as the matrix, painted canvases, gallery cards in a
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import MarimoServer
 from support import ROOT, ensure_bundle, need
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -142,67 +138,6 @@ def marimo_command() -> list[str] | None:
     return [sys.executable, "-m", "marimo"]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MarimoApp:
-    """``marimo run --headless`` of one app file on a free port."""
-
-    def __init__(self, app: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        cmd = [
-            *marimo_command(),
-            "run",
-            "--headless",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        cmd += ["--no-token", str(app)]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=app.parent,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"marimo exited: see {self.log.name}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise TimeoutError(f"marimo did not start in {timeout} s: see {self.log.name}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def marimo_app(tmp_path_factory):
     need(marimo_command() is not None, "the Python package marimo (pip install marimo)")
@@ -215,7 +150,7 @@ def marimo_app(tmp_path_factory):
     home = tmp_path_factory.mktemp("marimo")
     app = home / "widgets_app.py"
     app.write_text(APP.format(root=str(ROOT), here=str(HERE)))
-    server = MarimoApp(app, home / "marimo.log")
+    server = MarimoServer(app, home / "marimo.log")
     try:
         server.wait_ready()
         yield server
