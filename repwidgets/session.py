@@ -14,7 +14,7 @@ import io
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,10 +26,10 @@ from repwidgets.cache import cache_dir
 from repwidgets.datasets.batches import finite_checked, prefetched
 from repwidgets.datasets.bundle import class_id
 from repwidgets.hooks import Capture, StopForward, hooked
+from repwidgets.layouts import POOLS, Layout, choose_axis, feature_width, normalise_axis
 
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
-POOLS = ("mean", "max", None)
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid)
 
 
@@ -46,34 +46,82 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def pool_activations(output: torch.Tensor, pool: str | None) -> torch.Tensor:
-    """Pool a layer output [b, C, *spatial] over its spatial dims ([b, C] stays as it is)."""
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
-    if pool is None or output.ndim <= 2:
+def pool_activations(output: torch.Tensor, pool: str | None, neuron_axis: int = 1) -> torch.Tensor:
+    """Pool a layer output over every axis but the batch and the neurons (dim 1 unless
+    ``neuron_axis`` says otherwise): ``[b, C]``; see :class:`repwidgets.layouts.Layout`."""
+    if output.ndim < 2:
         return output
-    flat = output.flatten(2)
-    return flat.mean(dim=2) if pool == "mean" else flat.amax(dim=2)
+    layout = Layout(normalise_axis(neuron_axis, output.ndim), output.ndim)
+    return layout.pool(output, pool)
 
 
-def _pooled(output: torch.Tensor, pool: str | None) -> torch.Tensor:
-    return pool_activations(output.detach(), pool).float()
+def _pooled(output: torch.Tensor, layout: Layout, pool: str | None) -> torch.Tensor:
+    return layout.pool(output.detach(), pool).float()
 
 
 def _flat_features(inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach().flatten(1).float()
 
 
-def _shape_recorder(name: str, shapes: dict):
-    """A hook noting the per-sample shape of a module's (first) tensor output."""
+def _shape_recorder(name: str, shapes: dict, widths: dict, last: list):
+    """A hook noting the per-sample shape of a module's (first) tensor output and the
+    width of the last parametrised layer that ran up to it (see :mod:`repwidgets.layouts`)."""
 
-    def record(_module, _inputs, output):
+    def record(module, _inputs, output):
+        width = feature_width(module)
+        if width is not None:
+            last[0] = width
         if isinstance(output, (tuple, list)) and output:
             output = output[0]
         if isinstance(output, torch.Tensor):
             shapes[name] = tuple(output.shape[1:])
+            widths[name] = last[0]
 
     return record
+
+
+def describe_output(output) -> str:
+    """What a model returned, in a few words (for the error that asks for ``output=``)."""
+    if isinstance(output, Mapping):
+        return f"a {type(output).__name__} with keys {list(output)[:8]}"
+    if isinstance(output, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in output[:6])
+        return f"a {type(output).__name__} of {len(output)} items ({kinds})"
+    tensors = [k for k, v in getattr(output, "__dict__", {}).items() if isinstance(v, torch.Tensor)]
+    found = f" with tensor attributes {tensors[:8]}" if tensors else ""
+    return f"a {type(output).__name__}{found}"
+
+
+def select_output(output, how: str | int | Callable | None):
+    """The logits in a model's ``output``: the output itself when it is a tensor, else
+    ``how`` applied to it (a key of a dict, an index of a tuple, an attribute name, or a
+    function). Anything else raises a TypeError saying what to pass."""
+    if how is not None:
+        if callable(how):
+            output = how(output)
+        elif isinstance(output, Mapping):
+            if how not in output:
+                raise KeyError(f"output={how!r}: the model's output has keys {list(output)}.")
+            output = output[how]
+        elif isinstance(output, (tuple, list)) and isinstance(how, int):
+            output = output[how]
+        elif isinstance(how, str) and hasattr(output, how):
+            output = getattr(output, how)
+        elif not isinstance(output, torch.Tensor):
+            raise TypeError(f"output={how!r} does not fit {describe_output(output)}.")
+    if isinstance(output, torch.Tensor):
+        return output
+    hint = "output='logits'" if _has_logits(output) else "output=<key, index or function>"
+    raise TypeError(
+        f"The model returned {describe_output(output)}, not a tensor of logits. Tell the "
+        f"session where the logits are: rw.Session(model, data, {hint}), for example "
+        "output='logits' (a key or attribute), output=0 (a tuple item) or "
+        "output=lambda out: out.logits."
+    )
+
+
+def _has_logits(output) -> bool:
+    return (isinstance(output, Mapping) and "logits" in output) or hasattr(output, "logits")
 
 
 def unknown_layer_message(layer, available: Sequence[str]) -> str:
@@ -142,6 +190,9 @@ class Session:
         memory_budget_mb: float = 2048,
         preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         progress: bool = True,
+        *,
+        output: str | int | Callable | None = None,
+        neuron_axis: int | Mapping[str, int] | None = None,
     ) -> None:
         from repwidgets.datasets import as_bundle
 
@@ -156,9 +207,12 @@ class Session:
         self.memory_budget = int(memory_budget_mb * 2**20)
         self.preprocess = preprocess or (lambda x: x)
         self.progress = progress
+        self.output = output
+        self.neuron_axis = self._checked_axes(neuron_axis)
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._thumbs: dict[tuple, bytes] = {}
         self._shapes: dict[str, tuple] | None = None
+        self._widths: dict[str, tuple[int, str] | None] = {}
         self._checked_splits: set[str] = set()
         self._spilled: set[tuple] = set()
         self._id = uuid.uuid4().hex[:12]
@@ -257,18 +311,61 @@ class Session:
         if self._shapes is None:
             x = self._first_item(self._any_split())[0].unsqueeze(0)
             shapes: dict[str, tuple[int, ...]] = {}
+            last: list = [None]
             with contextlib.ExitStack() as hooks, torch.no_grad():
                 for name, module in self.model.named_modules():
                     if name:
-                        hooks.enter_context(hooked(module, _shape_recorder(name, shapes)))
+                        record = _shape_recorder(name, shapes, self._widths, last)
+                        hooks.enter_context(hooked(module, record))
                 self._forward(x.to(self.device))
             self._shapes = {name: shapes[name] for name in self.layers() if name in shapes}
         return dict(self._shapes)
 
+    def layout(self, layer: str, neuron_axis: int | None = None) -> Layout:
+        """Where ``layer``'s neurons are: dim 1 for convolutions, the last dim for token
+        layers ``[b, T, C]`` and channels-last blocks ``[b, H, W, C]``.
+
+        Found from the model (see :mod:`repwidgets.layouts`); ``neuron_axis`` here, or
+        the session's ``neuron_axis=``, overrides it. A layout nothing decides raises
+        :class:`~repwidgets.layouts.AmbiguousLayout` naming the choices.
+
+        Example:
+            >>> sess.layout("encoder.layers.encoder_layer_3").kind   # doctest: +SKIP
+            'tokens'
+        """
+        self.module(layer)
+        shapes = self.layer_shapes()
+        if layer not in shapes:
+            raise ValueError(
+                f"Layer {layer!r} did not output a tensor on a sample (or did not run): "
+                "pick a layer whose output is an activation tensor."
+            )
+        ndim = len(shapes[layer]) + 1
+        axis = neuron_axis if neuron_axis is not None else self._session_axis(layer)
+        if axis is not None:
+            return Layout(normalise_axis(axis, ndim), ndim)
+        return Layout(choose_axis(layer, (1, *shapes[layer]), self._widths.get(layer)), ndim)
+
+    def _session_axis(self, layer: str) -> int | None:
+        if isinstance(self.neuron_axis, Mapping):
+            return self.neuron_axis.get(layer)
+        return self.neuron_axis
+
+    @staticmethod
+    def _checked_axes(neuron_axis):
+        if neuron_axis is None or isinstance(neuron_axis, Mapping):
+            return dict(neuron_axis) if neuron_axis is not None else None
+        if isinstance(neuron_axis, bool) or not isinstance(neuron_axis, int):
+            raise TypeError(
+                "neuron_axis must be an int (e.g. -1) or a dict of layer name to int, got "
+                f"{type(neuron_axis).__name__}."
+            )
+        return neuron_axis
+
     # --- forward passes --------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            return self.model(self.preprocess(x))
+            out = self.model(self.preprocess(x))
         except StopForward:  # a hook ended the pass at the layer it needed
             raise
         except Exception as exc:
@@ -276,43 +373,52 @@ class Session:
                 f"The model failed on an input batch of shape {tuple(x.shape)} "
                 f"(dtype {x.dtype}, device {x.device}): {exc}"
             ) from exc
+        return select_output(out, self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of images in [0, 1] (moved to the session's device)."""
         return self._forward(x.to(self.device))
 
     def activations(
-        self, layer: str, split: str = "test", pool: str | None = "mean"
+        self,
+        layer: str,
+        split: str = "test",
+        pool: str | None = "mean",
+        neuron_axis: int | None = None,
     ) -> torch.Tensor:
-        """Activations of ``layer`` over a split: [n, C] pooled, or [n, C, H, W] with pool=None.
+        """Activations of ``layer`` over a split: ``[n, C]`` pooled over positions (or
+        tokens), or the layer's raw output with ``pool=None``.
 
-        Computed once per (layer, split, pool) and cached; on the session's device
-        unless it was larger than the memory budget, in which case it is a CPU tensor
-        over a memory-mapped file.
+        ``C`` is the neuron axis (see :meth:`layout`): dim 1 of a convolution's output,
+        the last dim of a token or channels-last layer. ``pool`` is "mean", "max",
+        "cls" (a token layer's class token) or None. Computed once per (layer, split,
+        pool, axis) and cached; on the session's device unless it was larger than the
+        memory budget, in which case it is a CPU tensor over a memory-mapped file.
         """
-        self.module(layer)
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
-        key = (layer, split, pool)
-        if key not in self._cache:
-            self._extract([layer], split, pool)
-        self._cache.move_to_end(key)
-        return self._cache[key]
+        return self.activations_many([layer], split, pool, neuron_axis)[layer]
 
     def activations_many(
-        self, layers: Sequence[str], split: str = "test", pool: str | None = "mean"
+        self,
+        layers: Sequence[str],
+        split: str = "test",
+        pool: str | None = "mean",
+        neuron_axis: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Activations of several layers, extracted together in one pass over the data."""
-        for layer in layers:
-            self.module(layer)
-        missing = [layer for layer in layers if (layer, split, pool) not in self._cache]
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}.")
+        layouts = {layer: self.layout(layer, neuron_axis) for layer in layers}
+        keys = {layer: self._key(layer, split, pool, layouts[layer]) for layer in layers}
+        missing = [layer for layer in layers if keys[layer] not in self._cache]
         if missing:
-            self._extract(missing, split, pool)
-        return {layer: self._cache[(layer, split, pool)] for layer in layers}
+            self._extract(missing, split, pool, {k: layouts[k] for k in missing})
+        for key in keys.values():
+            self._cache.move_to_end(key)
+        return {layer: self._cache[keys[layer]] for layer in layers}
 
     def logits(self, split: str = "test") -> torch.Tensor:
         """Model outputs over a split, [n, n_classes]."""
-        key = (_LOGITS, split, None)
+        key = self._key(_LOGITS, split, None)
         if key not in self._cache:
             self._extract([], split, None)
         return self._cache[key]
@@ -323,17 +429,27 @@ class Session:
 
     def penultimate(self, split: str = "test") -> torch.Tensor:
         """Inputs of the last linear layer (frozen features) over a split, [n, D]."""
-        key = (_PENULTIMATE, split, None)
+        key = self._key(_PENULTIMATE, split, None)
         if key not in self._cache:
             self._extract([_PENULTIMATE], split, None)
         return self._cache[key]
 
-    def _extract(self, layers: list[str], split: str, pool: str | None) -> None:
+    def _extract(
+        self,
+        layers: list[str],
+        split: str,
+        pool: str | None,
+        layouts: Mapping[str, Layout] | None = None,
+    ) -> None:
         """One pass over ``split`` filling the cache for ``layers`` and the logits."""
         dataset = self._checked_dataset(split)
         n = len(dataset)
-        shapes = self.layer_shapes()
-        captures = {layer: self._capture(layer, pool) for layer in layers}
+        layouts = {
+            layer: (layouts or {}).get(layer) or self.layout(layer)
+            for layer in layers
+            if layer != _PENULTIMATE
+        }
+        captures = {layer: self._capture(layer, pool, layouts.get(layer)) for layer in layers}
         outputs: dict[str, torch.Tensor] = {}
         loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
         start = 0
@@ -353,35 +469,37 @@ class Session:
                 stop = start + x.shape[0]
                 for name, value in batch.items():
                     if name not in outputs:
-                        outputs[name] = self._allocate(name, split, pool, n, value, shapes)
+                        key = self._key(name, split, pool, layouts.get(name))
+                        outputs[name] = self._allocate(key, n, value)
                     outputs[name][start:stop] = value.to(outputs[name].device)
                 start = stop
         for name, tensor in outputs.items():
-            self._remember(self._key(name, split, pool), tensor)
+            self._remember(self._key(name, split, pool, layouts.get(name)), tensor)
 
     @staticmethod
-    def _key(name: str, split: str, pool: str | None) -> tuple:
-        return (name, split, None if name in (_LOGITS, _PENULTIMATE) else pool)
+    def _key(name: str, split: str, pool: str | None, layout: Layout | None = None) -> tuple:
+        if name in (_LOGITS, _PENULTIMATE):
+            return (name, split, None, None)
+        return (name, split, pool, layout.neuron_axis if layout is not None else None)
 
-    def _capture(self, layer: str, pool: str | None) -> Capture:
+    def _capture(self, layer: str, pool: str | None, layout: Layout | None) -> Capture:
         """A hook keeping ``layer``'s pooled output per batch (the head's input for the
         penultimate features)."""
         if layer == _PENULTIMATE:
             name, head = self.last_linear()
             return Capture(head, inputs=True, transform=_flat_features, name=name)
-        return Capture(
-            self.module(layer), transform=functools.partial(_pooled, pool=pool), name=layer
-        )
+        transform = functools.partial(_pooled, layout=layout, pool=pool)
+        return Capture(self.module(layer), transform=transform, name=layer)
 
-    def _allocate(self, name, split, pool, n, first, shapes) -> torch.Tensor:
+    def _allocate(self, key: tuple, n: int, first: torch.Tensor) -> torch.Tensor:
         shape = (n, *first.shape[1:])
         nbytes = math.prod(shape) * 4
         if nbytes <= self.memory_budget:
             self._make_room(nbytes)
             return torch.empty(shape, dtype=torch.float32, device=self.device)
-        digest = hashlib.sha1(repr((name, split, pool)).encode()).hexdigest()[:16]
+        digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
         path = cache_dir("activations", self._id) / f"{digest}.npy"
-        self._spilled.add(self._key(name, split, pool))
+        self._spilled.add(key)
         array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
         return torch.from_numpy(array)
 
