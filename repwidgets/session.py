@@ -16,14 +16,22 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from repwidgets._progress import progress_bar
 from repwidgets.cache import cache_dir
-from repwidgets.datasets.batches import finite_checked, prefetched
+from repwidgets.datasets.batches import (
+    SpillFile,
+    available_memory,
+    batch_loader,
+    batch_size_for,
+    discard_unfinished,
+    finished_tensor,
+    finite_checked,
+    prefetched,
+)
 from repwidgets.datasets.bundle import class_id
 from repwidgets.hooks import Capture, StopForward, hooked
 from repwidgets.layouts import POOLS, Layout, choose_axis, feature_width, normalise_axis
@@ -31,6 +39,46 @@ from repwidgets.layouts import POOLS, Layout, choose_axis, feature_width, normal
 _PENULTIMATE = "<penultimate>"
 _LOGITS = "<logits>"
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid)
+
+PRECISIONS = ("auto", "float32", "tf32", "bf16")
+#: The largest relative error of activations and logits computed at each precision:
+#: ``||A - A32|| / ||A32||`` (Frobenius norms over the whole [n, C] result) against the
+#: same model in float32 on the CPU. The ``gpu`` tests hold the session to it.
+PRECISION_TOLERANCE = {"float32": 1e-4, "tf32": 1e-2, "bf16": 4e-2}
+_CPU_BATCH = 256  # the most samples per pass on the CPU (more does not run faster there)
+_GPU_BATCH = 1024
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"``: "bf16" on CUDA (bf16 autocast, TF32 for what stays float32), else
+    "float32"; other names are checked and returned."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "float32"
+    return precision
+
+
+@contextlib.contextmanager
+def _tf32(allowed: bool):
+    """TF32 matmuls and convolutions on CUDA allowed (or not) in the block, then restored."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device, enabled: bool = True):
+    """The numerics of ``precision`` (see :data:`PRECISIONS`) on ``device`` for a block."""
+    with contextlib.ExitStack() as stack:
+        if enabled and device.type == "cuda":
+            stack.enter_context(_tf32(precision != "float32"))
+        if enabled and precision == "bf16":
+            stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+        yield
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -56,7 +104,7 @@ def pool_activations(output: torch.Tensor, pool: str | None, neuron_axis: int = 
 
 
 def _pooled(output: torch.Tensor, layout: Layout, pool: str | None) -> torch.Tensor:
-    return layout.pool(output.detach(), pool).float()
+    return layout.pool(output.detach().float(), pool)
 
 
 def _flat_features(inputs: torch.Tensor) -> torch.Tensor:
@@ -168,12 +216,23 @@ class Session:
             map-style Dataset, a single Dataset, torchvision's ImageFolder, or an
             ``(X, y)`` pair of tensors (see :func:`repwidgets.datasets.as_bundle`).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
-        batch_size: samples per forward pass during extraction.
-        memory_budget_mb: activations cached in memory up to this size; a larger
-            extraction is written to a memory-mapped file in the cache folder.
+        batch_size: samples per forward pass during extraction, or ``"auto"``: on a GPU
+            the batch whose activations fill half the free device memory (measured by a
+            forward pass on a few samples, at most 1024); on the CPU 256, or fewer when
+            the layers' outputs would not fit in a quarter of the available memory.
+        memory_budget_mb: activations cached on the device up to this size; a larger
+            extraction is written batch by batch to a memory-mapped file in the cache
+            folder (also with ``pool=None``: the raw maps are never held whole).
         preprocess: optional function applied to a batch of images in [0, 1] before
             the model (for example the model's input normalisation).
         progress: show progress bars on extraction.
+        precision: ``"float32"``, ``"tf32"`` (TF32 matmuls and convolutions on CUDA),
+            ``"bf16"`` (bf16 autocast, TF32 for the rest) or ``"auto"`` (bf16 on CUDA,
+            float32 elsewhere). Applies to extraction and to :meth:`autocast` blocks;
+            activations and logits are stored in float32 whatever the compute dtype.
+            Their relative error against float32 (Frobenius norm of the difference over
+            that of the float32 result) stays within :data:`PRECISION_TOLERANCE`:
+            1e-4 for float32 (GPU against CPU), 1e-2 for tf32, 4e-2 for bf16.
 
     Example:
         >>> sess = Session(model, {"train": train_ds, "test": test_ds})  # doctest: +SKIP
@@ -186,24 +245,24 @@ class Session:
         model: nn.Module,
         data,
         device: str | torch.device = "auto",
-        batch_size: int = 256,
+        batch_size: int | str = "auto",
         memory_budget_mb: float = 2048,
         preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         progress: bool = True,
         *,
         output: str | int | Callable | None = None,
         neuron_axis: int | Mapping[str, int] | None = None,
+        precision: str = "auto",
     ) -> None:
         from repwidgets.datasets import as_bundle
 
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.data = as_bundle(data)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.memory_budget = int(memory_budget_mb * 2**20)
         self.preprocess = preprocess or (lambda x: x)
         self.progress = progress
@@ -255,6 +314,62 @@ class Session:
     def concept(self, name: str, split: str = "test") -> torch.Tensor:
         """Labels of one concept over a split, BoolTensor [n] (CPU)."""
         return self.concepts(split)[:, self.concept_index(name)]
+
+    # --- device and numerics ------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """Samples per forward pass (chosen from free memory on first use when "auto")."""
+        if self._batch_size is None:
+            self._batch_size = self._auto_batch_size()
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int | str) -> None:
+        if value == "auto":
+            self._batch_size = None
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {value!r}.")
+        else:
+            self._batch_size = int(value)
+
+    def _auto_batch_size(self) -> int:
+        free = available_memory(self.device)
+        if self.device.type == "cuda":
+            per_sample = self._probe_bytes_per_sample()
+            free = max(free - self.memory_budget, free / 4)
+            return batch_size_for(per_sample, free, cap=_GPU_BATCH)
+        shapes = self.layer_shapes().values()
+        per_sample = 4 * (math.prod(self.input_shape) + sum(math.prod(s) for s in shapes))
+        return batch_size_for(per_sample, free, cap=_CPU_BATCH, fraction=0.25, multiple=1)
+
+    def _probe_bytes_per_sample(self) -> int:
+        """Peak device memory of a forward pass on a few samples, per sample (bytes)."""
+        dataset = self.dataset(self._any_split())
+        k = min(8, len(dataset))
+        x = torch.stack([dataset[i][0] for i in range(k)]).to(self.device)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        with torch.no_grad(), self.autocast():
+            self._forward(x)
+        peak = torch.cuda.max_memory_allocated(self.device) - base
+        return max(int(peak / k), x[0].numel() * x.element_size())
+
+    def autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
+        """A block running the model at the session's ``precision``.
+
+        On CUDA with "auto" or "bf16": bf16 autocast (matmuls and convolutions in
+        bfloat16, reductions in float32) and TF32 for the rest; "tf32": TF32 only;
+        "float32": neither (TF32 switched off). The TF32 switches are restored at the
+        end of the block. Outputs inside may be bfloat16: call ``.float()`` on what you
+        keep. Gradients work as usual (bf16 needs no loss scaling). ``enabled=False``
+        is a no-op block, for code that takes a flag.
+
+        Example:
+            >>> with sess.autocast():                       # doctest: +SKIP
+            ...     logits = sess.forward(x).float()        # [b, n_classes]
+        """
+        return precision_context(self.precision, self.device, enabled)
 
     # --- model structure ---------------------------------------------------------------
     def layers(self) -> list[str]:
@@ -450,20 +565,21 @@ class Session:
             if layer != _PENULTIMATE
         }
         captures = {layer: self._capture(layer, pool, layouts.get(layer)) for layer in layers}
-        outputs: dict[str, torch.Tensor] = {}
-        loader = DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
+        outputs: dict[str, torch.Tensor | SpillFile] = {}
+        loader = batch_loader(dataset, self.batch_size, self.device)
         start = 0
-        with contextlib.ExitStack() as hooks, torch.no_grad():
+        with contextlib.ExitStack() as hooks, torch.no_grad(), self.autocast():
             for capture in captures.values():
                 hooks.enter_context(capture)
+            hooks.callback(discard_unfinished, outputs)
             batches = progress_bar(
-                prefetched(finite_checked(loader, split)),
+                prefetched(finite_checked(loader, split), device=self.device),
                 total=math.ceil(n / self.batch_size),
                 desc=f"activations ({split})",
                 enable=self.progress,
             )
             for x, _y in batches:
-                logits = self._forward(x.to(self.device, non_blocking=True))
+                logits = self._forward(x.to(self.device, non_blocking=True)).float()
                 batch = {name: capture.value for name, capture in captures.items()}
                 batch[_LOGITS] = logits
                 stop = start + x.shape[0]
@@ -471,9 +587,11 @@ class Session:
                     if name not in outputs:
                         key = self._key(name, split, pool, layouts.get(name))
                         outputs[name] = self._allocate(key, n, value)
-                    outputs[name][start:stop] = value.to(outputs[name].device)
+                    outputs[name][start:stop] = value
                 start = stop
-        for name, tensor in outputs.items():
+            finished = {name: finished_tensor(out) for name, out in outputs.items()}
+            outputs.clear()
+        for name, tensor in finished.items():
             self._remember(self._key(name, split, pool, layouts.get(name)), tensor)
 
     @staticmethod
@@ -491,17 +609,17 @@ class Session:
         transform = functools.partial(_pooled, layout=layout, pool=pool)
         return Capture(self.module(layer), transform=transform, name=layer)
 
-    def _allocate(self, key: tuple, n: int, first: torch.Tensor) -> torch.Tensor:
+    def _allocate(self, key: tuple, n: int, first: torch.Tensor) -> torch.Tensor | SpillFile:
+        """Room for ``n`` rows like ``first``: a float32 tensor on the device within the
+        memory budget, else a :class:`SpillFile` file written batch by batch."""
         shape = (n, *first.shape[1:])
         nbytes = math.prod(shape) * 4
         if nbytes <= self.memory_budget:
             self._make_room(nbytes)
             return torch.empty(shape, dtype=torch.float32, device=self.device)
         digest = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
-        path = cache_dir("activations", self._id) / f"{digest}.npy"
         self._spilled.add(key)
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-        return torch.from_numpy(array)
+        return SpillFile(cache_dir("activations", self._id) / f"{digest}.npy", shape)
 
     def _make_room(self, nbytes: int) -> None:
         while self._cache and self._cached_bytes() + nbytes > self.memory_budget:
