@@ -168,8 +168,9 @@ class Transforms:
 def random_affine(
     x: Tensor,
     out_size: tuple[int, int],
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     transforms: Transforms,
+    draws: Tensor | None = None,
 ) -> Tensor:
     """Pad, then sample a randomly translated, scaled and rotated view of each image.
 
@@ -179,6 +180,8 @@ def random_affine(
             exactly the (resized) unpadded image.
         generator: CPU generator for the random parameters (B x 4 numbers per call).
         transforms: ranges of the random parameters.
+        draws: the uniform numbers themselves, float64 [B, 4] (scale, angle, shift x,
+            shift y) instead of drawing them from ``generator``.
 
     Returns:
         Views [B, C, h, w]. One ``grid_sample`` call for the whole batch.
@@ -190,7 +193,7 @@ def random_affine(
         kwargs = {"value": 0.5} if transforms.pad_mode == "constant" else {}
         x = F.pad(x, (pad, pad, pad, pad), mode=transforms.pad_mode, **kwargs)
     hp, wp = x.shape[-2:]
-    u = torch.rand(b, 4, generator=generator, dtype=torch.float64)
+    u = draws if draws is not None else torch.rand(b, 4, generator=generator, dtype=torch.float64)
     lo, hi = transforms.scale
     scale = torch.exp(math.log(lo) + u[:, 0] * (math.log(hi) - math.log(lo)))
     angle = (2 * u[:, 1] - 1) * math.radians(transforms.degrees)
@@ -306,7 +309,8 @@ def visualize(
             its fields, or False/None for none.
         render_scale: render on a canvas this much larger than the input.
         batch_size: images per batch (None: all ``n`` in one batch). Elements never
-            interact, so this only trades memory for speed.
+            interact and each element's start and random transforms depend on its index
+            only, so this trades memory for speed and does not change the images.
         seed: seed of the initial images and the random transforms.
         device: where to optimise (default: CPU).
         progress: show a progress bar.
@@ -347,7 +351,7 @@ def visualize(
 
     bar = progress_counter(steps * len(chunks), desc, progress, unit="step")
     try:
-        for ci, (start, stop) in enumerate(chunks):
+        for start, stop in chunks:
             img = FourierImage(
                 stop - start,
                 c,
@@ -365,12 +369,15 @@ def visualize(
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: _lr_factor(s, steps, warm, final_lr)
             )
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + ci + 1)
+            # the same stream for every chunk: step s draws [n, 4] numbers, the chunk
+            # takes its own rows, so an image's transforms do not depend on batching
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + 1)
             for _step in range(steps):
                 opt.zero_grad(set_to_none=True)
                 x = img.render()
                 if tf is not None:
-                    x = random_affine(x, (h, w), gen, tf)
+                    draws = torch.rand(n, 4, generator=gen, dtype=torch.float64)[start:stop]
+                    x = random_affine(x, (h, w), None, tf, draws)
                 elif (rh, rw) != (h, w):
                     x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True)
                 values = objective(x, idx)

@@ -27,9 +27,9 @@ class DoraConfig(Config):
             full-size signals.
         input_shape: (C, H, W) of the s-AMS (None: the session's input shape, or
             (3, 64, 64) for the tensor-level call); ``signal_size`` replaces H and W.
-        batch_size: images per optimisation batch (None: as many as the memory budget
-            allows). The random transforms are drawn per batch, so this also picks
-            which transforms each image sees.
+        batch_size: images per optimisation chunk (None: as many as the device's memory
+            allows), rounded down to whole neurons. Each image's start and random
+            transforms depend on its index only, so this does not change the signals.
         minimize: optimise for the lowest activation instead.
         lr, optimizer, weight_decay, grad_clip, decay, render_scale: see
             :func:`repwidgets.engines.featurevis.visualize`.

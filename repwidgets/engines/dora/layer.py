@@ -14,19 +14,28 @@ from torch import Tensor, nn
 
 from repwidgets.config import Config
 from repwidgets.hooks import hooked, layer_output
+from repwidgets.layouts import AmbiguousLayout, Layout, choose_axis, feature_width, normalise_axis
 from repwidgets.session import resolve_layer
 
 __all__ = [
     "FrozenParams",
     "LayerSpec",
+    "NeuronAxis",
     "RedirectedReLU",
     "check_neurons",
     "layer_fn",
     "model_device",
     "probe_channels",
+    "probe_layout",
     "resolve",
+    "unit_peaks",
     "unit_responses",
 ]
+
+#: A layer's neuron axis as the tensor-level calls take it: an int (1 for ``[b, C, H, W]``,
+#: -1 for ``[b, T, C]`` and ``[b, H, W, C]``), a :class:`~repwidgets.layouts.Layout`, or
+#: None (found from the model, see :func:`probe_layout`).
+NeuronAxis = int | Layout | None
 
 #: A layer: a module of the model, its name, or a function images -> activations.
 LayerSpec = nn.Module | str | Callable[[Tensor], Tensor]
@@ -52,30 +61,35 @@ def resolve(model: nn.Module, layer: LayerSpec) -> nn.Module | Callable:
 
 
 class RedirectedReLU(torch.autograd.Function):
-    """ReLU whose gradient does not vanish on a channel that is off everywhere.
+    """ReLU whose gradient does not vanish on a unit that is off everywhere.
 
-    Forward: ``relu(z)``. Backward: the ReLU's gradient, except for (sample, channel)
+    Forward: ``relu(z)``. Backward: the ReLU's gradient, except for (sample, neuron)
     maps with no active position, where the gradient passes through as for the identity
     (only where it pushes ``z`` up). An optimiser can then switch on a unit that is
     silent on its initial image; once the unit is on, this is the plain ReLU gradient.
+    ``layout`` says where the neurons are (default: dim 1); ``apply(z, layout)``.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor) -> Tensor:
+    def forward(ctx, z: Tensor, layout: Layout | None = None) -> Tensor:
         ctx.save_for_backward(z)
+        ctx.layout = layout
         return z.clamp(min=0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (z,) = ctx.saved_tensors
-        on = z > 0
-        if z.ndim > 2:
+        layout = ctx.layout if ctx.layout is not None else Layout(1, max(z.ndim, 2))
+        z1, g1 = layout.neurons_first(z), layout.neurons_first(grad)  # [B, C, *positions]
+        on = z1 > 0
+        if z1.ndim > 2:
             off = ~on.flatten(2).any(dim=2)  # [B, C] maps without any active position
-            off = off.view(*off.shape, *([1] * (z.ndim - 2)))
+            off = off.view(*off.shape, *([1] * (z1.ndim - 2)))
         else:
             off = ~on
         # the objective is maximised, so the loss gradient is negative where it pushes up
-        return torch.where(on | (off & (grad < 0)), grad, torch.zeros_like(grad))
+        out = torch.where(on | (off & (g1 < 0)), g1, torch.zeros_like(g1))
+        return out.movedim(1, layout.neuron_axis), None
 
 
 def layer_fn(
@@ -83,14 +97,17 @@ def layer_fn(
     layer: LayerSpec,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     redirect_relu: bool = False,
+    layout: Layout | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """A function images [B, C, H, W] -> the layer's output; the forward pass stops there.
 
-    With ``redirect_relu`` and an ``nn.ReLU`` layer, the output is computed from the
+    The images are in [0, 1]; the model sees ``preprocess(images)``. With
+    ``redirect_relu`` and an ``nn.ReLU`` layer, the output is computed from the
     layer's input by :class:`RedirectedReLU`: same values, but a gradient also for
     units that are off everywhere (optimising such a unit would not move at all). A
     block with ``nn.ReLU`` modules inside (a ResNet stage) gets the same for each of
-    them.
+    them. ``layout`` (the layer's) tells the redirected ReLUs where the neurons are;
+    an inner ReLU whose output has other dims keeps its neurons at dim 1.
     """
     target = resolve(model, layer)
     pre = preprocess or (lambda x: x)
@@ -105,10 +122,11 @@ def layer_fn(
             saved: dict[int, Tensor] = {}
             for relu in inner:
                 hooks.enter_context(hooked(relu, _keep_input(saved), pre=True))
-                hooks.enter_context(hooked(relu, _redirect_output(saved)))
+                hooks.enter_context(hooked(relu, _redirect_output(saved, layout)))
             if use_input:  # the ReLU's input, passed through the redirected ReLU
+                redirect = lambda z: RedirectedReLU.apply(z, layout)  # noqa: E731
                 return layer_output(
-                    model, target, pre(x), inputs=True, transform=RedirectedReLU.apply, name=name
+                    model, target, pre(x), inputs=True, transform=redirect, name=name
                 )
             return layer_output(model, target, pre(x), name=name)
 
@@ -131,17 +149,33 @@ def _keep_input(saved: dict[int, Tensor]) -> Callable:
     return hook
 
 
-def _redirect_output(saved: dict[int, Tensor]) -> Callable:
+def _redirect_output(saved: dict[int, Tensor], layout: Layout | None) -> Callable:
     """Forward hook: the ReLU's output again, with :class:`RedirectedReLU`'s gradient."""
 
     def hook(module, _inputs, _output):
-        return RedirectedReLU.apply(saved.pop(id(module)))
+        z = saved.pop(id(module))
+        return RedirectedReLU.apply(z, layout if layout and layout.ndim == z.ndim else None)
 
     return hook
 
 
-def unit_responses(out: Tensor) -> Tensor:
-    """A layer's output [B, C, *spatial] -> each channel's spatial mean [B, C]; [B, C] stays."""
+def unit_responses(out: Tensor, layout: Layout | None = None) -> Tensor:
+    """A layer's output -> each neuron's mean over positions or tokens [B, C].
+
+    ``layout`` says where the neurons are (default: dim 1, ``[B, C, *spatial]``); a
+    ``[B, C]`` output stays as it is. This is DORA's s-AMS objective.
+    """
+    return _checked_layout(out, layout).pool(out, "mean")
+
+
+def unit_peaks(out: Tensor, layout: Layout | None = None) -> Tensor:
+    """Each neuron's largest activation over positions or tokens [B, C] (see
+    :func:`unit_responses`)."""
+    return _checked_layout(out, layout).pool(out, "max")
+
+
+def _checked_layout(out: Tensor, layout: Layout | None) -> Layout:
+    """``layout``, or neurons at dim 1; clear errors for outputs without neurons."""
     if not isinstance(out, Tensor):
         raise TypeError(f"The layer returned {type(out).__name__}, not a tensor.")
     if out.ndim < 2:
@@ -149,14 +183,67 @@ def unit_responses(out: Tensor) -> Tensor:
             f"The layer's output has shape {tuple(out.shape)}: it has no channel dimension, "
             "so there are no neurons to analyse. Pick a convolutional or linear layer."
         )
-    return out if out.ndim == 2 else out.flatten(2).mean(dim=2)
+    return layout if layout is not None else Layout(1, out.ndim)
 
 
-def probe_channels(fn: Callable[[Tensor], Tensor], input_shape: Sequence[int], device) -> int:
-    """Channels of the layer behind ``fn``, from one grey image of ``input_shape``."""
+def probe_channels(
+    fn: Callable[[Tensor], Tensor],
+    input_shape: Sequence[int],
+    device,
+    layout: Layout | None = None,
+) -> int:
+    """Neurons of the layer behind ``fn``, from one grey image of ``input_shape``."""
     with torch.no_grad():
         out = fn(torch.full((1, *input_shape), 0.5, device=device))
-    return int(unit_responses(out).shape[1])
+    return int(unit_responses(out, layout).shape[1])
+
+
+def probe_layout(
+    model: nn.Module,
+    layer: LayerSpec,
+    input_shape: Sequence[int],
+    device,
+    preprocess: Callable[[Tensor], Tensor] | None = None,
+    neuron_axis: NeuronAxis = None,
+) -> Layout:
+    """Where ``layer``'s neurons are, from one grey image of ``input_shape`` [C, H, W].
+
+    ``neuron_axis`` decides when given (an int such as 1 or -1, or a Layout). Otherwise
+    the rule of :meth:`repwidgets.session.Session.layout` applies: the width of the last
+    parametrised layer that ran up to the layer's output (the layer itself included)
+    names the axis (:func:`repwidgets.layouts.choose_axis`). Where nothing tells (a
+    function, or no such layer ran), the neurons are at dim 1.
+    """
+    if isinstance(neuron_axis, Layout):
+        return neuron_axis
+    target = resolve(model, layer)
+    last: list = [None]
+    with contextlib.ExitStack() as hooks, torch.no_grad():
+        if isinstance(target, nn.Module) and neuron_axis is None:
+            for module in model.modules():
+                if module is not target and feature_width(module) is not None:
+                    hooks.enter_context(hooked(module, _width_recorder(last)))
+        out = layer_fn(model, layer, preprocess)(torch.full((1, *input_shape), 0.5, device=device))
+    _checked_layout(out, None)
+    if neuron_axis is not None:
+        return Layout(normalise_axis(neuron_axis, out.ndim), out.ndim)
+    if out.ndim == 2 or not isinstance(target, nn.Module):
+        return Layout(1, out.ndim)
+    width = feature_width(target) or last[0]
+    name = layer if isinstance(layer, str) else type(target).__name__
+    try:
+        return Layout(choose_axis(name, tuple(out.shape), width), out.ndim)
+    except AmbiguousLayout:
+        return Layout(1, out.ndim)
+
+
+def _width_recorder(last: list) -> Callable:
+    """Forward hook noting the feature width of the parametrised layer that just ran."""
+
+    def record(module, _inputs, _output):
+        last[0] = feature_width(module)
+
+    return record
 
 
 def check_neurons(neurons: Sequence[int] | Tensor | None, n_channels: int) -> Tensor:

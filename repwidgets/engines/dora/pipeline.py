@@ -11,7 +11,7 @@ from repwidgets.engines import _checks
 from repwidgets.engines.dora.config import DoraConfig
 from repwidgets.engines.dora.layer import check_neurons
 from repwidgets.engines.dora.result import DoraResult
-from repwidgets.engines.dora.signals import analyze_signals, generate_signals
+from repwidgets.engines.dora.signals import analyze_signals, generate_signals, signal_memory_mb
 
 if TYPE_CHECKING:  # pragma: no cover
     from repwidgets.session import Session
@@ -25,6 +25,7 @@ def analyze(
     config: DoraConfig | dict | None = None,
     *,
     neurons: Sequence[int] | Tensor | None = None,
+    neuron_axis: int | None = None,
     progress: bool | None = None,
     **overrides,
 ) -> DoraResult:
@@ -32,25 +33,32 @@ def analyze(
 
     Args:
         sess: a :class:`~repwidgets.session.Session` (its model, device and
-            ``preprocess`` are used; its data is not).
+            ``preprocess`` are used: the s-AMS are images in [0, 1] and the model sees
+            ``sess.preprocess(signal)``; its data is not). The forward pass stops at the
+            layer, so what the model returns (a dict, an object) does not matter.
         layer: name of the layer (``sess.layers()`` lists them).
         config: a :class:`DoraConfig` or a dict of its settings (for example another
             result's ``params``); None for the defaults.
-        neurons: channel indices to analyse (default: all).
+        neurons: neuron indices to analyse (default: all).
+        neuron_axis: the axis of the layer's neurons; None: ``sess.layout(layer)`` (dim
+            1 for convolutions, the last dim for token layers ``[b, T, C]`` and
+            channels-last blocks ``[b, H, W, C]``). The s-AMS objective and the
+            activation matrix average each neuron over the other axes.
         progress: progress bars (default: the session's setting).
         **overrides: single settings of :class:`DoraConfig`, for example
             ``n_signals`` (s-AMS per neuron), ``steps`` (optimisation steps),
             ``signal_size`` (side in pixels of the s-AMS; half the side is about four
-            times faster), ``batch_size`` (images per optimisation batch; default: as
-            many as the session's memory budget allows), ``contamination``,
+            times faster), ``batch_size`` (images per optimisation chunk; default: as
+            many as the device's memory allows: half a GPU's free memory, or half the
+            session's memory budget up to 1 GiB on a CPU), ``contamination``,
             ``n_neighbors``, ``embedding``, ``representation``, ``center``, ``seed``,
             ``lr``, ``transforms``, ... An unknown name raises a TypeError listing the
             settings.
 
     Returns:
         :class:`DoraResult` with ``signals`` [k, n, C, H, W], ``distances`` [k, k] and
-        per-neuron scores (``to_frame()``); ``params`` holds the settings and
-        ``signal_shape``, the (C, H, W) of the s-AMS.
+        per-neuron scores (``to_frame()``); ``params`` holds the settings,
+        ``signal_shape``, the (C, H, W) of the s-AMS, and ``neuron_axis``.
 
     Example:
         >>> r = rw.dora.analyze(sess, "features.conv3", n_signals=2, steps=128)  # doctest: +SKIP
@@ -58,10 +66,12 @@ def analyze(
     """
     cfg = DoraConfig.resolve(config, overrides)
     module = sess.module(layer)
-    _checks.neuron_indices(neurons, _checks.layer_width(sess, layer), layer, minimum=2)
+    layout = sess.layout(layer, neuron_axis)
+    width = int(sess.layer_shapes()[layer][layout.neuron_axis - 1])
+    _checks.neuron_indices(neurons, width, layer, minimum=2)
     show = sess.progress if progress is None else bool(progress)
     input_shape = cfg.signal_shape(tuple(sess.input_shape))
-    budget = getattr(sess, "memory_budget", 2**31) / 2**20
+    budget = signal_memory_mb(sess.device, getattr(sess, "memory_budget", 2**31) / 2**21)
     signals = generate_signals(
         sess.model,
         module,
@@ -69,7 +79,8 @@ def analyze(
         cfg.replace(input_shape=input_shape, signal_size=None),
         device=sess.device,
         preprocess=sess.preprocess,
-        memory_budget_mb=budget / 2,
+        neuron_axis=layout,
+        memory_budget_mb=budget,
         progress=show,
     )
     k = signals.shape[0]
@@ -81,9 +92,11 @@ def analyze(
         idx if idx is not None else list(range(k)),
         cfg,
         preprocess=sess.preprocess,
+        neuron_axis=layout,
         batch_size=getattr(sess, "batch_size", 256),
         layer_name=layer,
     )
     result.params["signal_shape"] = list(input_shape)
+    result.params["neuron_axis"] = layout.neuron_axis
     result._session = sess
     return result

@@ -18,19 +18,42 @@ from repwidgets.engines.dora.config import DoraConfig
 from repwidgets.engines.dora.layer import (
     FrozenParams,
     LayerSpec,
+    NeuronAxis,
     check_neurons,
     layer_fn,
     model_device,
     probe_channels,
+    probe_layout,
+    unit_peaks,
     unit_responses,
 )
 from repwidgets.engines.dora.outliers import analyze_activations
 from repwidgets.engines.dora.result import DoraResult
+from repwidgets.layouts import Layout
 
-__all__ = ["analyze_signals", "generate_signals", "layer_responses"]
+__all__ = ["analyze_signals", "generate_signals", "layer_responses", "signal_memory_mb"]
 
 #: The s-AMS size of the tensor-level call when neither the config nor a session gives one.
 DEFAULT_INPUT_SHAPE = (3, 64, 64)
+
+#: Memory (MiB) for one optimisation chunk on a CPU (or a device that does not say).
+CPU_MEMORY_MB = 1024.0
+
+#: Share of a GPU's free memory that one optimisation chunk may take.
+GPU_MEMORY_SHARE = 0.5
+
+
+def signal_memory_mb(device: torch.device | str, cap_mb: float | None = None) -> float:
+    """Memory (MiB) for one chunk of s-AMS optimisation on ``device``.
+
+    On a CUDA device: :data:`GPU_MEMORY_SHARE` of its free memory now; elsewhere
+    :data:`CPU_MEMORY_MB`. ``cap_mb`` (when given) bounds it on a CPU.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(device)
+        return GPU_MEMORY_SHARE * free / 2**20
+    return min(CPU_MEMORY_MB, cap_mb) if cap_mb is not None else CPU_MEMORY_MB
 
 
 def generate_signals(
@@ -41,34 +64,50 @@ def generate_signals(
     *,
     device: torch.device | str | None = None,
     preprocess: Callable[[Tensor], Tensor] | None = None,
-    memory_budget_mb: float = 1024,
+    neuron_axis: NeuronAxis = None,
+    memory_budget_mb: float | None = None,
     progress: bool = True,
     **overrides,
 ) -> Tensor:
     """Synthetic activation-maximisation signals (s-AMS) for neurons of a layer.
 
     All (neuron, signal) pairs are optimised together, one image per batch element,
-    element ``e`` maximising the spatially averaged activation of its own neuron (conv
-    maps are averaged over space; linear layers are used directly). For an ``nn.ReLU``
+    element ``e`` maximising the mean of its own neuron's activation over the layer's
+    positions or tokens (the axis of the neurons is the layer's layout: dim 1 for
+    convolutions, the last dim for token layers ``[b, T, C]`` and channels-last blocks
+    ``[b, H, W, C]``; ``[b, C]`` layers are used directly). For an ``nn.ReLU``
     layer, a unit that is off everywhere on its image still gets a gradient (passed
     through as if the ReLU were the identity, see
     :class:`~repwidgets.engines.dora.layer.RedirectedReLU`), so neurons silent on the
-    initial grey image get signals too. Batches are as large as ``memory_budget_mb``
-    allows (or the config's ``batch_size``). See
+    initial grey image get signals too. See
     :func:`repwidgets.engines.featurevis.visualize` for the optimisation.
+
+    Big layers are optimised in chunks of whole neurons, each as large as
+    ``memory_budget_mb`` allows (measured from one probe step) or the config's
+    ``batch_size``; the progress bar counts the steps of all chunks. Every image's
+    start and random transforms depend on its index only, so the chunk size does not
+    change the signals.
 
     Args:
         model: the network (its parameters are not changed; it is put in eval mode).
         layer: a module of ``model``, its name, or a function images -> activations.
-        neurons: channel indices (default: all channels of the layer).
+        neurons: neuron indices (default: all neurons of the layer).
         config: a :class:`DoraConfig` (or a dict of its settings); ``overrides`` change
             single settings: ``n_signals``, ``steps``, ``input_shape`` (default
             (3, 64, 64)), ``signal_size``, ``minimize``, ``lr``, ``optimizer``,
             ``weight_decay``, ``grad_clip``, ``decay``, ``transforms``,
             ``render_scale``, ``batch_size``, ``seed``.
         device: where to optimise (default: the model's device).
-        preprocess: the model's input transform, applied to [0, 1] images.
-        memory_budget_mb: memory for one optimisation batch (when ``batch_size`` is None).
+        preprocess: the model's input transform (for example
+            ``torchvision.transforms.Normalize(mean, std)``): the signals are optimised
+            and returned in [0, 1] pixel space and the model sees ``preprocess(signal)``.
+        neuron_axis: the axis of the layer's neurons (1, -1, or a
+            :class:`~repwidgets.layouts.Layout`); None: found from the model
+            (:func:`~repwidgets.engines.dora.layer.probe_layout`), dim 1 where nothing
+            tells.
+        memory_budget_mb: memory for one optimisation chunk (when ``batch_size`` is
+            None); None: :func:`signal_memory_mb` of the device (half the free memory
+            of a GPU, 1 GiB on a CPU).
         progress: show a progress bar.
 
     Returns:
@@ -81,16 +120,21 @@ def generate_signals(
     cfg = DoraConfig.resolve(config, overrides)
     input_shape = cfg.signal_shape(DEFAULT_INPUT_SHAPE)
     device = torch.device(device) if device is not None else model_device(model)
-    fn = layer_fn(model, layer, preprocess, redirect_relu=True)
     with FrozenParams(model):
-        idx = check_neurons(neurons, probe_channels(fn, input_shape, device))
+        layout = probe_layout(model, layer, input_shape, device, preprocess, neuron_axis)
+        fn = layer_fn(model, layer, preprocess, redirect_relu=True, layout=layout)
+        idx = check_neurons(neurons, probe_channels(fn, input_shape, device, layout))
         k, n = idx.numel(), int(cfg.n_signals)
-        objective = _objective(fn, idx.to(device).repeat_interleave(n), cfg.minimize)
+        objective = _objective(fn, idx.to(device).repeat_interleave(n), cfg.minimize, layout)
         batch_size = cfg.batch_size
         if batch_size is None:
+            budget = memory_budget_mb if memory_budget_mb is not None else signal_memory_mb(device)
             batch_size = featurevis.estimate_batch_size(
-                objective, input_shape, device, memory_budget_mb, cfg.render_scale
+                objective, input_shape, device, budget, cfg.render_scale
             )
+        batch_size = _whole_neurons(batch_size, n)
+        n_chunks = -(-k * n // batch_size)
+        chunks = f", {n_chunks} chunks of {batch_size // n} neurons" if n_chunks > 1 else ""
         images = featurevis.visualize(
             objective,
             k * n,
@@ -107,18 +151,27 @@ def generate_signals(
             seed=cfg.seed,
             device=device,
             progress=progress,
-            desc=f"s-AMS ({k} neurons x {n})",
+            desc=f"s-AMS ({k} neurons x {n}{chunks})",
         )
     return images.view(k, n, *input_shape)
 
 
-def _objective(fn: Callable[[Tensor], Tensor], unit_of: Tensor, minimize: bool) -> Callable:
-    """The objective of batch elements ``elements``: each one's own neuron's spatially
-    averaged activation (``unit_of[e]`` is element e's channel), negated to minimise."""
+def _whole_neurons(batch_size: int, n_signals: int) -> int:
+    """``batch_size`` rounded down to whole neurons (all ``n_signals`` images of a
+    neuron in one chunk) where it holds at least one neuron."""
+    return max(1, batch_size // n_signals) * n_signals if batch_size >= n_signals else batch_size
+
+
+def _objective(
+    fn: Callable[[Tensor], Tensor], unit_of: Tensor, minimize: bool, layout: Layout | None = None
+) -> Callable:
+    """The objective of batch elements ``elements``: each one's own neuron's mean
+    activation over positions or tokens (``unit_of[e]`` is element e's neuron, ``layout``
+    says where the neurons are), negated to minimise."""
     sign = -1.0 if minimize else 1.0
 
     def objective(x: Tensor, elements: Tensor) -> Tensor:
-        resp = unit_responses(fn(x))
+        resp = unit_responses(fn(x), layout)
         return sign * resp[torch.arange(len(elements), device=resp.device), unit_of[elements]]
 
     return objective
@@ -130,8 +183,10 @@ def layer_responses(
     images: Tensor,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     batch_size: int = 256,
+    layout: Layout | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Spatial mean and spatial max of every channel of ``layer`` on ``images`` [m, C_in, H, W].
+    """Mean and max over positions or tokens of every neuron of ``layer`` on ``images``
+    [m, C_in, H, W] (``layout``: where the neurons are, default dim 1).
 
     Returns (mean [m, C], peak [m, C]) as float32 on the images' device.
     """
@@ -140,8 +195,8 @@ def layer_responses(
     with FrozenParams(model), torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             out = fn(images[start : start + batch_size])
-            means.append(unit_responses(out).float())
-            peaks.append((out if out.ndim == 2 else out.flatten(2).amax(dim=2)).float())
+            means.append(unit_responses(out, layout).float())
+            peaks.append(unit_peaks(out, layout).float())
     return torch.cat(means), torch.cat(peaks)
 
 
@@ -153,6 +208,7 @@ def analyze_signals(
     config: DoraConfig | dict | None = None,
     *,
     preprocess: Callable[[Tensor], Tensor] | None = None,
+    neuron_axis: NeuronAxis = None,
     batch_size: int = 256,
     layer_name: str | None = None,
     **overrides,
@@ -160,7 +216,7 @@ def analyze_signals(
     """Feed s-AMS back through the model and analyse the activation matrix.
 
     Args:
-        model, layer, preprocess: as in :func:`generate_signals`.
+        model, layer, preprocess, neuron_axis: as in :func:`generate_signals`.
         signals: [k, n, C, H, W] images of the k neurons (``signals[i]`` belongs to
             ``neurons[i]``).
         neurons: channel indices of the k neurons (default ``0..k-1``).
@@ -169,9 +225,10 @@ def analyze_signals(
         layer_name: stored in the result.
 
     Returns:
-        DoraResult with ``A[i, j]`` = mean over the n signals of neuron i of the spatially
-        averaged activation of neuron j. A neuron is also dead when its activation never
-        exceeds 0 anywhere on its own signals.
+        DoraResult with ``A[i, j]`` = mean over the n signals of neuron i of neuron j's
+        mean activation over positions or tokens (the axis of :func:`generate_signals`).
+        A neuron is also dead when its activation never exceeds 0 anywhere on its own
+        signals.
     """
     if not isinstance(signals, Tensor) or signals.ndim != 5:
         raise ValueError(
@@ -182,12 +239,15 @@ def analyze_signals(
     k, n = signals.shape[:2]
     fn = layer_fn(model, layer, preprocess)
     device = model_device(model)
-    n_channels = probe_channels(fn, tuple(signals.shape[2:]), device)
+    shape = tuple(signals.shape[2:])
+    with FrozenParams(model):
+        layout = probe_layout(model, layer, shape, device, preprocess, neuron_axis)
+    n_channels = probe_channels(fn, shape, device, layout)
     idx = check_neurons(list(range(k)) if neurons is None else neurons, n_channels)
     if idx.numel() != k:
         raise ValueError(f"signals has {k} neurons but neurons lists {idx.numel()}.")
     flat = signals.reshape(k * n, *signals.shape[2:]).to(device)
-    mean, peak = layer_responses(model, layer, flat, preprocess, batch_size)
+    mean, peak = layer_responses(model, layer, flat, preprocess, batch_size, layout)
     cols = idx.to(mean.device)
     A = mean.view(k, n, -1)[:, :, cols].mean(dim=1)
     rows = torch.arange(k, device=mean.device)

@@ -167,7 +167,9 @@ def validate(
     if result.layer is None:
         raise ValueError("The result has no layer name; validate needs it to read activations.")
     ids = result.neurons.cpu().numpy()
-    X = sess.activations(result.layer, split=split, pool="mean")[:, torch.as_tensor(ids)]
+    axis = result.params.get("neuron_axis")  # the layout the s-AMS were made with
+    X = sess.activations(result.layer, split=split, pool="mean", neuron_axis=axis)
+    X = X[:, torch.as_tensor(ids)]
     X = X.detach().double().cpu().numpy()
     data_live = X.std(axis=0) > 1e-8 * max(1.0, float(np.abs(X).max()))
     live = data_live & ~result.is_dead.cpu().numpy()
