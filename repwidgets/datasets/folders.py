@@ -27,29 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from PIL import Image as PILImage
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "FolderBundle",
-    "ImageFileDataset",
-    "ImageFileError",
-    "find_images",
-    "image_folder",
-    "read_image",
-]
+__all__ = ["IMAGE_EXTENSIONS", "FolderBundle", "ImageFileDataset", "ImageFileError"]
+__all__ += ["find_images", "image_folder", "read_image", "stratified_split"]
 
 #: File name endings read as images (case-insensitive); other files under root are ignored.
-IMAGE_EXTENSIONS = (
-    ".bmp",
-    ".gif",
-    ".jpeg",
-    ".jpg",
-    ".pgm",
-    ".png",
-    ".ppm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff")
+IMAGE_EXTENSIONS += (".webp",)
 SPLITS = ("train", "val", "test")
 #: With ``check_files=None`` every image is opened up front when there are at most this many.
 CHECK_ALL_UP_TO = 1000
@@ -151,6 +134,7 @@ class ImageFileDataset(Dataset):
             size, which must then equal ``reference`` = (file, (width, height)).
         concepts, groups: optional label tensors, one row per file.
         classes: class names (optional, as torchvision folders have).
+        rows: each sample's row in the concept table (default 0..n-1).
 
     Example:
         >>> ds = ImageFileDataset("photos", ["cat/1.png"], torch.tensor([0]),  # doctest: +SKIP
@@ -170,6 +154,7 @@ class ImageFileDataset(Dataset):
         concepts: torch.Tensor | None = None,
         groups: torch.Tensor | None = None,
         classes: Sequence[str] | None = None,
+        rows: Sequence[int] | None = None,
     ):
         if len(files) != len(targets):
             raise ValueError(
@@ -183,6 +168,7 @@ class ImageFileDataset(Dataset):
         self.reference = reference
         self.concepts = concepts
         self.groups = groups
+        self.rows = np.asarray(rows if rows is not None else range(len(self.files)))
         if classes is not None:
             self.classes = [str(c) for c in classes]
 
@@ -604,7 +590,6 @@ class FolderBundle(DataBundle):
     """
 
     root: Path
-    _rows: dict[str, np.ndarray]
     _frame: pd.DataFrame | None
 
     def files(self, split: str) -> list[str]:
@@ -613,10 +598,8 @@ class FolderBundle(DataBundle):
 
     def table(self, split: str) -> pd.DataFrame | None:
         """The concept table's rows of ``split`` in sample order (None without a table)."""
-        self.dataset(split)
-        if self._frame is None:
-            return None
-        return self._frame.iloc[self._rows[split]]
+        rows = self.dataset(split).rows  # type: ignore[attr-defined]
+        return None if self._frame is None else self._frame.iloc[rows]
 
 
 def _digest(files: Sequence[str], *arrays: np.ndarray | None) -> str:
@@ -712,14 +695,12 @@ def image_folder(
     for option, value in (("class_column", class_column), ("split_column", split_column)):
         if value is not None and frame is None:
             raise ValueError(f"{option}={value!r} needs a concept table (concepts=...).")
-    rows: np.ndarray | None = None
     if frame is None:
         samples = found
     else:
         fix = "Pass file_column= naming the column of file paths relative to root."
-        files = [_relative(v, folder) for v in _column(frame, file_column, "file", fix)]
-        _match(files, found, folder, file_column, unlisted)
-        samples, rows = files, np.arange(len(files))
+        samples = [_relative(v, folder) for v in _column(frame, file_column, "file", fix)]
+        _match(samples, found, folder, file_column, unlisted)
     if class_column is not None:
         fix = "Pass class_column= naming the column with each file's class."
         labels = _column(frame, class_column, "class", fix).tolist()  # type: ignore[arg-type]
@@ -740,55 +721,39 @@ def image_folder(
     reference = _reference(folder, samples[0])
     if check_files or (check_files is None and len(samples) <= CHECK_ALL_UP_TO):
         check_images(folder, samples, size, reference)
-    return _assemble(
-        folder,
-        samples,
-        codes,
-        targets,
-        names,
-        concept_names,
-        matrix,
-        groups,
-        group_names,
-        frame,
-        rows,
-        size=size,
-        reference=reference,
-        config={
-            "name": name or folder.name or "images",
-            "kind": "image_folder",
-            "root": str(folder.resolve()),
-            "n": len(samples),
-            "image_size": list(size) if size is not None else None,
-            "split_column": split_column,
-            "fractions": None if split_column else [float(f) for f in fractions],
-            "seed": int(seed),
-            "group_concept": group_concept,
-            "digest": _digest(samples, targets, codes, matrix),
-        },
+    labels = {"targets": targets, "concepts": matrix, "groups": groups}
+    splits = _split_datasets(folder, samples, codes, labels, names, size, reference)
+    config = {
+        "name": name or folder.name or "images",
+        "kind": "image_folder",
+        "root": str(folder.resolve()),
+        "n": len(samples),
+        "image_size": list(size) if size is not None else None,
+        "split_column": split_column,
+        "fractions": None if split_column else [float(f) for f in fractions],
+        "seed": int(seed),
+        "group_concept": group_concept,
+        "digest": _digest(samples, targets, codes, matrix),
+    }
+    bundle = FolderBundle(
+        config["name"], splits, names, concept_names, config, group_names=group_names
     )
+    bundle.root, bundle._frame = folder, frame
+    return bundle
 
 
-def _assemble(
+def _split_datasets(
     folder: Path,
     samples: list[str],
     codes: np.ndarray,
-    targets: np.ndarray,
+    labels: dict[str, np.ndarray | None],
     class_names: list[str],
-    concept_names: list[str],
-    matrix: np.ndarray | None,
-    groups: np.ndarray | None,
-    group_names: list[str],
-    frame: pd.DataFrame | None,
-    rows: np.ndarray | None,
-    *,
     size: tuple[int, int] | None,
     reference: tuple[str, tuple[int, int]],
-    config: dict,
-) -> FolderBundle:
-    """One :class:`ImageFileDataset` per split (samples in table or file order) and the bundle."""
+) -> dict[str, ImageFileDataset]:
+    """One :class:`ImageFileDataset` per split, samples in table (or file) order; ``labels``
+    maps targets / concepts / groups to arrays over all samples ([n] or [n, K]) or None."""
     splits: dict[str, ImageFileDataset] = {}
-    members: dict[str, np.ndarray] = {}
     for code, split in enumerate(SPLITS):
         idx = np.flatnonzero(codes == code)
         if not len(idx) and split == "val":
@@ -798,27 +763,18 @@ def _assemble(
                 f"The {split!r} split has no images ({len(samples)} in all). Give it some rows "
                 "in the split column, or more images / a larger share in fractions."
             )
-        members[split] = idx
+        part = {
+            k: None if v is None else torch.from_numpy(v[idx].copy()) for k, v in labels.items()
+        }
         splits[split] = ImageFileDataset(
             folder,
             [samples[i] for i in idx],
-            torch.from_numpy(targets[idx].copy()),
+            part["targets"],  # type: ignore[arg-type]
             size=size,
             reference=reference,
-            concepts=torch.from_numpy(matrix[idx].copy()) if matrix is not None else None,
-            groups=torch.from_numpy(groups[idx].copy()) if groups is not None else None,
+            concepts=part["concepts"],
+            groups=part["groups"],
             classes=class_names,
+            rows=idx,
         )
-    bundle = FolderBundle(
-        config["name"],
-        splits,
-        class_names,
-        concept_names,
-        config,
-        targets={s: ds.targets for s, ds in splits.items()},
-        group_names=group_names,
-    )
-    bundle.root = folder
-    bundle._frame = frame
-    bundle._rows = {s: (rows[idx] if rows is not None else idx) for s, idx in members.items()}
-    return bundle
+    return splits
