@@ -3,9 +3,11 @@
 - :class:`SmallCNN`: four conv blocks with readable names (``features.conv1..conv4``,
   ``pool``, ``fc``), input normalisation inside;
 - :func:`train_model` -> :class:`TrainHistory`; :func:`evaluate` (accuracy per group);
-- :func:`demo_model`, :func:`load_or_train`, :func:`ensemble`: trained once, then cached.
+- :func:`demo_model`, :func:`load_or_train`, :func:`ensemble`: trained once, then cached;
+- :func:`load_weights`: a checkpoint saved elsewhere loaded into a model (weights only).
 """
 
+from .checkpoint import CheckpointError, load_weights
 from .cnn import SmallCNN
 from .train import TrainHistory, evaluate, predict, train_model
 from .zoo import (
@@ -19,6 +21,7 @@ from .zoo import (
 )
 
 __all__ = [
+    "CheckpointError",
     "DEMO_MODEL",
     "DEMO_TRAIN",
     "SmallCNN",
@@ -29,6 +32,7 @@ __all__ = [
     "ensemble",
     "evaluate",
     "load_or_train",
+    "load_weights",
     "predict",
     "train_model",
 ]
