@@ -294,9 +294,14 @@ class _FakeSession:
     def layer_shapes(self):
         return {"layer": (self._acts.shape[1],)}
 
-    def activations(self, layer, split="test", pool="mean"):
+    def activations(self, layer, split="test", pool="mean", neuron_axis=None):
         self.extracted = True
         return self._acts
+
+    def layout(self, layer, neuron_axis=None):
+        from repwidgets.layouts import Layout
+
+        return Layout(neuron_axis=1, ndim=2)
 
     def concepts(self, split="test"):
         return self._concepts

@@ -13,16 +13,27 @@ their first use while the whole matrix fits in ``cache_mb``; otherwise they are
 regenerated on every call (amortise that by projecting large batches). A Rademacher
 matrix too large to cache in float32 is cached as int8 signs (a quarter of the
 memory) when that fits, and converted block by block.
+
+The product itself runs in steps bounded by ``chunk_mb``: a slice of a block's rows
+(parameters) times the matching columns of a slice of the samples, so that no
+``[samples, parameters]`` by ``[parameters, p]`` product larger than the budget is
+formed at once. The steps only change the order of the sums: the result equals the
+unchunked product up to float rounding. :meth:`JLProjection.project_parts` takes the
+vector as consecutive pieces (e.g. one per parameter tensor), so a model's gradients
+need never be concatenated into one ``[B, D]`` matrix.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["JLProjection", "block_seed"]
+
+Parts = Sequence[torch.Tensor]
 
 KINDS = ("rademacher", "gaussian")
 
@@ -54,6 +65,9 @@ class JLProjection:
         cache_mb: keep generated blocks in memory while the whole matrix needs at most
             this many MiB (in float; a Rademacher matrix also as int8 signs, at a quarter
             of the size); 0 regenerates every block on every call.
+        chunk_mb: working memory (MiB) of one step of the product: ``rows`` rows of a
+            block in float and a ``[samples, rows]`` slice of the input; None: whole
+            blocks and all samples at once. Does not change the matrix or the result.
 
     Example:
         >>> proj = JLProjection(in_dim=10_000, proj_dim=256, seed=0)
@@ -72,6 +86,7 @@ class JLProjection:
         dtype: torch.dtype = torch.float32,
         block_rows: int = 16384,
         cache_mb: float = 1024.0,
+        chunk_mb: float | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
@@ -98,6 +113,9 @@ class JLProjection:
         else:
             self.cache = "none"
         self._blocks: dict[int, torch.Tensor] = {}
+        if chunk_mb is not None and not chunk_mb > 0:
+            raise ValueError(f"chunk_mb must be positive (MiB) or None, got {chunk_mb}.")
+        self.chunk_mb = chunk_mb
 
     @property
     def cached(self) -> bool:
@@ -152,13 +170,73 @@ class JLProjection:
                 f"Expected a batch of shape [B, {self.in_dim}], got {tuple(x.shape)}: the "
                 "projection was made for vectors of that length."
             )
+        return self.project_parts([x], out)
+
+    def project_parts(self, parts: Parts, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Project a batch given as consecutive column pieces ``parts`` (each [B, d_i],
+        the d_i summing to in_dim, e.g. per-sample gradients of each parameter tensor)
+        to [B, proj_dim], added into ``out`` if given. Each block of ``P`` is made once
+        per call, then multiplied in steps of at most ``chunk_mb``.
+
+        Example:
+            >>> proj = JLProjection(in_dim=6, proj_dim=2, seed=0, chunk_mb=1e-5)
+            >>> x = torch.randn(3, 6)
+            >>> torch.allclose(proj.project_parts([x[:, :2], x[:, 2:]]), x @ proj.matrix())
+            True
+        """
+        parts = [p if p.ndim == 2 else p.reshape(p.shape[0], -1) for p in parts]
+        widths = [p.shape[1] for p in parts]
+        if not parts or sum(widths) != self.in_dim or len({p.shape[0] for p in parts}) != 1:
+            raise ValueError(
+                f"The parts have shapes {[tuple(p.shape) for p in parts][:6]}: they must share "
+                f"the batch size and their widths must add up to in_dim={self.in_dim}."
+            )
+        batch = parts[0].shape[0]
         if out is None:
-            out = torch.zeros(x.shape[0], self.proj_dim, device=x.device, dtype=self.dtype)
-        x = x.to(self.dtype)
+            out = torch.zeros(batch, self.proj_dim, device=parts[0].device, dtype=self.dtype)
+        rows_step, samples_step = self._steps(batch)
+        offsets = [0]
+        for w in widths[:-1]:
+            offsets.append(offsets[-1] + w)
+        held_k, block = -1, None
+        for k, piece, lo, hi in self._overlaps(offsets, widths):
+            if k != held_k:
+                held_k, block = k, self.block(k)
+            x, start = parts[piece], self.rows(k).start
+            for r0 in range(lo, hi, rows_step):
+                r1 = min(r0 + rows_step, hi)
+                weights = block[r0 - start : r1 - start]
+                cols = slice(r0 - offsets[piece], r1 - offsets[piece])
+                for s0 in range(0, batch, samples_step):
+                    s1 = min(s0 + samples_step, batch)
+                    out[s0:s1].addmm_(x[s0:s1, cols].to(self.dtype), weights)
+        return out
+
+    def _steps(self, batch: int) -> tuple[int, int]:
+        """Rows of ``P`` and samples per step of the product, from ``chunk_mb``."""
+        if self.chunk_mb is None:
+            return self.block_rows, max(1, batch)
+        budget = self.chunk_mb * 2**20 / torch.empty((), dtype=self.dtype).element_size()
+        rows = max(1, min(self.block_rows, int(budget // (2 * self.proj_dim))))
+        samples = max(1, min(batch, int(budget // (2 * rows))))
+        return rows, samples
+
+    def _overlaps(
+        self, offsets: list[int], widths: list[int]
+    ) -> Iterator[tuple[int, int, int, int]]:
+        """(block, piece, first row, end row) for every overlap of a block of ``P`` with
+        a piece of the input starting at ``offsets``, in block order (rows of ``P``)."""
+        piece = 0
         for k in range(self.n_blocks):
             rows = self.rows(k)
-            out.addmm_(x[:, rows], self.block(k))
-        return out
+            while piece < len(widths) and offsets[piece] + widths[piece] <= rows.start:
+                piece += 1
+            j = piece
+            while j < len(widths) and offsets[j] < rows.stop:
+                lo, hi = max(rows.start, offsets[j]), min(rows.stop, offsets[j] + widths[j])
+                if hi > lo:
+                    yield k, j, lo, hi
+                j += 1
 
     def free(self) -> None:
         """Forget cached blocks (they are regenerated identically when needed)."""

@@ -121,6 +121,7 @@ def concept_attribution(
         pool=cfg.pool,
         fit_split=cfg.fit_split,
         progress=progress,
+        neuron_axis=cfg.neuron_axis,
     )
     model_list = probes._models  # type: ignore[attr-defined]
     layer = layer if layer is not None else probes.best_layer()
@@ -235,8 +236,9 @@ def _trak_on_probes(
     """TRAK scores of the training subset for the targets, with each model's probe
     logit at ``layer`` as its output; also the probe's Q term [n] (checkpoint mean)."""
     li = probes.layers.index(layer)
+    axis = sess.layout(layer, cfg.neuron_axis).neuron_axis
     output_fns = [
-        ProbeLogit.from_probe(layer, probes._probes[li][j], pool=cfg.pool)
+        ProbeLogit.from_probe(layer, probes._probes[li][j], pool=cfg.pool, neuron_axis=axis)
         for j in range(len(model_list))
     ]
     train = Relabeled(sess.dataset("train"), y_train_all[idx].long(), indices=idx.tolist())
@@ -252,6 +254,7 @@ def _trak_on_probes(
         device=sess.device,
         feature_dir=cfg.feature_dir,
         preprocess=sess.preprocess,
+        output=sess.output,
         progress=progress,
         memory_budget_mb=min(sess.memory_budget / 2**20, 2048),
     )

@@ -55,6 +55,8 @@ def _check_trak(cfg: Any) -> None:
         raise ValueError(f"lam must be >= 0, got {cfg.lam}.")
     if int(cfg.batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}.")
+    if not float(cfg.proj_chunk_mb) > 0:
+        raise ValueError(f"proj_chunk_mb must be positive (MiB), got {cfg.proj_chunk_mb}.")
     if cfg.proj_kind not in ("rademacher", "gaussian"):
         raise ValueError(f"proj_kind must be 'rademacher' or 'gaussian', got {cfg.proj_kind!r}.")
 
@@ -75,6 +77,10 @@ class TRAKConfig(Config):
         kernel_dtype: ``"float64"`` or ``"float32"`` for the kernel solve.
         chunk_rows: rows per memory-mapped feature file.
         proj_cache_mb: memory for the generated projection blocks.
+        proj_chunk_mb: working memory of one step of the projection: the slice of the
+            matrix (parameter rows) and of the gradients (samples) multiplied at once
+            (see :class:`~repwidgets.engines.projection.JLProjection`); the result does
+            not depend on it.
     """
 
     proj_dim: int | None = 1024
@@ -88,6 +94,7 @@ class TRAKConfig(Config):
     kernel_dtype: str = "float64"
     chunk_rows: int = 16384
     proj_cache_mb: float = 256.0
+    proj_chunk_mb: float = 64.0
 
     def __post_init__(self) -> None:
         _check_trak(self)
@@ -117,7 +124,11 @@ class ConceptAttributionConfig(Config):
             the training split instead of all of it.
         reduce: ``"mean"`` or ``"sum"`` over targets.
         out_to_loss: ``"none"`` (Q = 1) or ``"probe"`` (the probe's Q term).
-        pool: spatial pooling of the probes' activations (``"mean"`` or ``"max"``).
+        pool: pooling of the probes' activations over positions or tokens (``"mean"``,
+            ``"max"``, or ``"cls"``: a token layer's class token).
+        neuron_axis: the layers' neuron axis where the session cannot tell it (None: the
+            session's layout of each layer).
+        proj_chunk_mb: see :class:`TRAKConfig`.
         fit_split: split the probes are fitted on (default "val" when there is one).
         feature_dir: folder for the memory-mapped features (default: a temporary one).
     """
@@ -139,8 +150,10 @@ class ConceptAttributionConfig(Config):
     grad_wrt: Any = None
     out_to_loss: str = "none"
     pool: str = "mean"
+    neuron_axis: int | None = None
     fit_split: str | None = None
     batch_size: int = 64
+    proj_chunk_mb: float = 64.0
     seed: int = 0
     feature_dir: str | None = None
 

@@ -66,8 +66,8 @@ def ensemble(
 
 
 def model_sessions(sess: Session, models: list[nn.Module]) -> list[Session]:
-    """One session per model, over the session's data and settings (``sess`` itself for
-    its own model)."""
+    """One session per model, over the session's data and settings (preprocessing, how
+    logits are read, neuron axes; ``sess`` itself for its own model)."""
     from repwidgets.session import Session
 
     out = []
@@ -83,6 +83,8 @@ def model_sessions(sess: Session, models: list[nn.Module]) -> list[Session]:
             memory_budget_mb=sess.memory_budget / 2**20,
             preprocess=sess.preprocess,
             progress=sess.progress,
+            output=sess.output,
+            neuron_axis=sess.neuron_axis,
         )
         out.append(other)
     return out

@@ -2,7 +2,11 @@
 
 ``phi(z) = P^T grad_theta f(z)`` for every sample z of a batch at once (torch.func:
 ``grad`` under ``vmap``), with ``P`` a seeded Johnson-Lindenstrauss matrix
-(:class:`~repwidgets.engines.projection.JLProjection`) or no projection at all.
+(:class:`~repwidgets.engines.projection.JLProjection`) or no projection at all. The
+gradients of each parameter tensor go to the projection as they are (never
+concatenated into one ``[B, D]`` copy), and the projection multiplies them in steps
+bounded by its ``chunk_mb``. A model that returns a dict, tuple or object is read
+through ``output=`` (:func:`repwidgets.session.select_output`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from torch import nn
 
 from repwidgets.engines.attribution.outputs import OutputFunction
 from repwidgets.engines.projection import JLProjection
+from repwidgets.session import select_output
 
 __all__ = ["Featurizer", "GradWrt", "select_params"]
 
@@ -63,6 +68,9 @@ class Featurizer:
         device: where gradients are computed.
         preprocess: applied to an input batch before the model (None: identity).
         example: one ``(x, y)`` sample, to find the parameters the output depends on.
+        output: how to read logits from the model's output (a key, index, attribute
+            name or function; None when the model returns a tensor).
+        chunk_mb: working memory of one step of the projection (None: whole blocks).
     """
 
     def __init__(
@@ -77,11 +85,16 @@ class Featurizer:
         preprocess: Callable | None,
         example: tuple[torch.Tensor, torch.Tensor],
         proj_cache_mb: float,
+        *,
+        output=None,
+        chunk_mb: float | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         self.output_fn = output_fn
         self.device = device
         self.preprocess = preprocess or (lambda x: x)
+        self.output = output
+        self.chunk_mb = chunk_mb
         self.names = self._used(select_params(model, grad_wrt), example)
         params = dict(model.named_parameters())
         self.params = {n: params[n].detach() for n in self.names}
@@ -107,14 +120,21 @@ class Featurizer:
                 f"proj_dim <= {self.dim}, or proj_dim=None for no projection."
             )
         return JLProjection(
-            self.dim, int(proj_dim), kind=kind, seed=seed, device=self.device, cache_mb=cache_mb
+            self.dim,
+            int(proj_dim),
+            kind=kind,
+            seed=seed,
+            device=self.device,
+            cache_mb=cache_mb,
+            chunk_mb=self.chunk_mb,
         )
 
     def _forward_with(self, params: dict) -> Callable[[torch.Tensor], torch.Tensor]:
         merged = {**self.frozen, **params}
 
         def forward(xb: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(self.model, merged, (self.preprocess(xb),))
+            raw = torch.func.functional_call(self.model, merged, (self.preprocess(xb),))
+            return select_output(raw, self.output)
 
         return forward
 
@@ -132,7 +152,8 @@ class Featurizer:
         merged.update(leaves)
 
         def forward(xb):
-            return torch.func.functional_call(self.model, merged, (self.preprocess(xb),))
+            raw = torch.func.functional_call(self.model, merged, (self.preprocess(xb),))
+            return select_output(raw, self.output)
 
         with torch.enable_grad():
             out = self.output_fn(forward, x.to(self.device), torch.as_tensor(y).to(self.device))
@@ -155,11 +176,14 @@ class Featurizer:
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         grads, out = self._grad(self.params, x, y)
-        flat = torch.cat([grads[n].reshape(x.shape[0], -1) for n in self.names], dim=1)
+        parts = [grads[n].reshape(x.shape[0], -1) for n in self.names]
         del grads
         if self.projection is not None:
-            flat = self.projection.project(flat)
-        return flat.float(), out.detach().float()
+            phi = self.projection.project_parts(parts)
+        else:
+            phi = torch.cat(parts, dim=1)
+        del parts
+        return phi.float(), out.detach().float()
 
     def values(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Output values [B] of a batch, without gradients."""

@@ -22,6 +22,7 @@ from repwidgets.engines.attribution.data import as_dataset, loader
 from repwidgets.engines.attribution.outputs import as_output_fn
 from repwidgets.engines.attribution.plotting import histogram
 from repwidgets.results import Result
+from repwidgets.session import select_output
 
 __all__ = ["LDSResult", "lds", "model_outputs", "subset_outputs"]
 
@@ -109,8 +110,11 @@ def model_outputs(
     device: str | torch.device | None = None,
     batch_size: int = 256,
     preprocess: Callable | None = None,
+    output: str | int | Callable | None = None,
 ) -> torch.Tensor:
-    """Output values f(z) [n] of a model over a dataset (no gradients)."""
+    """Output values f(z) [n] of a model over a dataset (no gradients); ``output`` reads
+    the logits from a model that returns a dict, tuple or object (see
+    :func:`repwidgets.session.select_output`)."""
     data = as_dataset(data, "evaluation")
     fn = as_output_fn(output_fn)
     if device is None:
@@ -123,7 +127,10 @@ def model_outputs(
     pre = preprocess or (lambda x: x)
 
     def one(x, y):
-        return fn(lambda xb: torch.func.functional_call(model, params, (pre(xb),)), x, y)
+        def forward(xb):
+            return select_output(torch.func.functional_call(model, params, (pre(xb),)), output)
+
+        return fn(forward, x, y)
 
     values = []
     with fn.attached(model, device), torch.no_grad():
@@ -142,6 +149,8 @@ def subset_outputs(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    preprocess: Callable | None = None,
+    output: str | int | Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train one model per random subset of the training set and record target outputs.
 
@@ -150,6 +159,7 @@ def subset_outputs(
         train, targets: Datasets (or ``(X, y)`` pairs).
         n_subsets: K, the number of subsets (and of trainings).
         fraction: the fraction of the training set in each subset (0.5 in TRAK).
+        preprocess, output: how the trained models are run (see :func:`model_outputs`).
 
     Returns:
         ``masks`` [K, n_train] bool and ``outputs`` [K, n_targets] for :func:`lds`.
@@ -169,5 +179,7 @@ def subset_outputs(
         idx = np.sort(rng.choice(n, size=size, replace=False))
         masks[k, torch.as_tensor(idx)] = True
         model = train_fn(Subset(train, idx.tolist()), int(seed * 100_003 + k))
-        outputs[k] = model_outputs(model, targets, output_fn=output_fn, device=device)
+        outputs[k] = model_outputs(
+            model, targets, output_fn=output_fn, device=device, preprocess=preprocess, output=output
+        )
     return masks, outputs

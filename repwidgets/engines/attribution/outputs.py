@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from repwidgets.hooks import Capture
+from repwidgets.layouts import Layout, normalise_axis
 from repwidgets.session import resolve_layer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,8 +116,12 @@ class ProbeLogit(OutputFunction):
     Args:
         layer: module name, as in ``model.named_modules()``.
         weight: [C] probe direction; bias: scalar.
-        pool: ``"mean"`` or ``"max"`` over spatial positions (as the probe was fitted).
+        pool: ``"mean"`` or ``"max"`` over positions (or tokens), or ``"cls"`` (a token
+            layer's class token), as the probe was fitted.
         signed: sign the logit by the label (True for TRAK's training features).
+        neuron_axis: the axis of the layer's batched output that holds the neurons (1
+            for convolutions, -1 for token and channels-last layers: a session's
+            ``sess.layout(layer).neuron_axis``); pooled as the session pools it.
     """
 
     name = "probe"
@@ -128,21 +133,25 @@ class ProbeLogit(OutputFunction):
         bias: float,
         pool: str = "mean",
         signed: bool = True,
+        neuron_axis: int = 1,
     ) -> None:
-        if pool not in ("mean", "max"):
-            raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}.")
+        if pool not in ("mean", "max", "cls"):
+            raise ValueError(f"pool must be 'mean', 'max' or 'cls', got {pool!r}.")
         self.layer = layer
         self.weight = torch.as_tensor(weight, dtype=torch.float32).reshape(-1)
         self.bias = float(bias)
         self.pool = pool
         self.signed = signed
+        self.neuron_axis = int(neuron_axis)
         self._capture: Capture | None = None
         self._w = self.weight
 
     @classmethod
-    def from_probe(cls, layer: str, probe: LinearProbe, pool: str = "mean") -> ProbeLogit:
+    def from_probe(
+        cls, layer: str, probe: LinearProbe, pool: str = "mean", neuron_axis: int = 1
+    ) -> ProbeLogit:
         """The (label-signed) logit of a fitted probe at ``layer``."""
-        return cls(layer, probe.weight, probe.bias, pool=pool)
+        return cls(layer, probe.weight, probe.bias, pool=pool, neuron_axis=neuron_axis)
 
     def attach(self, model: nn.Module, device: torch.device) -> None:
         """Hook the layer so that forward passes stop there (see :class:`Capture`)."""
@@ -162,10 +171,8 @@ class ProbeLogit(OutputFunction):
                 f"ProbeLogit for layer {self.layer!r} is not attached to a model: call "
                 "attach(model, device) (or use it inside attached(model, device))."
             )
-        act = self._capture.run(forward, x.unsqueeze(0))[0]
-        if act.ndim > 1:
-            flat = act.reshape(act.shape[0], -1)
-            act = flat.mean(dim=1) if self.pool == "mean" else flat.amax(dim=1)
+        out = self._capture.run(forward, x.unsqueeze(0))
+        act = self.pooled(out)[0]
         if act.shape[0] != self._w.shape[0]:
             raise ValueError(
                 f"The probe has {self._w.shape[0]} weights but layer {self.layer!r} has "
@@ -175,6 +182,15 @@ class ProbeLogit(OutputFunction):
         if self.signed:
             logit = logit * (2.0 * y.to(logit.dtype) - 1.0)
         return logit
+
+    def pooled(self, output: torch.Tensor) -> torch.Tensor:
+        """The layer's batched output [b, ...] pooled to [b, C] on its neuron axis."""
+        if output.ndim < 2:
+            raise ValueError(
+                f"Layer {self.layer!r} outputs shape {tuple(output.shape)}: no neuron axis."
+            )
+        layout = Layout(normalise_axis(self.neuron_axis, output.ndim), output.ndim)
+        return layout.pool(output, self.pool)
 
 
 def as_output_fn(output_fn: Any) -> OutputFunction:

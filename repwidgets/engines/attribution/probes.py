@@ -373,6 +373,7 @@ def probe_layers(
     max_fit: int | None = 4000,
     C: float = 1.0,
     progress: bool | None = None,
+    neuron_axis: int | None = None,
 ) -> ProbeLayersResult:
     """Probe accuracy of a concept at each layer, for each model of an ensemble.
 
@@ -385,12 +386,15 @@ def probe_layers(
         n_models: ensemble size: the session's model plus default models trained on the
             session's data with other seeds (``rw.models.ensemble``, cached).
         models: your own list of models instead (overrides n_models).
-        pool: spatial pooling of the activations ("mean" or "max").
+        pool: pooling of the activations over positions or tokens ("mean", "max", or
+            "cls": a token layer's class token), as ``sess.activations`` pools them.
         fit_split: split the probes are fitted on; default "val" when the data has one (in
             the embedded data it is balanced, so the concept is not confounded with the
             class), else "train".
         eval_split: split for the held-out accuracy.
         max_fit: cap on fitting samples (stratified subsample).
+        neuron_axis: the layers' neuron axis where the session cannot tell it (None:
+            each layer's layout, see :meth:`repwidgets.Session.layout`).
 
     Returns:
         :class:`ProbeLayersResult` (``to_frame()``: one row per
@@ -405,7 +409,7 @@ def probe_layers(
     layers = list(layers) if layers is not None else default_probe_layers(sess.model)
     if not layers:
         raise ValueError("No layers to probe: pass layers=[...] (see sess.layers()).")
-    _checks.one_of("pool", pool, ("mean", "max"))
+    _checks.one_of("pool", pool, ("mean", "max", "cls"))
     if models is None:  # checked before any extra model is trained or any activation read
         _checks.positive_int("n_models", n_models)
         check_layer_names(sess.model, layers)
@@ -429,8 +433,8 @@ def probe_layers(
         list(enumerate(sessions)), total=len(sessions), desc="probes", enable=progress
     )
     for j, s in loop:
-        fit = s.activations_many(layers, split=fit_split, pool=pool)
-        ev = s.activations_many(layers, split=eval_split, pool=pool)
+        fit = s.activations_many(layers, split=fit_split, pool=pool, neuron_axis=neuron_axis)
+        ev = s.activations_many(layers, split=eval_split, pool=pool, neuron_axis=neuron_axis)
         for i, layer in enumerate(layers):
             probe = probe_activations(fit[layer], y_fit, ev[layer], y_eval, max_fit=max_fit, C=C)
             probes[i][j] = probe

@@ -120,6 +120,8 @@ def removal_experiment(
         "minus_random": np.setdiff1d(np.arange(n), rand),
     }
     conditions = list(keep)
+    params = r.params or {}
+    read = {"pool": params.get("pool", "mean"), "neuron_axis": params.get("neuron_axis")}
     bal = np.zeros((len(conditions), len(layers), len(seeds)))
     acc = np.zeros_like(bal)
     test_acc = np.zeros((len(conditions), len(seeds)))
@@ -136,7 +138,7 @@ def removal_experiment(
             else:
                 data = full_train if keep[cond] is None else Subset(full_train, keep[cond].tolist())
                 model = fn(data, int(seed))
-            p = probe_layers(sess, concept, layers=layers, models=[model], progress=False)
+            p = probe_layers(sess, concept, layers=layers, models=[model], progress=False, **read)
             bal[ci, :, si] = p.balanced_accuracy[:, 0]
             acc[ci, :, si] = p.accuracy[:, 0]
             test_acc[ci, si], group_acc[ci, :, si] = _test_accuracy(sess, model, groups, n_groups)

@@ -79,11 +79,19 @@ class TRAK:
               int8 signs at a quarter of the size, else regenerated for every batch
               (slow). On the benchmark's 241k-parameter CNN with p = 1024 the float cache
               (1 GB) is about 1.5x faster than the int8 one.
+            * ``proj_chunk_mb``: working memory of one step of the projection (a slice of
+              the matrix's parameter rows times the matching gradients of a slice of the
+              samples), so that a large model's projection never forms a bigger product;
+              the features do not depend on it.
         device: computation device (default: the first model's device).
         feature_dir: folder for the memory-mapped features; a temporary folder (removed
             when the object is garbage-collected or :meth:`close` is called) if None.
         preprocess: function applied to an input batch before the model.
         progress: show progress bars.
+        output: where the logits are in a model's output that is not a tensor: a dict
+            key or attribute name (``"logits"``), a tuple index, or a function (as a
+            session's ``output=``; :func:`repwidgets.session.select_output`). Output
+            functions then see the logits.
 
     Example:
         >>> trak = TRAK([model_a, model_b], output_fn="margin", proj_dim=512)  # doctest: +SKIP
@@ -101,6 +109,7 @@ class TRAK:
         feature_dir: str | Path | None = None,
         preprocess: Callable | None = None,
         progress: bool = True,
+        output: str | int | Callable | None = None,
         **overrides: Any,
     ) -> None:
         self.config = cfg = TRAKConfig.resolve(config, overrides)
@@ -123,6 +132,7 @@ class TRAK:
         self.kernel_dtype = kernel_dtype(cfg.kernel_dtype, self.device)
         self.memory_budget = float(cfg.memory_budget_mb) * 2**20
         self.preprocess = preprocess
+        self.output = output
         self.progress = progress
         if feature_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="repwidgets-trak-")
@@ -162,6 +172,8 @@ class TRAK:
             self.preprocess,
             example,
             cfg.proj_cache_mb,
+            output=self.output,
+            chunk_mb=cfg.proj_chunk_mb,
         )
 
     def featurize(self, train: Any) -> TRAK:
@@ -329,6 +341,7 @@ def trak_scores(
     feature_dir: str | Path | None = None,
     preprocess: Callable | None = None,
     progress: bool = True,
+    output: str | int | Callable | None = None,
     **overrides: Any,
 ) -> TRAKResult:
     """TRAK scores of every training sample for every target, in one call.
@@ -344,7 +357,7 @@ def trak_scores(
             gradients; ``lam``: ridge term, relative to the mean eigenvalue unless
             ``lam_relative=False``; ``grad_wrt``, ``seed``, ``batch_size``, ...).
         reduce, soft_threshold: see :meth:`TRAK.score`.
-        device, feature_dir, preprocess, progress: see :class:`TRAK`.
+        device, feature_dir, preprocess, progress, output: see :class:`TRAK`.
 
     Returns:
         :class:`TRAKResult` with ``scores`` [n_train, n_targets] (or [n_train] reduced);
@@ -364,6 +377,7 @@ def trak_scores(
         feature_dir=feature_dir,
         preprocess=preprocess,
         progress=progress,
+        output=output,
         **overrides,
     )
     try:

@@ -219,6 +219,8 @@ def discover(
     config: ConceptConfig | Mapping[str, Any] | None = None,
     *,
     split: str = "test",
+    pool: str = "mean",
+    neuron_axis: int | None = None,
     relevance: bool = True,
     objective: str = "predicted",
     sign: float = 1.0,
@@ -227,7 +229,8 @@ def discover(
 ) -> ConceptResult:
     """Concept discovery for a layer of a session's model.
 
-    Pulls the mean-pooled activations of ``layer`` over ``split``, the predictions, the
+    Pulls the pooled activations of ``layer`` over ``split`` (``[n, C]`` on the layer's
+    neuron axis, see :meth:`repwidgets.Session.layout`), the predictions, the
     true labels and (when the data has them) the concept labels; computes the relevance
     with one forward/backward pass over the split (skip with ``relevance=False``); then
     runs :func:`discover_activations`. Every setting is checked before any activation
@@ -238,6 +241,11 @@ def discover(
         layer: a name from ``sess.layers()`` (default: ``sess.default_layer()``).
         config: a :class:`ConceptConfig`, a dict of its settings or None.
         split: the data split to explore.
+        pool: how positions (or tokens) are pooled: "mean" (default), "max", or "cls"
+            (a token layer's class token); the relevance is reduced the same way
+            (class token for "cls", else the mean over positions).
+        neuron_axis: the layer's neuron axis where the session cannot tell it (None:
+            the session's layout).
         relevance: compute gradient x activation relevance.
         objective, sign: what the gradient is of (see :func:`layer_relevance`); recorded
             in the result's ``params`` with ``relevance``.
@@ -254,16 +262,20 @@ def discover(
     progress = sess.progress if progress is None else progress
     layer = sess.default_layer() if layer is None else layer
     module = sess.module(layer)
-    n_split, width = _checks.split_size(sess, split), _checks.layer_width(sess, layer)
+    layout = sess.layout(layer, neuron_axis)
+    n_split = _checks.split_size(sess, split)
+    width = int(sess.layer_shapes()[layer][layout.neuron_axis - 1])
     of = f"layer {layer!r} on split {split!r}"
     _checks.n_components(cfg.n_components, n_split, width, of=of)
     _checks.one_of("objective", objective, OBJECTIVES)
+    _checks.one_of("pool", pool, ("mean", "max", "cls"))
     cfg.check()
-    X = sess.activations(layer, split=split, pool="mean")
+    X = sess.activations(layer, split=split, pool=pool, neuron_axis=neuron_axis)
     concepts, names = _concept_labels(sess, split)
     R = None
     if relevance:
-        R, predictions = _session_relevance(sess, module, split, objective, sign, progress)
+        how = {"neuron_axis": layout.neuron_axis, "pool": pool}
+        R, predictions = _session_relevance(sess, module, split, objective, sign, progress, how)
     else:
         predictions = sess.predictions(split)
     if X.device.type == "cpu" and sess.device.type != "cpu":
@@ -280,6 +292,7 @@ def discover(
         progress=progress,
     )
     result.layer, result.split = layer, split
+    result.pool, result.neuron_axis = pool, neuron_axis
     result.params.update({"objective": objective, "sign": sign, "relevance": bool(relevance)})
     result._session = sess
     return result
@@ -294,9 +307,16 @@ def _concept_labels(sess: Session, split: str) -> tuple[Tensor | None, list[str]
 
 
 def _session_relevance(
-    sess: Session, module, split: str, objective: str, sign: float, progress: bool
+    sess: Session,
+    module,
+    split: str,
+    objective: str,
+    sign: float,
+    progress: bool,
+    how: Mapping[str, Any],
 ) -> tuple[Tensor, Tensor]:
-    """Relevance [n, C] of ``module`` over ``split`` and the predictions [n] (CPU)."""
+    """Relevance [n, C] of ``module`` over ``split`` and the predictions [n] (CPU);
+    ``how``: the layer's ``neuron_axis`` and the ``pool`` (see :func:`layer_relevance`)."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(sess.dataset(split), batch_size=sess.batch_size, shuffle=False)
@@ -310,5 +330,7 @@ def _session_relevance(
         preprocess=sess.preprocess,
         total=len(loader),
         progress=progress,
+        output=sess.output,
+        **how,
     )
     return R, predictions.cpu()

@@ -1,7 +1,14 @@
-"""Concept maps: where in an image a concept vector responds (``v^T A[:, h, w]``)."""
+"""Concept maps: where in an image a concept vector responds (``v^T A[:, h, w]``).
+
+A layer's output is laid out on its positions by its :class:`~repwidgets.layouts.Layout`:
+a convolution's ``[b, C, H, W]`` as it is, a channels-last ``[b, H, W, C]`` with the
+neurons moved first, and a token layer's ``[b, T, C]`` as its patch tokens on their
+square grid (``T = 1 + h*w`` with a class token first, or ``T = h*w``).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -11,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from repwidgets.hooks import Capture
+from repwidgets.layouts import Layout
 from repwidgets.results import notebook_plot
 
 from .result import ConceptResult
@@ -18,7 +26,39 @@ from .result import ConceptResult
 if TYPE_CHECKING:  # pragma: no cover
     from repwidgets.session import Session
 
-__all__ = ["concept_map", "concept_map_activations", "plot_concept_maps"]
+__all__ = ["concept_map", "concept_map_activations", "plot_concept_maps", "spatial_maps"]
+
+
+def spatial_maps(output: Tensor, layout: Layout) -> Tensor:
+    """A layer's batched output as maps ``[b, C, h, w]`` over its positions.
+
+    Convolution and channels-last outputs keep their grid; a token layer's patch tokens
+    are laid on a square grid, dropping a leading class token when ``T = 1 + h*w``.
+
+    Example:
+        >>> spatial_maps(torch.zeros(2, 17, 6), Layout(neuron_axis=2, ndim=3)).shape
+        torch.Size([2, 6, 4, 4])
+    """
+    x = layout.neurons_first(output)
+    if layout.kind == "flat" or x.ndim not in (3, 4):
+        raise ValueError(
+            f"Concept maps need a layer with positions ([b, C, H, W], [b, H, W, C] or tokens "
+            f"[b, T, C]); this layer's output is {tuple(output.shape)} ({layout.kind}). Pick "
+            "a convolutional block or a transformer block."
+        )
+    if x.ndim == 4:
+        return x
+    T = x.shape[2]
+    for drop in (1, 0):
+        side = math.isqrt(max(T - drop, 0))
+        if side > 0 and side * side == T - drop:
+            return x[:, :, drop:].reshape(x.shape[0], x.shape[1], side, side)
+    raise ValueError(
+        f"The token layer's {T} tokens cannot be laid on a square grid of patches "
+        "(expected h*w tokens, or 1 class token + h*w). Models with extra tokens "
+        "(registers, a distillation token) or non-square images need the maps made by "
+        "hand: concept_map_activations(A, vector) on A [b, C, h, w]."
+    )
 
 
 def concept_map_activations(
@@ -65,7 +105,8 @@ def concept_map(
     """Spatial concept maps of ``concept`` over samples of the result's split.
 
     Runs the model on the images of ``indices`` (default: the concept's 8 top samples),
-    captures the layer's maps A [b, C, H, W] and returns ``v^T A[:, h, w]`` for the
+    captures the layer's maps A [b, C, H, W] (tokens on their patch grid, see
+    :func:`spatial_maps`) and returns ``v^T A[:, h, w]`` for the
     concept vector v, upsampled to the input size (CPU tensor [b, H, W]).
 
     Example:
@@ -83,12 +124,13 @@ def concept_map(
     images = sess.images(idx, split=result.split)
     size = tuple(images.shape[-2:]) if upsample else None
     vector = result.vectors[j]
+    layout = sess.layout(result.layer, result.neuron_axis)
     outs = []
     capture = Capture(sess.module(result.layer), name=result.layer)
     with capture, torch.no_grad():
         for start in range(0, len(idx), sess.batch_size):
             A = capture.run(sess.forward, images[start : start + sess.batch_size])
-            A = A.detach().float()
+            A = spatial_maps(A.detach().float(), layout)
             if result.centered:
                 A = A - result.mean.to(A.device)[None, :, None, None]
             outs.append(concept_map_activations(A, vector.to(A.device), size).cpu())

@@ -1,7 +1,7 @@
 """Relevance of a layer's channels for the prediction, and its contrast between classes.
 
-Relevance is gradient x rectified activation, averaged over positions, one vector [C]
-per sample (:func:`layer_relevance`); projected on directions or concept vectors it is
+Relevance is gradient x rectified activation, averaged over positions (or tokens), one
+vector [C] per sample, on the layer's neuron axis (see :mod:`repwidgets.layouts`) (:func:`layer_relevance`); projected on directions or concept vectors it is
 contrasted between the samples predicted as each class and the rest
 (:func:`relevance_z`).
 """
@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from repwidgets._progress import progress_bar
 from repwidgets.hooks import first_tensor, hooked
+from repwidgets.layouts import Layout, normalise_axis
+from repwidgets.session import select_output
 
 __all__ = ["OBJECTIVES", "layer_relevance", "relevance_z"]
 
@@ -34,12 +36,17 @@ def layer_relevance(
     preprocess=None,
     total: int | None = None,
     progress: bool = True,
+    neuron_axis: int = 1,
+    pool: str = "mean",
+    output=None,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample relevance of a layer's channels: gradient x rectified activation.
 
     For every sample, the gradient of the objective w.r.t. the layer's output ``A``
-    ([C, H, W] or [C]) is multiplied elementwise by ``relu(A)`` and averaged over the
-    spatial positions, giving a vector [C]. One forward and one backward pass per
+    ([C, H, W], [T, C] tokens, [H, W, C] channels-last or [C]) is multiplied
+    elementwise by ``relu(A)`` and averaged over every axis but the neurons' (positions
+    or tokens), giving a vector [C]; with ``pool="cls"`` it is the class token's
+    product instead (matching activations pooled that way). One forward and one backward pass per
     batch; the backward pass stops at the layer (the layer's output is made a leaf),
     so nothing before it is differentiated and no parameter gradient is accumulated.
 
@@ -55,6 +62,13 @@ def layer_relevance(
         device: where to run (default: the device of the model's first parameter).
         preprocess: applied to ``x`` before the model (e.g. a session's normalisation).
         total: number of batches, for the progress bar.
+        neuron_axis: the axis of ``A`` (batch at 0) that holds the neurons: 1 for
+            convolutions, -1 for token and channels-last layers (a session's
+            ``sess.layout(layer).neuron_axis``).
+        pool: "mean" or "max" (relevance averaged over positions) or "cls" (the class
+            token's relevance), as the activations it goes with were pooled.
+        output: how to read logits from a model that returns a dict, tuple or object
+            (see :func:`repwidgets.session.select_output`; a session's ``sess.output``).
 
     Returns:
         ``(R [n, C], predictions [n])`` on ``device``; R is float32.
@@ -97,7 +111,7 @@ def layer_relevance(
                 if preprocess is not None:
                     x = preprocess(x)
                 with torch.enable_grad():
-                    logits = model(x)
+                    logits = select_output(model(x), output)
                     if "a" not in store:
                         raise ValueError(
                             "The layer was not called during the forward pass: it is not part "
@@ -109,9 +123,7 @@ def layer_relevance(
                     (grad,) = torch.autograd.grad(float(sign) * obj, a, allow_unused=True)
                 if grad is None:
                     grad = torch.zeros_like(a)
-                rel = grad * a.detach().clamp_min(0)
-                if rel.ndim > 2:
-                    rel = rel.flatten(2).mean(dim=2)
+                rel = _reduce(grad * a.detach().clamp_min(0), neuron_axis, pool)
                 out_r.append(rel.detach().float())
                 out_p.append(pred.detach())
     finally:
@@ -119,6 +131,15 @@ def layer_relevance(
     if not out_r:
         raise ValueError("No batches were given: there is nothing to compute relevance on.")
     return torch.cat(out_r), torch.cat(out_p)
+
+
+def _reduce(rel: Tensor, neuron_axis: int, pool: str) -> Tensor:
+    """Relevance maps [b, ...] to [b, C] on the layer's layout: the class token's for
+    ``pool="cls"``, else the mean over positions."""
+    if rel.ndim < 2:
+        raise ValueError(f"The layer's output has shape {tuple(rel.shape)}: no neuron axis.")
+    layout = Layout(normalise_axis(neuron_axis, rel.ndim), rel.ndim)
+    return layout.pool(rel, "cls" if pool == "cls" else "mean")
 
 
 def _split_batch(batch) -> tuple[Tensor, Tensor | None]:

@@ -54,6 +54,8 @@ class ConceptResult(Result):
         labels, predictions: true and predicted classes [n] (None when unknown).
         class_names, concept_names: names for classes and concept labels.
         layer, split: where the activations came from (None for the tensor core).
+        pool, neuron_axis: how the layer was read (``neuron_axis`` None: the session's
+            layout of the layer).
         params: the parameters the result was computed with.
     """
 
@@ -88,6 +90,8 @@ class ConceptResult(Result):
     concept_names: list = field(default_factory=list)
     layer: str | None = None
     split: str | None = None
+    pool: str = "mean"
+    neuron_axis: int | None = None
 
     # --- accessors -------------------------------------------------------------------
     @property

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["explain", "explain_activations"]
 
 #: Poolings that give one value per sample and neuron.
-POOLS = ("mean", "max")
+POOLS = ("mean", "max", "cls")
 _BEAM_KEYS = ("atoms", "ops", "length", "valid", "auc", "cnt")
 
 
@@ -196,14 +196,16 @@ def explain(
     *,
     split: str = "test",
     pool: str = "mean",
+    neuron_axis: int | None = None,
     neurons: Sequence[int] | torch.Tensor | None = None,
     progress: bool | None = None,
     **overrides: Any,
 ) -> InvertResult:
     """Explain the neurons of ``layer`` of a session's model with concept formulas.
 
-    Takes the layer's activations on ``split`` (pooled with ``pool``, "mean" or "max")
-    and the split's concept labels from the session, and runs
+    Takes the layer's activations on ``split`` (pooled with ``pool``: "mean" or "max"
+    over positions or tokens, or "cls", a token layer's class token) and the split's
+    concept labels from the session, and runs
     :func:`explain_activations` on the session's device. Every setting is checked
     before any activation is computed.
 
@@ -212,6 +214,8 @@ def explain(
         layer: a name from ``sess.layers()`` (default: ``sess.default_layer()``).
         config: an :class:`InvertConfig`, a dict of its settings or None.
         split, pool: which activations to explain.
+        neuron_axis: the axis of the layer's neurons where the session cannot tell it
+            (see :meth:`repwidgets.Session.layout`); None: the session's.
         neurons: indices of the neurons to explain (default all).
         progress: progress bar (default: the session's setting).
         **overrides: settings of :class:`InvertConfig`.
@@ -225,7 +229,7 @@ def explain(
     cfg = InvertConfig.resolve(config, overrides)
     if pool not in POOLS:
         raise ValueError(
-            f"INVERT needs one value per sample and neuron: use pool='mean' or 'max', not {pool!r}."
+            f"INVERT needs one value per sample and neuron: use pool='mean', 'max' or 'cls', not {pool!r}."
         )
     cfg = cfg.normalised()
     layer = sess.default_layer() if layer is None else layer
@@ -233,8 +237,8 @@ def explain(
     concepts = _checks.concept_table(sess, split, "INVERT")
     _checks.concept_fractions(concepts, cfg.min_fraction, cfg.max_fraction)
     if neurons is not None:
-        _checks.neuron_indices(neurons, _checks.layer_width(sess, layer), layer)
-    acts = sess.activations(layer, split=split, pool=pool)
+        _checks.neuron_indices(neurons, layer_width(sess, layer, neuron_axis), layer)
+    acts = sess.activations(layer, split=split, pool=pool, neuron_axis=neuron_axis)
     progress = getattr(sess, "progress", True) if progress is None else progress
     device = getattr(sess, "device", acts.device)
     r = explain_activations(
@@ -246,6 +250,13 @@ def explain(
         layer=layer,
         progress=progress,
     )
-    r.split, r.pool = split, pool
+    r.split, r.pool, r.neuron_axis = split, pool, neuron_axis
     r._session = sess
     return r
+
+
+def layer_width(sess: Session, layer: str, neuron_axis: int | None = None) -> int:
+    """The number of neurons of ``layer``: the size of its neuron axis (see
+    :meth:`repwidgets.Session.layout`), from the one-sample probe of the session."""
+    layout = sess.layout(layer, neuron_axis)
+    return int(sess.layer_shapes()[layer][layout.neuron_axis - 1])

@@ -30,7 +30,8 @@ class InvertResult(Result):
             approximation, tie-corrected); ``log10_p`` stays finite where ``p`` underflows.
         neurons: int64 [N], the neurons' indices in the layer.
         concept_names: the K concept names.
-        layer, split, pool, mode, params: how it was computed.
+        layer, split, pool, neuron_axis, mode, params: how it was computed
+            (``neuron_axis`` None: the session's layout of the layer).
         beams: with ``return_beam=True``, per neuron the final beam (best first), each
             entry a formula dict plus ``auc``, ``fraction``, ``p_value``, ``log10_p``.
         top_indices: int64 [N, k], the k samples with the highest activation (lowest in
@@ -49,6 +50,7 @@ class InvertResult(Result):
     layer: str | None = None
     split: str | None = None
     pool: str | None = None
+    neuron_axis: int | None = None
     mode: str = "positive"
     beams: list | None = None
     top_indices: torch.Tensor | None = None
@@ -128,7 +130,10 @@ class InvertResult(Result):
                 "run rw.invert.explain(sess, layer) to read activations."
             )
         acts = sess.activations(
-            self.layer, split=split or self.split or "test", pool=self.pool or "mean"
+            self.layer,
+            split=split or self.split or "test",
+            pool=self.pool or "mean",
+            neuron_axis=self.neuron_axis,
         )
         return acts.detach().float().cpu()[:, self.neurons]
 
