@@ -425,9 +425,10 @@ def _bool_column(series: pd.Series, files: Sequence[str]) -> np.ndarray:
         )
     if len(bad):
         row = int(bad[0])
+        value = values[row].item() if isinstance(values[row], np.generic) else values[row]
         raise ValueError(
             f"Concept column {str(series.name)!r} is not boolean: row {row} ({files[row]!r}) "
-            f"holds {values[row]!r} ({len(bad)} bad value(s) in all). Concept columns hold 0/1 "
+            f"holds {value!r} ({len(bad)} bad value(s) in all). Concept columns hold 0/1 "
             "or True/False; fix those values, or leave the column out with "
             "concept_columns=[...]."
         )
