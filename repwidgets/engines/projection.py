@@ -15,7 +15,8 @@ matrix too large to cache in float32 is cached as int8 signs (a quarter of the
 memory) when that fits, and converted block by block.
 
 The product itself runs in steps bounded by ``chunk_mb``: a slice of a block's rows
-(parameters) times the matching columns of a slice of the samples, so that no
+(parameters) times the matching columns of a slice of the samples (a Rademacher block
+is held as int8 signs and converted to floats one slice at a time), so that no
 ``[samples, parameters]`` by ``[parameters, p]`` product larger than the budget is
 formed at once. The steps only change the order of the sums: the result equals the
 unchunked product up to float rounding. :meth:`JLProjection.project_parts` takes the
@@ -135,27 +136,35 @@ class JLProjection:
 
     def block(self, index: int) -> torch.Tensor:
         """Block ``index`` of ``P``: rows ``rows(index)``, shape [rows, proj_dim], scaled."""
+        return self._scaled(self._generated(index))
+
+    def _scaled(self, raw: torch.Tensor) -> torch.Tensor:
+        """Rows of a generated block as ``P``'s entries (int8 signs converted and scaled)."""
+        if raw.is_floating_point():
+            return raw
+        return raw.to(self.dtype).mul_(1.0 / math.sqrt(self.proj_dim))
+
+    def _generated(self, index: int) -> torch.Tensor:
+        """Block ``index`` as generated: scaled floats, or (Rademacher, unless the float
+        matrix is cached) int8 signs, a quarter of the memory, converted by the caller."""
         if not 0 <= index < self.n_blocks:
             raise IndexError(f"Block {index} out of range: the projection has {self.n_blocks}.")
-        scale = 1.0 / math.sqrt(self.proj_dim)
         cached = self._blocks.get(index)
         if cached is not None:
-            return cached if self.cache == "full" else cached.to(self.dtype).mul_(scale)
+            return cached
         rows = self.rows(index)
-        n_rows = rows.stop - rows.start
         gen = torch.Generator(device=self.device)
         gen.manual_seed(block_seed(self.seed, index))
-        shape = (n_rows, self.proj_dim)
+        shape = (rows.stop - rows.start, self.proj_dim)
         if self.kind == "rademacher":
             bits = torch.randint(0, 2, shape, generator=gen, device=self.device, dtype=torch.int8)
-            signs = bits.mul_(2).sub_(1)
-            if self.cache == "int8":
-                self._blocks[index] = signs
-            out = signs.to(self.dtype).mul_(scale)
+            out = bits.mul_(2).sub_(1)
+            if self.cache == "full":
+                out = self._scaled(out)
         else:
             out = torch.randn(shape, generator=gen, device=self.device, dtype=self.dtype)
-            out.mul_(scale)
-        if self.cache == "full":
+            out.mul_(1.0 / math.sqrt(self.proj_dim))
+        if self.cache != "none":
             self._blocks[index] = out
         return out
 
@@ -201,11 +210,11 @@ class JLProjection:
         held_k, block = -1, None
         for k, piece, lo, hi in self._overlaps(offsets, widths):
             if k != held_k:
-                held_k, block = k, self.block(k)
+                held_k, block = k, self._generated(k)
             x, start = parts[piece], self.rows(k).start
             for r0 in range(lo, hi, rows_step):
                 r1 = min(r0 + rows_step, hi)
-                weights = block[r0 - start : r1 - start]
+                weights = self._scaled(block[r0 - start : r1 - start])
                 cols = slice(r0 - offsets[piece], r1 - offsets[piece])
                 for s0 in range(0, batch, samples_step):
                     s1 = min(s0 + samples_step, batch)

@@ -21,10 +21,13 @@ def as_float_matrix(X, name: str = "X") -> Tensor:
         X = torch.from_numpy(X)
     if not isinstance(X, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(X).__name__}.")
-    if X.ndim == 4:
+    if X.ndim > 2:
         raise ValueError(
-            f"{name} has shape {tuple(X.shape)}: expected pooled activations [n, C]. "
-            f"Average the spatial dimensions first, e.g. {name}.mean(dim=(2, 3))."
+            f"{name} has shape {tuple(X.shape)}: expected pooled activations [n, C]. Pool "
+            "the positions (or tokens) on the layer's neuron axis first: "
+            "sess.activations(layer, pool='mean'), or "
+            f"repwidgets.layouts.Layout(axis, {X.ndim}).pool({name}, 'mean') with axis 1 "
+            f"for [n, C, H, W], {X.ndim - 1} (the last dim) for tokens or channels-last."
         )
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix [n, C]; got shape {tuple(X.shape)}.")
