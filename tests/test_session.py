@@ -257,3 +257,66 @@ def test_finite_checked_counts_indices_across_batches():
         for batch in finite_checked(batches, split="val"):
             seen.append(batch)
     assert len(seen) == 2
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def test_bf16_extraction_stays_within_the_stated_tolerance_and_stores_float32(tiny):
+    from repwidgets.session import PRECISION_TOLERANCE
+
+    model, X, y, exact = tiny
+    assert exact.precision == "float32"  # "auto" on the CPU
+    sess = Session(model, (X, y), device="cpu", batch_size=10, progress=False, precision="bf16")
+    for got, want in [
+        (sess.activations("features.conv1"), exact.activations("features.conv1")),
+        (
+            sess.activations("features.relu1", pool=None),
+            exact.activations("features.relu1", pool=None),
+        ),
+        (sess.logits(), exact.logits()),
+    ]:
+        assert got.dtype == torch.float32
+        error = relative_error(got, want)
+        assert 0 < error < PRECISION_TOLERANCE["bf16"]  # bf16 did run, and stayed close
+
+
+def test_autocast_follows_the_precision_and_restores_tf32(tiny):
+    model, X, y, exact = tiny
+    sess = Session(model, (X, y), device="cpu", progress=False, precision="bf16")
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    with sess.autocast():
+        assert sess.forward(X[:2]).dtype == torch.bfloat16
+    with sess.autocast(enabled=False):
+        assert sess.forward(X[:2]).dtype == torch.float32
+    with exact.autocast():
+        assert exact.forward(X[:2]).dtype == torch.float32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with pytest.raises(
+        ValueError, match=r"precision must be one of \('auto', 'float32', 'tf32', 'bf16'\)"
+    ):
+        Session(model, (X, y), device="cpu", precision="fp8")
+
+
+def test_auto_batch_size_fits_the_available_memory(tiny, monkeypatch):
+    import repwidgets.session as session_module
+
+    model, X, y, _ = tiny
+    assert Session(model, (X, y), device="cpu").batch_size == 256  # the CPU default
+    per_sample = 4 * (3 * 8 * 8 + 3 * 4 * 8 * 8 + 4 * 1 * 1 + 3)  # input + every layer
+    monkeypatch.setattr(session_module, "available_memory", lambda device: 40 * per_sample)
+    sess = Session(model, (X, y), device="cpu", progress=False)
+    assert sess.batch_size == 10  # a quarter of the memory
+    torch.testing.assert_close(sess.logits(), model(X))
+    with pytest.raises(ValueError, match="batch_size must be 'auto' or an int >= 1, got 0"):
+        Session(model, (X, y), device="cpu", batch_size=0)
+
+
+def test_batch_size_for_rounds_to_a_multiple_and_keeps_at_least_one():
+    from repwidgets.datasets.batches import batch_size_for
+
+    assert batch_size_for(2**20, 2**30, cap=4096) == 512
+    assert batch_size_for(2**20, 2**30, cap=100) == 96
+    assert batch_size_for(2**30, 2**20, cap=4096) == 1
+    assert batch_size_for(100, 1000, cap=4096, fraction=1.0, multiple=1) == 10
