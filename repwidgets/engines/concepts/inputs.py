@@ -27,7 +27,8 @@ def as_float_matrix(X, name: str = "X") -> Tensor:
             "the positions (or tokens) on the layer's neuron axis first: "
             "sess.activations(layer, pool='mean'), or "
             f"repwidgets.layouts.Layout(axis, {X.ndim}).pool({name}, 'mean') with axis 1 "
-            f"for [n, C, H, W], {X.ndim - 1} (the last dim) for tokens or channels-last."
+            f"for [n, C, H, W] (that is {name}.mean(dim=(2, 3))), {X.ndim - 1} (the last "
+            "dim) for tokens or channels-last."
         )
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix [n, C]; got shape {tuple(X.shape)}.")
