@@ -57,3 +57,85 @@ class DetectorNet(nn.Module):
 
     def forward(self, x):
         return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+def tiny_vit() -> nn.Module:
+    """A vision transformer with random weights: token layers [b, 17, 24] on 32-pixel images."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=24,
+        mlp_dim=48,
+        num_classes=4,
+    ).eval()
+
+
+class ChannelsLastNet(nn.Module):
+    """A ConvNeXt-like block working channels-last, [b, H, W, C], returning a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.norm = nn.LayerNorm(6)
+        self.fc = nn.Linear(6, 10)
+        self.act = nn.GELU()
+        self.head = nn.Linear(10, 4)
+
+    def forward(self, x):
+        x = self.act(self.fc(self.norm(self.conv(x).permute(0, 2, 3, 1))))
+        return {"logits": self.head(x.mean(dim=(1, 2))), "features": x}
+
+
+class SmallConvNet(nn.Module):
+    """Two unpadded convolutions and a head: normalising the input folds exactly into
+    the first convolution (no zero padding that a fold would change)."""
+
+    def __init__(self, width: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, width, 3)
+        self.relu2 = nn.ReLU()
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.relu2(self.conv2(self.relu1(self.conv1(x)))).mean(dim=(2, 3)))
+
+
+def fold_normalisation(model: SmallConvNet, mean, std) -> SmallConvNet:
+    """A copy of ``model`` whose first convolution applies ``(x - mean) / std`` itself."""
+    import copy
+
+    folded = copy.deepcopy(model)
+    m = torch.as_tensor(mean).view(1, 3, 1, 1)
+    s = torch.as_tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        w = model.conv1.weight
+        folded.conv1.weight.copy_(w / s)
+        folded.conv1.bias.copy_(model.conv1.bias - (w * m / s).sum(dim=(1, 2, 3)))
+    return folded
+
+
+def hooked_output(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module``'s output on ``model(x)``, read with a plain forward hook."""
+    store: dict = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.setdefault("out", out))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def image_data(n: int = 16, size: int = 32, seed: int = 1):
+    """Random images in [0, 1] and targets of 4 classes."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g), torch.randint(0, 4, (n,), generator=g)

@@ -151,6 +151,28 @@ def test_batching_does_not_mix_elements():
     assert torch.allclose(together, apart, atol=1e-5)
 
 
+def test_batching_does_not_change_the_random_transforms():
+    # Each element's transforms depend on its index only: chunks of any size give the
+    # images of one batch, and the seed still matters.
+    obj = _colour_objective(torch.tensor([2, 0, 1, 1, 0]))
+    kwargs = dict(steps=10, progress=False, seed=5)
+    together = fv.visualize(obj, 5, (3, 10, 10), **kwargs)
+    for batch_size in (1, 2, 3):
+        apart = fv.visualize(obj, 5, (3, 10, 10), batch_size=batch_size, **kwargs)
+        assert torch.allclose(together, apart, atol=1e-5)
+    other = fv.visualize(obj, 5, (3, 10, 10), **{**kwargs, "seed": 6})
+    assert (together - other).abs().max() > 1e-3
+
+
+def test_estimate_batch_size_ignores_what_every_batch_keeps():
+    # A big weight saved for the backward pass is not memory per image.
+    layer = torch.nn.Linear(3 * 8 * 8, 4096)
+    obj = lambda x, idx: layer(x.flatten(1))[:, 0]  # noqa: E731
+    size = fv.estimate_batch_size(obj, (3, 8, 8), "cpu", memory_budget_mb=4)
+    per_image = 4 * 2**20 / size
+    assert per_image < 3 * 4 * (3 * 8 * 8 + 4096 + 3 * 8 * 5 * 2 * 4)  # not the 3 MiB weight
+
+
 def test_render_scale_and_adamw_give_input_sized_images():
     obj = _colour_objective(torch.tensor([1]))
     out = fv.visualize(

@@ -246,20 +246,27 @@ def estimate_batch_size(
 ) -> int:
     """How many images fit in ``memory_budget_mb`` during optimisation (at least 1).
 
-    Runs the objective once on ``probe`` images and measures what autograd keeps for
-    the backward pass, plus the parameters, optimiser state and rendering buffers.
+    Runs the objective once on ``probe`` images and once on ``2 * probe`` and measures
+    what autograd keeps for the backward pass: the difference is the memory of
+    ``probe`` images (tensors kept whatever the batch, such as a layer's weights, cancel
+    out), plus the parameters, optimiser state and rendering buffers.
     """
     c, h, w = image_shape
     rh, rw = max(h, round(h * render_scale)), max(w, round(w * render_scale))
-    img = FourierImage(probe, c, rh, rw, device=device, generator=torch.Generator().manual_seed(0))
-    idx = torch.arange(probe, device=img.params.device)
 
-    def run() -> Tensor:
-        x = random_affine(img.render(), (h, w), torch.Generator().manual_seed(0), Transforms())
-        return objective(x, idx).sum()
+    def saved(m: int) -> int:
+        gen = torch.Generator().manual_seed(0)
+        img = FourierImage(m, c, rh, rw, device=device, generator=gen)
+        idx = torch.arange(m, device=img.params.device)
 
-    per_image = _saved_bytes(run) / probe
-    per_image += 4 * img.params[0].numel() * 4  # params, grad, two Adam moments
+        def run() -> Tensor:
+            x = random_affine(img.render(), (h, w), torch.Generator().manual_seed(0), Transforms())
+            return objective(x, idx).sum()
+
+        return _saved_bytes(run)
+
+    per_image = max(saved(2 * probe) - saved(probe), 0) / probe
+    per_image += 4 * c * rh * (rw // 2 + 1) * 2 * 4  # params, grad, two Adam moments
     per_image *= 1.5  # temporaries of the backward pass
     return max(1, int(memory_budget_mb * 2**20 // max(per_image, 1.0)))
 
