@@ -15,6 +15,12 @@ models trained on random 50% subsets whose target margins the scores must predic
     python benchmarks/bench_attribution.py            # default (about 3 min on 2 cores)
     python benchmarks/bench_attribution.py --quick    # tiny run
     python benchmarks/bench_attribution.py --full     # larger sizes, repeats
+    python benchmarks/bench_attribution.py --projection   # the projection budget only
+
+Projection budget: per-sample gradients of a D-parameter model (random, as a list of
+parameter tensors) projected as before (concatenated to [B, D], whole blocks of P)
+and in steps of ``proj_chunk_mb`` (pieces per tensor, int8 signs converted per step):
+peak memory increase and time of each, and the largest difference of the features.
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ sys.path.insert(0, str(HERE))
 
 SIZES = {
     "quick": dict(n=64, image=32, proj_dim=256, batch=32, repeats=1, n_noproj=32,
-                  lds_subsets=8, lds_models=2, lds_targets=40, lds_proj=256, lds_epochs=4),
+                  lds_subsets=8, lds_models=2, lds_targets=40, lds_proj=256, lds_epochs=4,
+                 proj_params=250_000, proj_batch=8, proj_p=256, proj_chunk_mb=4),
     "default": dict(n=256, image=32, proj_dim=1024, batch=64, repeats=1, n_noproj=64,
-                    lds_subsets=20, lds_models=3, lds_targets=100, lds_proj=512, lds_epochs=8),
+                    lds_subsets=20, lds_models=3, lds_targets=100, lds_proj=512, lds_epochs=8,
+                    proj_params=1_000_000, proj_batch=16, proj_p=1024, proj_chunk_mb=16),
     "full": dict(n=1024, image=64, proj_dim=2048, batch=64, repeats=3, n_noproj=128,
-                 lds_subsets=50, lds_models=5, lds_targets=200, lds_proj=1024, lds_epochs=10),
+                 lds_subsets=50, lds_models=5, lds_targets=200, lds_proj=1024, lds_epochs=10,
+                 proj_params=4_000_000, proj_batch=16, proj_p=2048, proj_chunk_mb=64),
 }  # fmt: skip
 
 
@@ -134,7 +143,54 @@ def child_traker(cfg: dict) -> dict:
             "peak_rss_mb": _peak_mb(), "peak_rss_increase_mb": _peak_mb() - base}  # fmt: skip
 
 
-CHILDREN = {"raw": child_raw, "ours": child_ours, "traker": child_traker}
+def child_projection(cfg: dict) -> dict:
+    """Project per-sample gradients given as parameter pieces: whole or in steps."""
+    from repwidgets.engines.projection import JLProjection
+
+    torch.set_num_threads(1)
+    D, B, p = cfg["proj_params"], cfg["proj_batch"], cfg["proj_p"]
+    sizes = [D // 4, D // 2, D - D // 4 - D // 2]  # three parameter tensors
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.randn(B, d, generator=g) for d in sizes]
+    chunk = cfg["proj_chunk_mb"] if cfg["mode"] == "chunked" else None
+    proj = JLProjection(D, p, seed=0, cache_mb=0, chunk_mb=chunk)
+    base = _peak_mb()
+    start = time.perf_counter()
+    if cfg["mode"] == "chunked":
+        phi = proj.project_parts(parts)
+    else:
+        phi = proj.project(torch.cat(parts, dim=1))
+    seconds = time.perf_counter() - start
+    path = Path(cfg["out"]) / f"{cfg['mode']}.pt"
+    torch.save(phi, path)
+    return {"seconds": seconds, "peak_rss_increase_mb": _peak_mb() - base, "path": str(path)}
+
+
+def projection_budget(cfg: dict) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = run_child("projection", {**cfg, "mode": "whole", "out": tmp})
+        chunked = run_child("projection", {**cfg, "mode": "chunked", "out": tmp})
+        a = torch.load(whole["path"], weights_only=True)
+        b = torch.load(chunked["path"], weights_only=True)
+    return {
+        "n_params": cfg["proj_params"],
+        "batch": cfg["proj_batch"],
+        "proj_dim": cfg["proj_p"],
+        "proj_chunk_mb": cfg["proj_chunk_mb"],
+        "whole_peak_rss_increase_mb": round(whole["peak_rss_increase_mb"], 1),
+        "chunked_peak_rss_increase_mb": round(chunked["peak_rss_increase_mb"], 1),
+        "chunked_time_ratio": round(chunked["seconds"] / whole["seconds"], 2),
+        "max_abs_difference": float((a - b).abs().max()),
+        "feature_scale": float(a.abs().max()),
+    }
+
+
+CHILDREN = {
+    "raw": child_raw,
+    "ours": child_ours,
+    "traker": child_traker,
+    "projection": child_projection,
+}
 
 
 def run_child(kind: str, cfg: dict) -> dict:
@@ -239,6 +295,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--projection", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "CONFIG"))
     args = parser.parse_args()
     if args.child:
@@ -250,6 +307,9 @@ def main() -> None:
 
     size = "quick" if args.quick else "full" if args.full else "default"
     cfg = SIZES[size]
+    if args.projection:
+        emit("attribution_projection", {"size": size, "device": "cpu", **projection_budget(cfg)})
+        return
     ours, ref = [], []
     for _ in range(cfg["repeats"]):  # interleaved, so load changes hit both alike
         ours.append(run_child("ours", cfg))
@@ -300,6 +360,7 @@ def main() -> None:
                 "note": "gradients + storage only for traker (its kernel would be D x D)",
             },
             "lds": lds,
+            "projection_budget": projection_budget(cfg),
         },
     )
 
