@@ -237,14 +237,16 @@ def _root(root: str | os.PathLike) -> Path:
 def find_images(root: str | os.PathLike) -> list[str]:
     """Every image file under ``root`` (recursively, hidden names skipped), as sorted
     paths relative to ``root`` with ``/`` separators."""
-    folder = Path(root)
     out = []
-    for here, dirs, names in os.walk(folder):
+    for here, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel = Path(here).relative_to(folder)
-        for file in names:
-            if not file.startswith(".") and file.lower().endswith(IMAGE_EXTENSIONS):
-                out.append((rel / file).as_posix())
+        rel = Path(here).relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        out += [
+            prefix + f
+            for f in names
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
     return sorted(out)
 
 
@@ -305,15 +307,18 @@ def _column(frame: pd.DataFrame, column: str, role: str, fix: str) -> pd.Series:
     return series
 
 
-def _relative(value: Any, root: Path) -> str:
-    """A table's file entry as a clean relative posix path (absolute paths inside root too)."""
+def _relative(value: Any, roots: tuple[str, ...]) -> str:
+    """A table's file entry as a clean relative posix path; ``roots`` (the folder as given
+    and resolved, posix) are taken off absolute paths inside it."""
     text = str(value).strip().replace("\\", "/")
+    if not text.startswith(("/", "./")) and "//" not in text and "/./" not in text:
+        return text  # already clean: the common case, kept fast for large tables
     path = PurePosixPath(text)
     if path.is_absolute():
-        try:
-            path = path.relative_to(root.resolve().as_posix())
-        except ValueError:
+        inside = [path.relative_to(r) for r in roots if path.is_relative_to(r)]
+        if not inside:
             return text
+        path = inside[0]
     return "/".join(p for p in path.parts if p not in ("", "."))
 
 
@@ -663,7 +668,7 @@ def image_folder(
             folder names or class values; with int class ids, ``"0"``, ``"1"``, ...).
         check_files: open and decode every image now, listing every unreadable file (and,
             with ``image_size=None``, every file of a different size) in one error.
-            Default None checks when there are at most 1,000 images (about a second) and
+            Default None checks when there are at most 1,000 images (seconds at most) and
             otherwise reads each image only when a sample is first used: decoding 50,000
             JPEGs takes minutes, and a file that cannot be read is still named, with its
             path, by the error raised when it is read. Pass True once after collecting data.
@@ -700,7 +705,8 @@ def image_folder(
         samples = found
     else:
         fix = "Pass file_column= naming the column of file paths relative to root."
-        samples = [_relative(v, folder) for v in _column(frame, file_column, "file", fix)]
+        roots = (folder.absolute().as_posix(), folder.resolve().as_posix())
+        samples = [_relative(v, roots) for v in _column(frame, file_column, "file", fix)]
         _match(samples, found, folder, file_column, unlisted)
     if class_column is not None:
         fix = "Pass class_column= naming the column with each file's class."
