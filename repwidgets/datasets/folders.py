@@ -45,7 +45,7 @@ class ImageFileError(ValueError):
 
 def _listing(items: Sequence[Any], shown: int = _SHOWN) -> str:
     """``'a', 'b', 'c' and 4 more`` for error messages."""
-    head = ", ".join(repr(str(x)) for x in items[:shown])
+    head = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in items[:shown])
     return head + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
