@@ -257,7 +257,7 @@ def estimate_batch_size(
     def saved(m: int) -> int:
         gen = torch.Generator().manual_seed(0)
         img = FourierImage(m, c, rh, rw, device=device, generator=gen)
-        idx = torch.arange(m, device=img.params.device)
+        idx = torch.arange(m, device=img.params.device) % probe  # elements 0..probe-1
 
         def run() -> Tensor:
             x = random_affine(img.render(), (h, w), torch.Generator().manual_seed(0), Transforms())
