@@ -52,16 +52,11 @@ def split_size(sess, split: str) -> int:
     return n
 
 
-def layer_width(sess, layer: str) -> int:
-    """Neurons (channels) of ``layer`` as pooled activations count them, from one sample."""
-    sess.module(layer)
-    shape = sess.layer_shapes().get(layer)
-    if not shape:
-        raise ValueError(
-            f"Layer {layer!r} gives no tensor with a neuron axis (output shape {shape}); "
-            "choose a layer whose output is [batch, C, ...]."
-        )
-    return int(shape[0])
+def layer_width(sess, layer: str, neuron_axis: int | None = None) -> int:
+    """Neurons of ``layer`` as pooled activations count them: the size of its neuron axis
+    (see :meth:`repwidgets.session.Session.layout`), from one sample."""
+    layout = sess.layout(layer, neuron_axis)
+    return int(sess.layer_shapes()[layer][layout.neuron_axis - 1])
 
 
 def neuron_indices(neurons, width: int, layer: str, minimum: int = 1) -> None:
