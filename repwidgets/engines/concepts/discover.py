@@ -264,7 +264,7 @@ def discover(
     module = sess.module(layer)
     layout = sess.layout(layer, neuron_axis)
     n_split = _checks.split_size(sess, split)
-    width = int(sess.layer_shapes()[layer][layout.neuron_axis - 1])
+    width = _checks.layer_width(sess, layer, neuron_axis)
     of = f"layer {layer!r} on split {split!r}"
     _checks.n_components(cfg.n_components, n_split, width, of=of)
     _checks.one_of("objective", objective, OBJECTIVES)

@@ -237,7 +237,7 @@ def explain(
     concepts = _checks.concept_table(sess, split, "INVERT")
     _checks.concept_fractions(concepts, cfg.min_fraction, cfg.max_fraction)
     if neurons is not None:
-        _checks.neuron_indices(neurons, layer_width(sess, layer, neuron_axis), layer)
+        _checks.neuron_indices(neurons, _checks.layer_width(sess, layer, neuron_axis), layer)
     acts = sess.activations(layer, split=split, pool=pool, neuron_axis=neuron_axis)
     progress = getattr(sess, "progress", True) if progress is None else progress
     device = getattr(sess, "device", acts.device)
@@ -253,10 +253,3 @@ def explain(
     r.split, r.pool, r.neuron_axis = split, pool, neuron_axis
     r._session = sess
     return r
-
-
-def layer_width(sess: Session, layer: str, neuron_axis: int | None = None) -> int:
-    """The number of neurons of ``layer``: the size of its neuron axis (see
-    :meth:`repwidgets.Session.layout`), from the one-sample probe of the session."""
-    layout = sess.layout(layer, neuron_axis)
-    return int(sess.layer_shapes()[layer][layout.neuron_axis - 1])
