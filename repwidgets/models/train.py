@@ -127,7 +127,9 @@ def train_model(
     dev = resolve_device(device)
     model.to(dev)
     gen = torch.Generator().manual_seed(int(seed))
-    loader = DataLoader(ds, batch_size=int(batch_size), shuffle=True, generator=gen)
+    loader = DataLoader(
+        ds, batch_size=int(batch_size), shuffle=True, generator=gen, pin_memory=dev.type == "cuda"
+    )
     steps_per_epoch = len(loader)
     total = steps_per_epoch * int(epochs)
     n_warm = max(1, int(round(warmup * total)))
@@ -226,14 +228,16 @@ def predict(
     dev = resolve_device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, pin_memory=dev.type == "cuda"
+    )
     out = []
     try:
         for x, _ in progress_bar(loader, total=len(loader), desc="predicting", enable=progress):
-            out.append(model(x.to(dev)).float().cpu())
+            out.append(model(x.to(dev, non_blocking=True)).float())
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, 0)
+    return torch.cat(out).cpu() if out else torch.zeros(0, 0)
 
 
 def _model_device(model: nn.Module) -> torch.device:
