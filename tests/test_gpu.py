@@ -171,3 +171,17 @@ def test_trak_matches_the_cpu():
         copy.deepcopy(model), (X, y), (X[:4], y[:4]), device="cuda", **kw
     )
     assert relative_error(b.scores, a.scores) < 1e-3
+
+
+def test_prefetched_batches_arrive_on_the_gpu_in_order():
+    from repwidgets.datasets.batches import batch_loader, prefetched
+
+    X = torch.arange(40 * 3, dtype=torch.float32).view(40, 3)
+    dataset = torch.utils.data.TensorDataset(X, torch.arange(40))
+    device = torch.device("cuda")
+    loader = batch_loader(dataset, 16, device)
+    assert loader.pin_memory
+    got = list(prefetched(loader, device=device))
+    assert all(x.device.type == "cuda" and y.device.type == "cuda" for x, y in got)
+    torch.testing.assert_close(torch.cat([x for x, _ in got]).cpu(), X)
+    torch.testing.assert_close(torch.cat([y for _, y in got]).cpu(), torch.arange(40))
