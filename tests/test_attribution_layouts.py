@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from method_layout_cases import (
-    VIT_BLOCK,
-    ChannelsLast,
     Unwrapped,
     channels_last_session,
     raw_output,
     vit_session,
 )
+from own_models import VIT_BLOCK, ChannelsLast
 
 from repwidgets.engines import attribution as A
 from repwidgets.engines.attribution.probes import probe_activations

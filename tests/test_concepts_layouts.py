@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from method_layout_cases import (
-    VIT_BLOCK,
     channels_last_session,
     output_and_gradient,
     raw_output,
     vit_session,
 )
+from own_models import VIT_BLOCK
 from torch.utils.data import DataLoader
 
 import repwidgets as rw

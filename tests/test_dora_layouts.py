@@ -20,8 +20,8 @@ from dora_cases import (
     fold_normalisation,
     hooked_output,
     image_data,
-    tiny_vit,
 )
+from own_models import tiny_vit
 from torch import nn
 
 import repwidgets as rw

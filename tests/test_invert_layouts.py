@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 from method_layout_cases import (
-    VIT_BLOCK,
     channels_last_session,
     raw_output,
     vit_session,
 )
+from own_models import VIT_BLOCK
 
 import repwidgets as rw
 

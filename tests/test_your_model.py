@@ -13,43 +13,13 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from own_models import ChannelsLast, tiny_vit
 from torch import nn
 
 import repwidgets as rw
 from repwidgets.datasets import DataBundle, TensorImageDataset
 
 N_TRAIN, N_TEST = 48, 40
-
-
-def tiny_vit() -> nn.Module:
-    torch.manual_seed(0)
-    return torchvision.models.VisionTransformer(
-        image_size=32,
-        patch_size=8,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=24,
-        mlp_dim=48,
-        num_classes=4,
-    ).eval()
-
-
-class ChannelsLast(nn.Module):
-    """A ConvNeXt-like block: convolution, then norm and linear layers on [b, H, W, C];
-    returns a dict."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.norm = nn.LayerNorm(6)
-        self.fc = nn.Linear(6, 10)
-        self.act = nn.GELU()
-        self.head = nn.Linear(10, 4)
-
-    def forward(self, x):
-        x = self.act(self.fc(self.norm(self.conv(x).permute(0, 2, 3, 1))))
-        return {"logits": self.head(x.mean(dim=(1, 2))), "features": x}
 
 
 class Unwrapped(nn.Module):
