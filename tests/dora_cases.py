@@ -91,18 +91,6 @@ def fold_normalisation(model: SmallConvNet, mean, std) -> SmallConvNet:
     return folded
 
 
-def hooked_output(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module``'s output on ``model(x)``, read with a plain forward hook."""
-    store: dict = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: store.setdefault("out", out))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
-
-
 def image_data(n: int = 16, size: int = 32, seed: int = 1):
     """Random images in [0, 1] and targets of 4 classes."""
     g = torch.Generator().manual_seed(seed)

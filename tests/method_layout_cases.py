@@ -55,18 +55,6 @@ def channels_last_session(**kw) -> rw.Session:
     return rw.Session(model, bundle(), device="cpu", progress=False, output="logits", **kw)
 
 
-def raw_output(model: nn.Module, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The module's output on ``images`` from a plain forward hook."""
-    store = {}
-    handle = module.register_forward_hook(lambda _m, _i, o: store.setdefault("o", o))
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        handle.remove()
-    return store["o"].detach()
-
-
 def output_and_gradient(model, module, images, select=lambda out: out):
     """(A, dA): the module's output and the gradient of the summed predicted logits
     with respect to it, from a plain hook that makes the output a leaf."""

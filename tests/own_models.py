@@ -42,3 +42,16 @@ class ChannelsLast(nn.Module):
     def forward(self, x):
         x = self.act(self.fc(self.norm(self.conv(x).permute(0, 2, 3, 1))))
         return {"logits": self.head(x.mean(dim=(1, 2))), "features": x}
+
+
+def hooked_output(model: nn.Module, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``module``'s output on ``model(images)``, read with a plain forward hook: the
+    reference that the session's and the engines' layer reads are compared with."""
+    store: dict = {}
+    handle = module.register_forward_hook(lambda _m, _i, out: store.setdefault("out", out))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        handle.remove()
+    return store["out"].detach()

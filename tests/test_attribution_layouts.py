@@ -8,10 +8,10 @@ import torch
 from method_layout_cases import (
     Unwrapped,
     channels_last_session,
-    raw_output,
     vit_session,
 )
 from own_models import VIT_BLOCK, ChannelsLast
+from own_models import hooked_output as raw_output
 
 from repwidgets.engines import attribution as A
 from repwidgets.engines.attribution.probes import probe_activations

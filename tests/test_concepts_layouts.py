@@ -8,10 +8,10 @@ import torch
 from method_layout_cases import (
     channels_last_session,
     output_and_gradient,
-    raw_output,
     vit_session,
 )
 from own_models import VIT_BLOCK
+from own_models import hooked_output as raw_output
 from torch.utils.data import DataLoader
 
 import repwidgets as rw

@@ -18,10 +18,9 @@ from dora_cases import (
     ChannelsLastNet,
     SmallConvNet,
     fold_normalisation,
-    hooked_output,
     image_data,
 )
-from own_models import tiny_vit
+from own_models import hooked_output, tiny_vit
 from torch import nn
 
 import repwidgets as rw

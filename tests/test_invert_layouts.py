@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from method_layout_cases import (
     channels_last_session,
-    raw_output,
     vit_session,
 )
 from own_models import VIT_BLOCK
+from own_models import hooked_output as raw_output
 
 import repwidgets as rw
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from own_models import ChannelsLast, tiny_vit
+from own_models import ChannelsLast, hooked_output, tiny_vit
 from torch import nn
 
 import repwidgets as rw
@@ -18,17 +18,6 @@ from repwidgets.layouts import AmbiguousLayout, Layout, choose_axis
 def data(n: int = 24, size: int = 32):
     g = torch.Generator().manual_seed(1)
     return torch.rand(n, 3, size, size, generator=g), torch.randint(0, 4, (n,), generator=g)
-
-
-def hooked_output(model, module, images, select=lambda o: o):
-    store = {}
-    handle = module.register_forward_hook(lambda _m, _i, o: store.setdefault("o", o))
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        handle.remove()
-    return store["o"]
 
 
 def test_token_layers_pool_over_tokens_and_equal_a_plain_hook():
