@@ -1,8 +1,10 @@
-"""The ``repwidgets`` command: ``repwidgets demo`` runs every method on the embedded default."""
+"""The ``repwidgets`` command: ``repwidgets demo`` runs every method on the embedded default;
+``repwidgets run job.toml`` runs a job file's steps (under ``torchrun`` on several ranks)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -50,7 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(METHODS)}, 'all' or 'none'",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    run = sub.add_parser(
+        "run",
+        help="run a job file's steps (extract, invert, ...), resumably; under torchrun on N ranks",
+        description="Run the steps of a job file. On several processes: "
+        "torchrun --nproc-per-node N -m repwidgets run job.toml",
+    )
+    run.add_argument("job", help="the job file (TOML)")
     return parser
+
+
+def run_job_file(args: argparse.Namespace) -> int:
+    from repwidgets.distributed.job import JobError
+    from repwidgets.distributed.runner import run_job
+
+    try:
+        out = run_job(args.job)
+    except (JobError, FileNotFoundError, ImportError) as exc:
+        print(f"repwidgets run: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[repwidgets run] output: {out}", flush=True)
+    return 0
 
 
 def _methods(spec: str) -> list[str]:
@@ -152,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "run":
+        return run_job_file(args)
     parser.print_help()
     return 0
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import io
 import math
+import os
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +34,7 @@ from repwidgets.datasets.batches import (
     prefetched,
 )
 from repwidgets.datasets.bundle import class_id
+from repwidgets.distributed.store import ActivationStore
 from repwidgets.hooks import Capture, StopForward, hooked
 from repwidgets.layouts import POOLS, Layout, choose_axis, feature_width, normalise_axis
 
@@ -233,6 +235,9 @@ class Session:
             Their relative error against float32 (Frobenius norm of the difference over
             that of the float32 result) stays within :data:`PRECISION_TOLERANCE`:
             1e-4 for float32 (GPU against CPU), 1e-2 for tf32, 4e-2 for bf16.
+        store: the folder of a distributed job's activation store (``<output>/store``,
+            see :mod:`repwidgets.distributed`): activations it holds for a layer and
+            split with the same pool and neuron axis are read from it, not recomputed.
 
     Example:
         >>> sess = Session(model, {"train": train_ds, "test": test_ds})  # doctest: +SKIP
@@ -253,6 +258,7 @@ class Session:
         output: str | int | Callable | None = None,
         neuron_axis: int | Mapping[str, int] | None = None,
         precision: str = "auto",
+        store: str | os.PathLike | None = None,
     ) -> None:
         from repwidgets.datasets import as_bundle
 
@@ -275,6 +281,7 @@ class Session:
         self._checked_splits: set[str] = set()
         self._spilled: set[tuple] = set()
         self._id = uuid.uuid4().hex[:12]
+        self.store = ActivationStore(store) if store is not None else None
 
     # --- data delegation -----------------------------------------------------------
     @property
@@ -525,11 +532,27 @@ class Session:
         layouts = {layer: self.layout(layer, neuron_axis) for layer in layers}
         keys = {layer: self._key(layer, split, pool, layouts[layer]) for layer in layers}
         missing = [layer for layer in layers if keys[layer] not in self._cache]
+        if missing and self.store is not None:
+            missing = [m for m in missing if not self._stored(m, split, pool, layouts[m], keys[m])]
         if missing:
             self._extract(missing, split, pool, {k: layouts[k] for k in missing})
         for key in keys.values():
             self._cache.move_to_end(key)
         return {layer: self._cache[keys[layer]] for layer in layers}
+
+    def _stored(self, layer: str, split: str, pool, layout: Layout, key: tuple) -> bool:
+        """Cache ``layer``'s rows from the store when it holds them (same pool and axis)."""
+        rows = self.store.lookup(layer, split, pool, layout.neuron_axis, self.n(split))
+        if rows is None:
+            return False
+        nbytes = rows.numel() * rows.element_size()
+        if nbytes <= self.memory_budget:
+            self._make_room(nbytes)
+            rows = rows.to(self.device, copy=True)
+        else:  # stays a memory-mapped CPU tensor, like a spilled extraction
+            self._spilled.add(key)
+        self._remember(key, rows)
+        return True
 
     def logits(self, split: str = "test") -> torch.Tensor:
         """Model outputs over a split, [n, n_classes]."""
