@@ -50,7 +50,7 @@ Example:
 from __future__ import annotations
 
 from .config import EMBEDDINGS, ENDS, ConceptConfig
-from .decompose import decompose
+from .decompose import decompose, decompose_gram, gram_matrix
 from .discover import discover, discover_activations
 from .maps import concept_map, concept_map_activations, plot_concept_maps
 from .relevance import OBJECTIVES, layer_relevance, relevance_z
@@ -66,8 +66,10 @@ __all__ = [
     "concept_map",
     "concept_map_activations",
     "decompose",
+    "decompose_gram",
     "discover",
     "discover_activations",
+    "gram_matrix",
     "layer_relevance",
     "plot_concept_maps",
     "relevance_z",

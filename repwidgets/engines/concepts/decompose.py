@@ -20,7 +20,7 @@ from repwidgets.engines import _checks
 
 from .inputs import as_float_matrix
 
-__all__ = ["decompose", "orient"]
+__all__ = ["decompose", "decompose_gram", "gram_matrix", "orient"]
 
 
 def decompose(
@@ -59,25 +59,83 @@ def decompose(
         )
     mean = X.mean(dim=0, dtype=torch.float64)
     if n >= 2 * C:
-        rows = batch_rows or max(1, (64 * 2**20) // (8 * C))
-        gram = torch.zeros(C, C, dtype=torch.float64, device=X.device)
-        for start in range(0, n, rows):
-            block = X[start : start + rows].to(torch.float64)
-            gram.addmm_(block.T, block)
-        if center:
-            gram -= n * torch.outer(mean, mean)
-        gram = (gram + gram.T) / 2
-        evals, evecs = torch.linalg.eigh(gram)
-        evals = evals.flip(0).clamp_min(0)
-        S = evals.sqrt()
-        V = evecs.flip(1).T
-        total = gram.diagonal().sum()
-    else:
-        Xd = X.to(torch.float64)
-        if center:
-            Xd = Xd - mean
-        _, S, V = torch.linalg.svd(Xd, full_matrices=False)
-        total = (Xd * Xd).sum()
+        return decompose_gram(gram_matrix(X, batch_rows), mean, n, n_components, center)
+    Xd = X.to(torch.float64)
+    if center:
+        Xd = Xd - mean
+    _, S, V = torch.linalg.svd(Xd, full_matrices=False)
+    total = (Xd * Xd).sum()
+    return _kept(n_components, S, V, total, mean, center)
+
+
+def gram_matrix(X: Tensor, batch_rows: int | None = None) -> Tensor:
+    """``X^T X`` [C, C] in float64 for ``X`` [n, C], accumulated over row batches.
+
+    Sums over disjoint row blocks add up to the whole matrix, so shards of the rows
+    (on several processes) can each compute theirs and the sums be added.
+
+    Example:
+        >>> X = torch.rand(10, 3)
+        >>> bool(torch.allclose(gram_matrix(X[:4]) + gram_matrix(X[4:]), gram_matrix(X)))
+        True
+    """
+    X = as_float_matrix(X)
+    C = X.shape[1]
+    rows = batch_rows or max(1, (64 * 2**20) // (8 * C))
+    gram = torch.zeros(C, C, dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], rows):
+        block = X[start : start + rows].to(torch.float64)
+        gram.addmm_(block.T, block)
+    return gram
+
+
+def decompose_gram(
+    gram: Tensor,
+    mean: Tensor,
+    n: int,
+    n_components: int | float = 32,
+    center: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`decompose` from a precomputed Gram matrix ``X^T X`` and column mean of X.
+
+    Args:
+        gram: ``X^T X`` [C, C] (float64 recommended; e.g. summed over row shards with
+            :func:`gram_matrix`).
+        mean: the column mean of X [C].
+        n: the number of rows of X.
+        n_components, center: as in :func:`decompose`.
+
+    Returns:
+        ``(V [m, C], singular values [m], explained variance share [m], mean [C])`` as
+        :func:`decompose` returns them.
+
+    Example:
+        >>> X = torch.rand(100, 4)
+        >>> V, S, ev, mu = decompose_gram(gram_matrix(X), X.double().mean(0), 100, 2)
+        >>> bool(torch.allclose(S, decompose(X, 2)[1]))
+        True
+    """
+    C = int(gram.shape[0])
+    if gram.shape != (C, C) or tuple(mean.shape) != (C,):
+        raise ValueError(
+            f"gram must be [C, C] and mean [C]; got {tuple(gram.shape)} and {tuple(mean.shape)}."
+        )
+    _checks.n_components(n_components, n, C)
+    gram = gram.to(torch.float64)
+    mean = mean.to(device=gram.device, dtype=torch.float64)
+    if center:
+        gram = gram - n * torch.outer(mean, mean)
+    gram = (gram + gram.T) / 2
+    evals, evecs = torch.linalg.eigh(gram)
+    S = evals.flip(0).clamp_min(0).sqrt()
+    V = evecs.flip(1).T
+    return _kept(n_components, S, V, gram.diagonal().sum(), mean, center)
+
+
+def _kept(
+    n_components: int | float, S: Tensor, V: Tensor, total: Tensor, mean: Tensor, center: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The directions kept from a full decomposition (S descending, V's rows), checked."""
     if float(total) <= 0 or float(S[0]) <= 1e-12 * math.sqrt(max(float(total), 1e-300)):
         raise ValueError(
             "X has no variation to decompose: every sample has the same activation vector"
@@ -91,7 +149,7 @@ def decompose(
         warnings.warn(
             f"X has rank {rank} (numerically), fewer than the {m} directions asked for: "
             f"keeping {rank}.",
-            stacklevel=2,
+            stacklevel=3,
         )
         m = rank
     return (

@@ -23,7 +23,7 @@ from repwidgets.engines.ranks import auc_matrix
 
 from .clusters import Found, dominant_classes, find_outliers, membership, refine
 from .config import ConceptConfig
-from .decompose import decompose, orient
+from .decompose import decompose, decompose_gram, orient
 from .inputs import Inputs, check_inputs
 from .relevance import OBJECTIVES, layer_relevance, relevance_z
 from .result import ConceptResult
@@ -46,6 +46,7 @@ def discover_activations(
     concept_names: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     n_classes: int | None = None,
+    gram: tuple[Tensor, Tensor] | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> ConceptResult:
@@ -66,6 +67,10 @@ def discover_activations(
             is described by the labels its projection separates best (AUC).
         class_names: names of the classes (for tables and plots).
         n_classes: number of classes (default: from class_names or the labels).
+        gram: ``(X^T X [C, C], column mean of X [C])`` computed elsewhere (for example
+            summed over row shards on several processes, see
+            :func:`~repwidgets.engines.concepts.decompose.gram_matrix`); the directions
+            then come from it (:func:`~.decompose.decompose_gram`) instead of from X.
         progress: show a progress bar over directions.
         **overrides: settings of :class:`ConceptConfig` (``n_components``, ``center``,
             ``top_t``, ``embedding``, ...).
@@ -97,7 +102,7 @@ def discover_activations(
     _checks.n_components(cfg.n_components, n, C)
     cfg = cfg.check().effective(n)
 
-    V, S, share, mean, Xc, P = _directions(inputs.X, cfg)
+    V, S, share, mean, Xc, P = _directions(inputs.X, cfg, gram)
     rel_z = _relevance_of(inputs, V)
     found, pools = _concepts(Xc, P, V, cfg, progress)
     k = len(found)
@@ -146,13 +151,19 @@ def discover_activations(
     )
 
 
-def _directions(X: Tensor, cfg: ConceptConfig):
+def _directions(X: Tensor, cfg: ConceptConfig, gram: tuple[Tensor, Tensor] | None = None):
     """Steps 1-2: the top right singular vectors, oriented towards their tails.
 
     Returns ``(V [m, C], S [m], share [m], mean [C], Xc [n, C], P [n, m])`` where Xc is
-    X (centered when ``cfg.center``) and P its projections on the directions.
+    X (centered when ``cfg.center``) and P its projections on the directions. ``gram``:
+    a precomputed ``(X^T X, mean)`` to decompose instead of X.
     """
-    V, S, share, mean = decompose(X, cfg.n_components, cfg.center)
+    if gram is None:
+        V, S, share, mean = decompose(X, cfg.n_components, cfg.center)
+    else:
+        G, mu = gram
+        V, S, share, mean = decompose_gram(G, mu, X.shape[0], cfg.n_components, cfg.center)
+        V, S, share, mean = (t.to(X.device) for t in (V, S, share, mean))
     Xc = X - mean if cfg.center else X
     P = Xc @ V.T
     signs = orient(P, cfg.top_t)

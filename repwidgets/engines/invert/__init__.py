@@ -38,13 +38,14 @@ from __future__ import annotations
 from .config import MODES, InvertConfig
 from .explain import explain, explain_activations
 from .formulas import OPERATIONS, formula_mask
-from .result import InvertResult, plot_results
+from .result import InvertResult, concat_results, plot_results
 
 __all__ = [
     "MODES",
     "OPERATIONS",
     "InvertConfig",
     "InvertResult",
+    "concat_results",
     "explain",
     "explain_activations",
     "formula_mask",

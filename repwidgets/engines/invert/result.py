@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from repwidgets.results import Result, notebook_plot
 
 from .formulas import formula_mask
 
-__all__ = ["InvertResult", "plot_results"]
+__all__ = ["InvertResult", "concat_results", "plot_results"]
 
 
 @dataclass
@@ -153,6 +154,78 @@ class InvertResult(Result):
         """Bokeh layout: AUC distribution (one histogram per layer when ``others`` are
         given) and how often each concept appears in the formulas."""
         return plot_results([self, *others])
+
+
+def concat_results(parts: Sequence[InvertResult]) -> InvertResult:
+    """One result from results of the same layer on disjoint neuron subsets, in order.
+
+    The per-neuron fields (formulas, AUCs, p-values, neurons, beams, top samples) are
+    concatenated; every neuron's explanation depends only on its own activations, so
+    explaining blocks of neurons separately (on several processes) and concatenating
+    gives the result of explaining them together. Timings are summed.
+
+    Args:
+        parts: results of :func:`~repwidgets.engines.invert.explain_activations` with
+            the same concepts, settings and layer, each on its own neurons.
+
+    Returns:
+        :class:`InvertResult` over the neurons of all parts, in the order given.
+
+    Raises:
+        ValueError: no parts, or parts that differ in concepts, mode, layer or settings.
+
+    Example:
+        >>> a = explain_activations(acts, concepts, neurons=[0, 1])   # doctest: +SKIP
+        >>> b = explain_activations(acts, concepts, neurons=[2, 3])   # doctest: +SKIP
+        >>> concat_results([a, b]).neurons.tolist()                    # doctest: +SKIP
+        [0, 1, 2, 3]
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("concat_results needs at least one InvertResult.")
+    first = parts[0]
+    for r in parts[1:]:
+        same = (r.concept_names, r.mode, r.layer) == (first.concept_names, first.mode, first.layer)
+        if not same or _settings(r.params) != _settings(first.params):
+            raise ValueError(
+                "concat_results joins results of one layer with the same concepts and "
+                "settings; these parts differ (concept names, mode, layer or params)."
+            )
+
+    def cat(name: str) -> torch.Tensor | None:
+        values = [getattr(r, name) for r in parts]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    timings: dict = {}
+    for r in parts:
+        for key, value in r.timings.items():
+            if isinstance(value, (int, float)):
+                timings[key] = timings.get(key, 0) + value
+    beams = None if any(r.beams is None for r in parts) else [b for r in parts for b in r.beams]
+    return InvertResult(
+        formulas=[f for r in parts for f in r.formulas],
+        auc=cat("auc"),
+        fraction=cat("fraction"),
+        p_value=cat("p_value"),
+        log10_p=cat("log10_p"),
+        neurons=cat("neurons"),
+        concept_names=list(first.concept_names),
+        layer=first.layer,
+        split=first.split,
+        pool=first.pool,
+        neuron_axis=first.neuron_axis,
+        mode=first.mode,
+        params=dict(first.params),
+        beams=beams,
+        top_indices=cat("top_indices"),
+        top_values=cat("top_values"),
+        timings=timings,
+    )
+
+
+def _settings(params: dict) -> str:
+    """Settings compared as their JSON text (a saved result's tuples come back as lists)."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 @notebook_plot

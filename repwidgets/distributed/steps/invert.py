@@ -1,0 +1,139 @@
+"""The ``invert`` step: INVERT's formulas for every neuron, the neurons split over ranks.
+
+Every rank reads the layer's pooled activations (from the job's store, through the
+session) and the split's concept labels, explains its own blocks of neurons with
+:func:`~repwidgets.engines.invert.explain_activations` and saves each block's
+:class:`~repwidgets.engines.invert.InvertResult` (recorded in the manifest). The main
+rank gathers the blocks and joins them with
+:func:`~repwidgets.engines.invert.concat_results`: a neuron's formula depends only on
+its own activations, so the result equals :func:`rw.invert.explain
+<repwidgets.engines.invert.explain>` on one process.
+
+Job file:
+
+.. code-block:: toml
+
+    [[steps]]
+    name = "invert"
+    max_length = 3      # any InvertConfig setting
+    split = "test"      # default
+    block = 256         # neurons per resumable unit (default: one block per rank)
+
+Example:
+    >>> from repwidgets.engines.invert import InvertResult       # doctest: +SKIP
+    >>> r = InvertResult.load("out/results/invert/layer4.safetensors")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repwidgets.engines import _checks
+from repwidgets.engines.invert import (
+    InvertConfig,
+    InvertResult,
+    concat_results,
+    explain_activations,
+)
+
+from ._parts import blocks, engine_overrides, result_path, show_progress, step_layers, work_dir
+
+__all__ = ["NAME", "explain_sharded", "run"]
+
+NAME = "invert"
+
+
+def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
+    """Explain the neurons of every layer of the step; results in ``<out>/results/invert/``.
+
+    Args:
+        ctx: the :class:`~repwidgets.distributed.context.Context` of this rank.
+        job: the parsed job (``job.session(ctx)``, ``job.layers``).
+        step: the step's table from the job file (settings of :class:`InvertConfig`,
+            plus ``layers``, ``split``, ``pool``, ``block``).
+        out: the job's output folder.
+        manifest: this rank's :class:`~repwidgets.distributed.manifest.Manifest`.
+    """
+    cfg = InvertConfig.resolve(None, engine_overrides(step)).normalised()
+    layers = step_layers(job, step)
+    sess = job.session(ctx)
+    for layer in layers:
+        key = f"{layer}:result"
+        if manifest.done(NAME, key):
+            continue
+        result = explain_sharded(
+            ctx,
+            sess,
+            layer,
+            cfg,
+            split=step.get("split", "test"),
+            pool=step.get("pool", "mean"),
+            block=step.get("block"),
+            manifest=manifest,
+            work=work_dir(out, NAME, layer),
+        )
+        if ctx.is_main:
+            path = result_path(out, NAME, layer)
+            result.save(path)
+            manifest.record(NAME, key, path=str(path.relative_to(out)))
+        ctx.barrier()
+
+
+def explain_sharded(
+    ctx: Any,
+    sess: Any,
+    layer: str,
+    cfg: InvertConfig,
+    *,
+    split: str = "test",
+    pool: str = "mean",
+    block: int | None = None,
+    manifest: Any = None,
+    work: Path | None = None,
+) -> InvertResult | None:
+    """INVERT on ``layer`` with this rank's blocks of neurons; the joined result on the
+    main rank (None on the others).
+
+    Blocks already recorded in ``manifest`` are read back from ``work``; new ones are
+    saved there (atomically) and recorded. Every rank must call it (it gathers).
+
+    Example:
+        >>> r = explain_sharded(Context.single(), sess, "features.conv3", InvertConfig())  # doctest: +SKIP
+    """
+    if pool not in ("mean", "max", "cls"):
+        raise ValueError(f"INVERT needs pool='mean', 'max' or 'cls', not {pool!r}.")
+    sess.module(layer)
+    concepts = _checks.concept_table(sess, split, "INVERT")
+    _checks.concept_fractions(concepts, cfg.min_fraction, cfg.max_fraction)
+    acts = sess.activations(layer, split=split, pool=pool)
+    acts = acts.to(getattr(sess, "device", acts.device))
+    parts = []
+    for b in blocks(acts.shape[1], ctx.world, ctx.rank, block):
+        key = f"{layer}:{b.start}-{b.stop}"
+        path = None if work is None else Path(work) / f"neurons-{b.start}-{b.stop}.safetensors"
+        if manifest is not None and path is not None and manifest.done(NAME, key) and path.exists():
+            parts.append(InvertResult.load(path))
+            continue
+        part = explain_activations(
+            acts,
+            concepts,
+            sess.concept_names,
+            cfg,
+            neurons=list(b),
+            layer=layer,
+            progress=show_progress(ctx, sess),
+        )
+        if path is not None:
+            part.save(path)
+            part = InvertResult.load(path)  # the same form as a block read back on resume
+            if manifest is not None:
+                manifest.record(NAME, key, neurons=[b.start, b.stop])
+        parts.append(part)
+    gathered = ctx.all_gather_object(parts)
+    if not ctx.is_main:
+        return None
+    result = concat_results([p for rank_parts in gathered for p in rank_parts])
+    result.split, result.pool, result.neuron_axis = split, pool, None
+    result._session = sess
+    return result
