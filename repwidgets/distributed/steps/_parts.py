@@ -33,6 +33,7 @@ __all__ = [
     "save_tensors",
     "show_progress",
     "step_layers",
+    "step_pool",
     "work_dir",
 ]
 
@@ -51,6 +52,11 @@ def step_layers(job: Any, step: Mapping[str, Any]) -> list[str]:
             "(at the top or in the step's table)."
         )
     return [str(layer) for layer in layers]
+
+
+def step_pool(job: Any, step: Mapping[str, Any]) -> str:
+    """The pooling a step reads: its own ``pool`` or else the job's (the store's)."""
+    return str(step.get("pool", getattr(job, "pool", "mean")))
 
 
 def engine_overrides(step: Mapping[str, Any], own: Iterable[str] = ()) -> dict[str, Any]:

@@ -37,7 +37,15 @@ from repwidgets.engines.invert import (
     explain_activations,
 )
 
-from ._parts import blocks, engine_overrides, result_path, show_progress, step_layers, work_dir
+from ._parts import (
+    blocks,
+    engine_overrides,
+    result_path,
+    show_progress,
+    step_layers,
+    step_pool,
+    work_dir,
+)
 
 __all__ = ["NAME", "explain_sharded", "run"]
 
@@ -68,7 +76,7 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             layer,
             cfg,
             split=step.get("split", "test"),
-            pool=step.get("pool", "mean"),
+            pool=step_pool(job, step),
             block=step.get("block"),
             manifest=manifest,
             work=work_dir(out, NAME, layer),
