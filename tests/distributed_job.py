@@ -81,6 +81,7 @@ def write_job(
     lines += ["", "[session]", *(f"{k} = {value(v)}" for k, v in session.items()), ""]
     for step in steps:
         lines += ["[[steps]]", *(f"{k} = {value(v)}" for k, v in step.items()), ""]
+    Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / "job.toml"
     path.write_text("\n".join(lines))
     return path
