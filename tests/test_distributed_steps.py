@@ -97,3 +97,47 @@ def test_invert_step_equals_one_process(job, tmp_path, world, block):
     keys = Manifest(tmp_path).keys("invert")
     n_blocks = len([k for k in keys if not k.endswith("result")])
     assert n_blocks == (world if block is None else 8)
+
+
+def test_invert_resumes_from_recorded_blocks(job, tmp_path):
+    """A rerun after a crash takes the recorded blocks as they are and redoes the rest."""
+    import json
+
+    from repwidgets.distributed.steps import invert as step_module
+
+    step = {"name": "invert", "max_length": 1, "beam_size": 2}
+    run_world(step_module, job, step, tmp_path, 2)
+    block = tmp_path / "work/invert/features.conv2/neurons-0-8.safetensors"
+    part = rw.invert.InvertResult.load(block)
+    part.auc[0] = 0.123  # marks the block: a rerun that recomputed it would lose this
+    part.save(block)
+    (tmp_path / "work/invert/features.conv2/neurons-8-16.safetensors").unlink()
+    for r in range(2):  # the crash: rank 1's block and the result were never recorded
+        path = tmp_path / f"manifest/rank-{r}.json"
+        records = json.loads(path.read_text())
+        records["invert"] = {k: v for k, v in records["invert"].items() if "0-8" in k}
+        path.write_text(json.dumps(records))
+    run_world(step_module, job, step, tmp_path, 2)
+    got = rw.invert.InvertResult.load(tmp_path / "results/invert/features.conv2.safetensors")
+    ref = rw.invert.explain(job.session(), "features.conv2", max_length=1, beam_size=2)
+    assert float(got.auc[0]) == pytest.approx(0.123)
+    assert torch.equal(got.auc[1:], ref.auc[1:].to(got.auc.dtype))
+
+
+# ----------------------------------------------------------------- dora
+
+
+def test_dora_step_equals_one_process(job, tmp_path):
+    from repwidgets.distributed.steps import dora as step_module
+
+    settings = {"n_signals": 2, "steps": 6, "embedding": "mds"}
+    run_world(step_module, job, {"name": "dora", **settings}, tmp_path, 2)
+    got = rw.dora.DoraResult.load(tmp_path / "results/dora/features.conv2.safetensors")
+    ref = rw.dora.analyze(job.session(), "features.conv2", progress=False, **settings)
+    torch.testing.assert_close(got.signals, ref.signals, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.activations, ref.activations, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        torch.as_tensor(got.distances), torch.as_tensor(ref.distances), rtol=1e-4, atol=1e-5
+    )
+    assert got.outliers() == ref.outliers() and got.dead() == ref.dead()
+    assert got.params == rw.dora.DoraResult.load(ref.save(tmp_path / "ref.safetensors")).params
