@@ -8,7 +8,10 @@ Two layers, as for every engine:
 * the session-level entry points, :func:`probe_layers`, :func:`concept_attribution`
   and :func:`removal_experiment` (settings in :class:`ConceptAttributionConfig`): for a concept (a label of the session's data, or a
   selection of samples), where in the network it lives and which training samples
-  taught it.
+  taught it; :func:`neuron_attribution` (settings in :class:`NeuronAttributionConfig`):
+  which training samples taught one neuron to fire on its top-activating samples.
+  Long runs take ``cancel`` (a ``threading.Event``; :class:`Cancelled` is raised) and
+  ``on_progress(done, total, stage)``.
 
 TRAK (Park et al., 2023) in brief, for M checkpoints c = 1..M:
 
@@ -46,8 +49,9 @@ The package, by concern: :mod:`.outputs` (output functions), :mod:`.featurize`
 (kernel solve), :mod:`.trak` (the :class:`TRAK` orchestrator and :func:`trak_scores`),
 :mod:`.lds` (linear datamodeling score), :mod:`.probes` (linear concept probes),
 :mod:`.ensemble` (the models probes and TRAK average over), :mod:`.concept` and
-:mod:`.concept_result` (concept attribution), :mod:`.removal` (retraining without the
-top-k samples), :mod:`.config` (the settings).
+:mod:`.concept_result` (concept attribution), :mod:`.neuron` and :mod:`.neuron_result`
+(per-neuron attribution), :mod:`.removal` (retraining without the top-k samples),
+:mod:`.config` (the settings).
 
 Example:
     >>> import repwidgets as rw
@@ -60,9 +64,13 @@ from repwidgets.engines.attribution.concept import concept_attribution
 from repwidgets.engines.attribution.concept_result import ConceptAttributionResult
 from repwidgets.engines.attribution.config import ConceptAttributionConfig, TRAKConfig
 from repwidgets.engines.attribution.lds import LDSResult, lds, model_outputs, subset_outputs
+from repwidgets.engines.attribution.neuron import NeuronAttributionConfig, neuron_attribution
+from repwidgets.engines.attribution.neuron_result import NeuronAttributionResult
 from repwidgets.engines.attribution.outputs import (
     ClassMargin,
+    LayerOutput,
     LogitOutput,
+    NeuronActivation,
     OutputFunction,
     ProbeLogit,
 )
@@ -77,13 +85,15 @@ from repwidgets.engines.attribution.probes import (
 )
 from repwidgets.engines.attribution.removal import RemovalResult, removal_experiment
 from repwidgets.engines.attribution.store import FeatureStore
-from repwidgets.engines.attribution.trak import TRAK, TRAKResult, trak_scores
+from repwidgets.engines.attribution.trak import TRAK, Cancelled, TRAKResult, trak_scores
 
 __all__ = [
     "OutputFunction",
     "ClassMargin",
     "LogitOutput",
     "ProbeLogit",
+    "LayerOutput",
+    "NeuronActivation",
     "TRAK",
     "TRAKConfig",
     "TRAKResult",
@@ -105,4 +115,8 @@ __all__ = [
     "ConceptAttributionResult",
     "removal_experiment",
     "RemovalResult",
+    "neuron_attribution",
+    "NeuronAttributionConfig",
+    "NeuronAttributionResult",
+    "Cancelled",
 ]

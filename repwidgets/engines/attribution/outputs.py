@@ -1,8 +1,9 @@
 """Model output functions: the scalar f(z) whose parameter gradients TRAK attributes.
 
 An output function turns one sample z = (x, y) into one differentiable number: the
-class margin for classification, any function of the model's output, or a linear
-probe's logit on an inner layer (concept attribution). :func:`as_output_fn` turns
+class margin for classification, any function of the model's output, a linear
+probe's logit on an inner layer (concept attribution) or one neuron's pooled
+activation (per-neuron attribution); the last two share :class:`LayerOutput`. :func:`as_output_fn` turns
 what a user passes (a name, a callable, an :class:`OutputFunction`) into one.
 """
 
@@ -22,7 +23,15 @@ from repwidgets.session import resolve_layer
 if TYPE_CHECKING:  # pragma: no cover
     from repwidgets.engines.attribution.probes import LinearProbe
 
-__all__ = ["ClassMargin", "LogitOutput", "OutputFunction", "ProbeLogit", "as_output_fn"]
+__all__ = [
+    "ClassMargin",
+    "LayerOutput",
+    "LogitOutput",
+    "NeuronActivation",
+    "OutputFunction",
+    "ProbeLogit",
+    "as_output_fn",
+]
 
 
 class OutputFunction:
@@ -105,7 +114,56 @@ class LogitOutput(OutputFunction):
         return self.fn(forward(x.unsqueeze(0))[0], y)
 
 
-class ProbeLogit(OutputFunction):
+class LayerOutput(OutputFunction):
+    """Base of the outputs read at an inner layer: the forward pass stops there.
+
+    ``attach`` hooks the layer with a stopping :class:`Capture` (later layers cannot
+    change the output, so they are not run); :meth:`layer_output` runs one sample up to
+    the layer and :meth:`pooled` pools a batched output to ``[b, C]`` on its neuron axis
+    (1 for convolutions, -1 for token and channels-last layers: a session's
+    ``sess.layout(layer).neuron_axis``) as the session pools it.
+    """
+
+    def __init__(self, layer: str, pool: str = "mean", neuron_axis: int = 1) -> None:
+        if pool not in ("mean", "max", "cls"):
+            raise ValueError(f"pool must be 'mean', 'max' or 'cls', got {pool!r}.")
+        self.layer = layer
+        self.pool = pool
+        self.neuron_axis = int(neuron_axis)
+        self._capture: Capture | None = None
+
+    def attach(self, model: nn.Module, device: torch.device) -> None:
+        """Hook the layer so that forward passes stop there (see :class:`Capture`)."""
+        module = resolve_layer(model, self.layer)
+        self.detach()
+        self._capture = Capture(module, stop=True, name=self.layer).attach()
+
+    def detach(self) -> None:
+        if self._capture is not None:
+            self._capture.detach()
+            self._capture = None
+
+    def layer_output(self, forward: Callable, x: torch.Tensor) -> torch.Tensor:
+        """The layer's pooled output ``[C]`` for one sample ``x`` (no batch dimension)."""
+        if self._capture is None:
+            raise RuntimeError(
+                f"{type(self).__name__} for layer {self.layer!r} is not attached to a model: "
+                "call attach(model, device) (or use it inside attached(model, device))."
+            )
+        out = self._capture.run(forward, x.unsqueeze(0))
+        return self.pooled(out)[0]
+
+    def pooled(self, output: torch.Tensor) -> torch.Tensor:
+        """The layer's batched output [b, ...] pooled to [b, C] on its neuron axis."""
+        if output.ndim < 2:
+            raise ValueError(
+                f"Layer {self.layer!r} outputs shape {tuple(output.shape)}: no neuron axis."
+            )
+        layout = Layout(normalise_axis(self.neuron_axis, output.ndim), output.ndim)
+        return layout.pool(output, self.pool)
+
+
+class ProbeLogit(LayerOutput):
     """A linear probe's logit on a layer's pooled activations, composed with the network.
 
     ``f(x, y) = s(y) * (pool(a_layer(x)) @ weight + bias)`` with ``s(y) = 2y - 1`` when
@@ -135,15 +193,10 @@ class ProbeLogit(OutputFunction):
         signed: bool = True,
         neuron_axis: int = 1,
     ) -> None:
-        if pool not in ("mean", "max", "cls"):
-            raise ValueError(f"pool must be 'mean', 'max' or 'cls', got {pool!r}.")
-        self.layer = layer
+        super().__init__(layer, pool=pool, neuron_axis=neuron_axis)
         self.weight = torch.as_tensor(weight, dtype=torch.float32).reshape(-1)
         self.bias = float(bias)
-        self.pool = pool
         self.signed = signed
-        self.neuron_axis = int(neuron_axis)
-        self._capture: Capture | None = None
         self._w = self.weight
 
     @classmethod
@@ -154,25 +207,11 @@ class ProbeLogit(OutputFunction):
         return cls(layer, probe.weight, probe.bias, pool=pool, neuron_axis=neuron_axis)
 
     def attach(self, model: nn.Module, device: torch.device) -> None:
-        """Hook the layer so that forward passes stop there (see :class:`Capture`)."""
-        module = resolve_layer(model, self.layer)
-        self.detach()
-        self._capture = Capture(module, stop=True, name=self.layer).attach()
+        super().attach(model, device)
         self._w = self.weight.to(device)
 
-    def detach(self) -> None:
-        if self._capture is not None:
-            self._capture.detach()
-            self._capture = None
-
     def __call__(self, forward: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self._capture is None:
-            raise RuntimeError(
-                f"ProbeLogit for layer {self.layer!r} is not attached to a model: call "
-                "attach(model, device) (or use it inside attached(model, device))."
-            )
-        out = self._capture.run(forward, x.unsqueeze(0))
-        act = self.pooled(out)[0]
+        act = self.layer_output(forward, x)
         if act.shape[0] != self._w.shape[0]:
             raise ValueError(
                 f"The probe has {self._w.shape[0]} weights but layer {self.layer!r} has "
@@ -183,14 +222,44 @@ class ProbeLogit(OutputFunction):
             logit = logit * (2.0 * y.to(logit.dtype) - 1.0)
         return logit
 
-    def pooled(self, output: torch.Tensor) -> torch.Tensor:
-        """The layer's batched output [b, ...] pooled to [b, C] on its neuron axis."""
-        if output.ndim < 2:
+
+class NeuronActivation(LayerOutput):
+    """One neuron's pooled activation at a layer: ``f(x) = pool(a_layer(x))[unit]``.
+
+    The output of per-neuron attribution: TRAK with it scores the training samples by
+    how much they pushed this neuron's activation up on the targets. The label ``y`` is
+    not used, and the Q term is 1 (the network was never trained on this output, so
+    there is no loss to weight by).
+
+    Args:
+        layer: module name, as in ``model.named_modules()``.
+        unit: the neuron (index on the layer's neuron axis).
+        pool: ``"mean"`` or ``"max"`` over positions (or tokens), or ``"cls"``.
+        neuron_axis: the axis of the layer's batched output that holds the neurons (see
+            :class:`LayerOutput`).
+
+    Example:
+        >>> f = NeuronActivation("features.conv4", unit=12, pool="mean")
+    """
+
+    name = "neuron"
+
+    def __init__(self, layer: str, unit: int, pool: str = "mean", neuron_axis: int = 1) -> None:
+        super().__init__(layer, pool=pool, neuron_axis=neuron_axis)
+        self.unit = int(unit)
+
+    def __call__(self, forward: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        act = self.layer_output(forward, x)
+        if not -act.shape[0] <= self.unit < act.shape[0]:
             raise ValueError(
-                f"Layer {self.layer!r} outputs shape {tuple(output.shape)}: no neuron axis."
+                f"unit {self.unit} is out of range: layer {self.layer!r} has {act.shape[0]} "
+                "neurons on its neuron axis."
             )
-        layout = Layout(normalise_axis(self.neuron_axis, output.ndim), output.ndim)
-        return layout.pool(output, self.pool)
+        return act[self.unit]
+
+    def out_to_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Q = 1 for every sample (no loss belongs to a neuron's activation)."""
+        return torch.ones_like(out)
 
 
 def as_output_fn(output_fn: Any) -> OutputFunction:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,20 @@ from repwidgets.engines.attribution.solve import (
 from repwidgets.engines.attribution.store import FeatureStore
 from repwidgets.results import Result
 
-__all__ = ["TRAK", "TRAKResult", "trak_scores"]
+__all__ = ["TRAK", "Cancelled", "ProgressCallback", "TRAKResult", "trak_scores"]
+
+#: ``on_progress(done, total, stage)``: samples done of ``total`` in the named stage.
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class Cancelled(Exception):  # noqa: N818 - the name says what happened
+    """Raised when the ``cancel`` event of a computation was set (checked between batches)."""
+
+
+def check_cancel(cancel: threading.Event | None, stage: str) -> None:
+    """Raise :class:`Cancelled` when ``cancel`` is set."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"Cancelled during {stage}.")
 
 
 class TRAK:
@@ -92,6 +106,12 @@ class TRAK:
             key or attribute name (``"logits"``), a tuple index, or a function (as a
             session's ``output=``; :func:`repwidgets.session.select_output`). Output
             functions then see the logits.
+        cancel: a ``threading.Event`` checked before every batch of training and target
+            features; once it is set the computation raises :class:`Cancelled` (so a UI
+            can stop a run in a background thread).
+        on_progress: ``on_progress(done, total, stage)``, called before the first and
+            after every batch of features with the samples done of ``total`` in the
+            stage (``"train features (model c/M)"``, ``"target features (model c/M)"``).
 
     Example:
         >>> trak = TRAK([model_a, model_b], output_fn="margin", proj_dim=512)  # doctest: +SKIP
@@ -110,9 +130,13 @@ class TRAK:
         preprocess: Callable | None = None,
         progress: bool = True,
         output: str | int | Callable | None = None,
+        cancel: threading.Event | None = None,
+        on_progress: ProgressCallback | None = None,
         **overrides: Any,
     ) -> None:
         self.config = cfg = TRAKConfig.resolve(config, overrides)
+        self.cancel = cancel
+        self.on_progress = on_progress
         self.models = [models] if isinstance(models, nn.Module) else list(models)
         if not self.models or not all(isinstance(m, nn.Module) for m in self.models):
             raise TypeError("models must be an nn.Module or a non-empty list of nn.Modules.")
@@ -213,14 +237,17 @@ class TRAK:
                 desc=f"TRAK features (model {c + 1}/{len(self.models)})",
                 enable=self.progress,
             )
+            stage = f"train features (model {c + 1}/{len(self.models)})"
             start = 0
             for x, y in batches:
+                self._step(start, n, stage)
                 phi, out = feat(x, y)
                 store.write(start, phi)
                 q[start : start + len(out)] = fn.out_to_loss(out, y.to(out.device)).cpu()
                 if gram is not None:
                     gram += (phi.T @ phi).to(self.kernel_dtype)
                 start += len(out)
+            self._step(start, n, stage)
         if dual:
             gram = dual_gram(store, self.kernel_dtype, self.device)
         return Checkpoint(feat, store, q, gram, dual)
@@ -231,10 +258,21 @@ class TRAK:
         fn = self.output_fns[c]
         rows = []
         bs = self._batch(ck.featurizer.dim)
+        stage = f"target features (model {c + 1}/{len(self.models)})"
+        done, m = 0, len(targets)
         with fn.attached(self.models[c], self.device):
             for x, y in loader(targets, bs):
+                self._step(done, m, stage)
                 rows.append(ck.featurizer(x, y)[0])
+                done += len(rows[-1])
+        self._step(done, m, stage)
         return torch.cat(rows)
+
+    def _step(self, done: int, total: int, stage: str) -> None:
+        """Between batches: stop if cancelled, else report progress."""
+        check_cancel(self.cancel, stage)
+        if self.on_progress is not None:
+            self.on_progress(int(done), int(total), stage)
 
     def score(
         self,
@@ -342,6 +380,8 @@ def trak_scores(
     preprocess: Callable | None = None,
     progress: bool = True,
     output: str | int | Callable | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
     **overrides: Any,
 ) -> TRAKResult:
     """TRAK scores of every training sample for every target, in one call.
@@ -357,7 +397,8 @@ def trak_scores(
             gradients; ``lam``: ridge term, relative to the mean eigenvalue unless
             ``lam_relative=False``; ``grad_wrt``, ``seed``, ``batch_size``, ...).
         reduce, soft_threshold: see :meth:`TRAK.score`.
-        device, feature_dir, preprocess, progress, output: see :class:`TRAK`.
+        device, feature_dir, preprocess, progress, output, cancel, on_progress: see
+            :class:`TRAK`.
 
     Returns:
         :class:`TRAKResult` with ``scores`` [n_train, n_targets] (or [n_train] reduced);
@@ -378,6 +419,8 @@ def trak_scores(
         preprocess=preprocess,
         progress=progress,
         output=output,
+        cancel=cancel,
+        on_progress=on_progress,
         **overrides,
     )
     try:
