@@ -32,8 +32,8 @@ CHUNK = 16  # rows per extract unit: 6 units of train and 4 of test in the tiny 
 #: Small settings for every analysis step, used when the step's module exists.
 STEP_SETTINGS = {
     "invert": {"max_length": 2, "beam_size": 3, "top_k": 4},
-    "dora": {},
-    "concepts": {},
+    "dora": {"n_signals": 2, "steps": 6, "embedding": "mds"},
+    "concepts": {"n_components": 4, "top_t": 16, "embedding": "pca"},
     "trak": {},
 }
 
@@ -175,6 +175,8 @@ def test_extract_writes_the_sessions_activations_and_session_reads_them(tmp_path
         sess.activations("features.conv2", "test", pool="max"),
         plain.activations("features.conv2", "test", pool="max"),
     )
+    with pytest.raises(ValueError, match="do not fit"):
+        store.write_rows("features.conv2", "test", 60, marked[:8])
     with pytest.raises(KeyError, match="no finished activations"):
         store.get("fc", "test")
 
@@ -217,7 +219,7 @@ def test_torchrun_two_processes_equal_one(tmp_path, one_thread):
         for key, value in ra[name].items():
             other = rb[name][key]
             if value.is_floating_point():
-                torch.testing.assert_close(other, value, rtol=1e-5, atol=1e-6, msg=f"{name}:{key}")
+                torch.testing.assert_close(other, value, rtol=1e-4, atol=1e-5, msg=f"{name}:{key}")
             else:
                 assert torch.equal(other, value), f"{name}:{key}"
     for rank in (0, 1):

@@ -3,7 +3,8 @@
 Every rank parses the job, builds the session (its own copy of the model and data,
 on its device), checks that all ranks hold the same weights, then runs the steps in
 order. A step the manifest marks done is skipped; after a step every rank meets at a
-barrier and the main rank marks it done. Steps themselves skip their finished units,
+barrier and the main rank marks it done, noting the step's seconds and the bytes each
+rank sent in collectives (the figures ``benchmarks/bench_distributed.py`` reports). Steps themselves skip their finished units,
 so a job killed at any moment and started again ends as an uninterrupted run would.
 
 Example:
@@ -95,11 +96,15 @@ def run_job(path: str | os.PathLike, ctx: Context | None = None) -> Path:
             if ctx.broadcast_object(manifest.step_done(step_id)):
                 _say(ctx, f"{step_id}: done earlier, skipped")
                 continue
-            start = time.perf_counter()
+            start, sent = time.perf_counter(), ctx.bytes_communicated
             module.run(ctx, job, step, job.output, manifest)
             ctx.barrier()
+            seconds = round(time.perf_counter() - start, 3)
+            by_rank = ctx.all_gather_object(ctx.bytes_communicated - sent)
             if ctx.is_main:
-                manifest.mark_step_done(step_id, seconds=round(time.perf_counter() - start, 3))
+                manifest.mark_step_done(
+                    step_id, seconds=seconds, world=ctx.world, bytes_sent_by_rank=by_rank
+                )
             _say(ctx, f"{step_id}: {time.perf_counter() - start:.1f} s")
         ctx.barrier()
         return job.output

@@ -2,8 +2,8 @@
 
 ``<root>/<split>/<layer>.npy`` is a float32 array ``[n, C]`` (the session's pooled
 activations: ``n`` samples of the split, ``C`` neurons), created whole by the main
-rank and filled by every rank through a memory map, each writing the rows of its own
-shard (shards are disjoint, so no two ranks touch a row). When every row is written
+rank (``np.lib.format.open_memmap``) and filled by every rank, each writing the rows
+of its own shard at their offsets (shards are disjoint, so no two ranks touch a byte). When every row is written
 the main rank writes ``<root>/<split>/<layer>.json`` (atomically) with the pool, the
 neuron axis and the shape: an array without it is unfinished and is never read.
 
@@ -58,17 +58,31 @@ class ActivationStore:
         del array
 
     def write_rows(self, layer: str, split: str, start: int, rows: torch.Tensor) -> None:
-        """Write ``rows`` [m, C] at rows ``start..start+m`` and flush them to the file."""
-        array = np.lib.format.open_memmap(self.array_path(layer, split), mode="r+")
-        stop = start + rows.shape[0]
-        if stop > array.shape[0] or tuple(rows.shape[1:]) != array.shape[1:]:
-            raise ValueError(
-                f"Rows of shape {tuple(rows.shape)} at {start} do not fit the stored array "
-                f"{array.shape} of {layer!r} ({split})."
+        """Write ``rows`` [m, C] at rows ``start..start+m`` and make them durable.
+
+        A plain positioned write of exactly those bytes (then fsync), not a write through
+        a memory map: a map writes back whole pages, and on a networked filesystem a page
+        holding the last row of one rank's shard and the first of the next would then be
+        written by two nodes.
+        """
+        path = self.array_path(layer, split)
+        with open(path, "r+b") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
             )
-        array[start:stop] = rows.detach().float().cpu().numpy()
-        array.flush()
-        del array
+            shape, _fortran, _dtype = read_header(handle)
+            stop = start + rows.shape[0]
+            if stop > shape[0] or tuple(rows.shape[1:]) != tuple(shape[1:]):
+                raise ValueError(
+                    f"Rows of shape {tuple(rows.shape)} at {start} do not fit the stored array "
+                    f"{shape} of {layer!r} ({split})."
+                )
+            row_bytes = 4 * int(np.prod(shape[1:]))
+            handle.seek(handle.tell() + start * row_bytes)
+            handle.write(rows.detach().float().cpu().contiguous().numpy().tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def mark_complete(self, layer: str, split: str, **meta: Any) -> None:
         """Note that every row of ``layer`` over ``split`` is written, with ``meta``
