@@ -31,7 +31,9 @@ class TinyJob:
     processes of a real run do."""
 
     def __init__(self, layers=("features.conv2",)) -> None:
-        self.model = tiny_model()
+        self.model = tiny_model(seed=1)
+        with torch.no_grad():  # the untrained net then predicts two classes, not one
+            self.model.fc.bias.zero_()
         self.data = tiny_data()
         self.layers = list(layers)
         self.pool = "mean"
@@ -141,3 +143,25 @@ def test_dora_step_equals_one_process(job, tmp_path):
     )
     assert got.outliers() == ref.outliers() and got.dead() == ref.dead()
     assert got.params == rw.dora.DoraResult.load(ref.save(tmp_path / "ref.safetensors")).params
+
+
+# ----------------------------------------------------------------- concepts
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_concepts_step_equals_one_process(job, tmp_path, world):
+    from repwidgets.distributed.steps import concepts as step_module
+
+    settings = {"n_components": 4, "top_t": 16, "embedding": "pca"}
+    run_world(step_module, job, {"name": "concepts", **settings}, tmp_path, world)
+    got = rw.concepts.ConceptResult.load(tmp_path / "results/concepts/features.conv2.safetensors")
+    ref = rw.concepts.discover(job.session(), "features.conv2", progress=False, **settings)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for name in ("singular_values", "explained_variance", "mean", "directions", "vectors"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), **close, msg=name)
+    torch.testing.assert_close(got.relevance, ref.relevance, **close, equal_nan=True)
+    assert bool(torch.isfinite(ref.relevance).any())  # some classes are predicted
+    torch.testing.assert_close(got.scores, ref.scores, **close)
+    for name in ("source_direction", "source_sign", "dominant_class", "outlier_index"):
+        assert torch.equal(torch.as_tensor(getattr(got, name)), torch.as_tensor(getattr(ref, name)))
+    assert got.params == rw.concepts.ConceptResult.load(ref.save(tmp_path / "r.safetensors")).params
