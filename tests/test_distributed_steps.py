@@ -165,3 +165,67 @@ def test_concepts_step_equals_one_process(job, tmp_path, world):
     for name in ("source_direction", "source_sign", "dominant_class", "outlier_index"):
         assert torch.equal(torch.as_tensor(getattr(got, name)), torch.as_tensor(getattr(ref, name)))
     assert got.params == rw.concepts.ConceptResult.load(ref.save(tmp_path / "r.safetensors")).params
+
+
+# ----------------------------------------------------------------- trak
+
+
+@pytest.mark.parametrize(
+    "world,settings",
+    [(2, {"proj_dim": 32}), (3, {"proj_dim": 24, "lam": 0.5}), (2, {"proj_dim": None})],
+)
+def test_trak_step_equals_one_process(job, tmp_path, world, settings):
+    from torch.utils.data import Subset
+
+    from repwidgets.distributed.steps import trak as step_module
+
+    grad_wrt = ["features.conv2", "fc"]  # 1,236 parameters: no projection is the dual kernel
+    step = {"name": "trak", "targets": [0, 3, 5, 7, 11], "grad_wrt": grad_wrt, **settings}
+    run_world(step_module, job, step, tmp_path, world)
+    got = rw.attribution.TRAKResult.load(tmp_path / "results/trak/scores.safetensors")
+    sess = job.session()
+    targets = Subset(sess.dataset("test"), [0, 3, 5, 7, 11])
+    cfg = {k: v for k, v in step.items() if k not in ("name", "targets")}
+    ref = rw.attribution.trak_scores(
+        sess.model, sess.dataset("train"), targets, progress=False, device="cpu", **cfg
+    )
+    assert got.scores.shape == (96, 5)
+    p = settings["proj_dim"] or got.grad_dims[0]
+    assert (p > 96) == (settings["proj_dim"] is None)  # no projection: the dual kernel
+    torch.testing.assert_close(got.out_to_loss, ref.out_to_loss)
+    scale = float(ref.scores.abs().max())
+    torch.testing.assert_close(got.scores / scale, ref.scores / scale, rtol=1e-4, atol=1e-5)
+    assert got.grad_params == ref.grad_params and got.lam == ref.lam
+    loaded_ref = rw.attribution.TRAKResult.load(ref.save(tmp_path / "ref.safetensors"))
+    assert got.params == loaded_ref.params
+    chunks = [k for k in Manifest(tmp_path).keys("trak") if k.startswith("features")]
+    assert len(chunks) == world  # every rank featurised its own chunk
+
+
+def test_trak_resumes_from_recorded_chunks(job, tmp_path):
+    """A rerun featurises only the chunks that were not recorded, and the scores come out
+    as those of an uninterrupted run."""
+    import json
+
+    from repwidgets.distributed.steps import trak as step_module
+
+    step = {"name": "trak", "targets": [1, 2], "grad_wrt": ["fc"], "proj_dim": 16}
+    run_world(step_module, job, step, tmp_path, 2)
+    whole = rw.attribution.TRAKResult.load(tmp_path / "results/trak/scores.safetensors")
+    work = tmp_path / "work/trak"
+    q0 = work / "q-train_r48-00000.safetensors"
+    marked = _parts.load_tensors(q0)["q"]
+    marked[0] = 0.5  # a rerun that recomputed chunk 0 would lose this
+    _parts.save_tensors(q0, {"q": marked})
+    features = work / "features/train_r48.00001.npy"
+    features.write_bytes(features.read_bytes()[:100])  # chunk 1 half written by a kill
+    for r in range(2):
+        path = tmp_path / f"manifest/rank-{r}.json"
+        records = json.loads(path.read_text())
+        records["trak"] = {k: v for k, v in records["trak"].items() if k.endswith(":0")}
+        path.write_text(json.dumps(records))
+    run_world(step_module, job, step, tmp_path, 2)
+    got = rw.attribution.TRAKResult.load(tmp_path / "results/trak/scores.safetensors")
+    assert float(got.out_to_loss[0]) == 0.5
+    torch.testing.assert_close(got.out_to_loss[1:], whole.out_to_loss[1:])
+    torch.testing.assert_close(got.scores[1:], whole.scores[1:])  # chunk 1 made again alike

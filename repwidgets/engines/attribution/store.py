@@ -59,6 +59,23 @@ class FeatureStore:
             chunk[offset : offset + take] = array[pos : pos + take]
             pos += take
 
+    def chunk_range(self, k: int) -> range:
+        """The rows of chunk ``k`` (a shard of the dataset one process may write)."""
+        if not 0 <= k < self.n_chunks:
+            raise IndexError(f"chunk {k} out of range: the store has {self.n_chunks} chunks.")
+        return range(k * self.chunk_rows, min(self.n, (k + 1) * self.chunk_rows))
+
+    def chunk(self, k: int) -> np.ndarray:
+        """Chunk ``k`` as an array [rows, dim] (flushed, memory-mapped)."""
+        array = self._chunk(k)
+        array.flush()
+        return array
+
+    def discard(self, k: int) -> None:
+        """Remove chunk ``k``'s file (for example one a killed process left half written)."""
+        self._maps.pop(k, None)
+        self._path(k).unlink(missing_ok=True)
+
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_row, array [rows, dim])`` for every chunk, in order."""
         for k in range(self.n_chunks):

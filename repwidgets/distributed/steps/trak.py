@@ -1,0 +1,263 @@
+"""The ``trak`` step: TRAK scores with the training set featurised on all ranks.
+
+TRAK's cost is the featurisation: one per-sample gradient, projected to ``proj_dim``
+numbers, for every training sample. The training rows are cut into chunks of the
+feature store (:class:`~repwidgets.engines.attribution.FeatureStore`, one file per
+chunk), and each rank featurises a contiguous run of chunks, writing only its own
+files; a chunk is recorded in the manifest once its file is flushed and its Q terms
+(out-to-loss) are saved, so a killed job featurises only the missing chunks again.
+Then:
+
+1. each rank sums ``Phi_r^T Phi_r`` [p, p] over its chunks (float64, read back from
+   its files) and the kernels are all-reduced (``p^2`` numbers per rank);
+2. every rank factorises ``K = Phi^T Phi + ridge I`` (the same matrix everywhere),
+   featurises its share of the targets and solves ``A_r = K^-1 Phi_target,r^T``;
+   the ``A_r`` [p, m_r] are gathered, so every rank holds ``A`` [p, m];
+3. each rank scores its own training rows, ``Phi_r A``, and the main rank gathers
+   the rows and multiplies by the Q terms: the scores of
+   :func:`~repwidgets.engines.attribution.trak_scores` with one model, up to the
+   order of the kernel's sums.
+
+With more features than training samples (``proj_dim`` None on a large model) the
+kernel is the dual ``Phi Phi^T`` [n, n]: the main rank computes it from every
+rank's chunk files (the output folder must then be shared by the ranks) and scores
+alone.
+
+Job file:
+
+.. code-block:: toml
+
+    [[steps]]
+    name = "trak"
+    proj_dim = 512           # any TRAKConfig setting
+    train_split = "train"    # default; n_train = 1000 takes the first rows only
+    target_split = "test"    # default; targets = [0, 5, 9] picks target samples
+
+The result, a :class:`~repwidgets.engines.attribution.TRAKResult`, is saved to
+``<out>/results/trak/scores.safetensors``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+
+from repwidgets._progress import progress_counter
+from repwidgets.engines.attribution.config import TRAKConfig
+from repwidgets.engines.attribution.data import collate, loader
+from repwidgets.engines.attribution.featurize import Featurizer
+from repwidgets.engines.attribution.outputs import as_output_fn
+from repwidgets.engines.attribution.solve import Checkpoint, dual_gram, kernel_dtype, scores_one
+from repwidgets.engines.attribution.store import FeatureStore
+from repwidgets.engines.attribution.trak import TRAKResult
+
+from ._parts import engine_overrides, load_tensors, save_tensors, show_progress
+
+__all__ = ["NAME", "RESULT", "run", "trak_sharded"]
+
+NAME = "trak"
+#: The result's file name under ``<out>/results/trak/``.
+RESULT = "scores"
+_OWN = ("train_split", "target_split", "n_train", "targets")
+_GRAM_ROWS = 4096  # rows per float64 product when summing a chunk's kernel
+
+
+def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
+    """TRAK scores of the training split for the targets; the result in
+    ``<out>/results/trak/scores.safetensors``.
+
+    Args:
+        ctx, job, out, manifest: as for every step (see :mod:`repwidgets.distributed.steps`).
+        step: the step's table: settings of :class:`TRAKConfig`, plus ``train_split``,
+            ``target_split``, ``n_train`` (the first rows of the training split) and
+            ``targets`` (indices into the target split; default all of it).
+    """
+    cfg = TRAKConfig.resolve(None, engine_overrides(step, _OWN))
+    key = f"{RESULT}:result"
+    if manifest.done(NAME, key):
+        return
+    sess = job.session(ctx)
+    train, targets = _datasets(sess, step)
+    result = trak_sharded(
+        ctx, sess, train, targets, cfg, manifest=manifest, work=Path(out) / "work" / NAME
+    )
+    if ctx.is_main:
+        path = Path(out) / "results" / NAME / f"{RESULT}.safetensors"
+        result.save(path)
+        manifest.record(NAME, key, path=str(path.relative_to(out)))
+    ctx.barrier()
+
+
+def _datasets(sess: Any, step: dict) -> tuple[Dataset, Dataset]:
+    """The training set and the targets the step's settings pick from the session."""
+    train = sess.dataset(str(step.get("train_split", "train")))
+    if step.get("n_train") is not None:
+        n_train = int(step["n_train"])
+        if not 1 <= n_train <= len(train):
+            raise ValueError(f"n_train must be in [1, {len(train)}], got {n_train}.")
+        train = Subset(train, list(range(n_train)))
+    targets = sess.dataset(str(step.get("target_split", "test")))
+    if step.get("targets") is not None:
+        picked = [int(i) for i in step["targets"]]
+        bad = [i for i in picked if not 0 <= i < len(targets)]
+        if bad or not picked:
+            raise ValueError(
+                f"targets must be indices in [0, {len(targets)}) of the target split; "
+                f"got {bad[:10] or 'none'}."
+            )
+        targets = Subset(targets, picked)
+    return train, targets
+
+
+def trak_sharded(
+    ctx: Any,
+    sess: Any,
+    train: Dataset,
+    targets: Dataset,
+    cfg: TRAKConfig,
+    *,
+    manifest: Any = None,
+    work: Path,
+) -> TRAKResult | None:
+    """TRAK (the session's model, the class margin) with the training chunks and the
+    targets split over ranks; the result on the main rank (None elsewhere). Every rank
+    must call it (it reduces and gathers).
+
+    Example:
+        >>> r = trak_sharded(Context.single(), sess, train, targets, TRAKConfig(proj_dim=64),
+        ...                  work=Path("out/work/trak"))  # doctest: +SKIP
+    """
+    device = torch.device(sess.device)
+    fn = as_output_fn("margin")
+    first = collate([train[0]])
+    dtype = kernel_dtype(cfg.kernel_dtype, device)
+    with fn.attached(sess.model, device):
+        feat = Featurizer(
+            sess.model,
+            fn,
+            cfg.grad_wrt,
+            None if cfg.proj_dim is None else int(cfg.proj_dim),
+            cfg.proj_kind,
+            int(cfg.seed),
+            device,
+            sess.preprocess,
+            (first[0][0], first[1][0]),
+            cfg.proj_cache_mb,
+            output=sess.output,
+            chunk_mb=cfg.proj_chunk_mb,
+        )
+        n, p = len(train), feat.out_dim
+        rows = min(int(cfg.chunk_rows), max(1, math.ceil(n / ctx.world)))
+        store = FeatureStore(Path(work) / "features", f"train_r{rows}", n, p, chunk_rows=rows)
+        mine = ctx.shard(store.n_chunks)
+        bs = max(1, min(int(cfg.batch_size), int(cfg.memory_budget_mb * 2**20 // (feat.dim * 12))))
+        q_own = _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work))
+        q = torch.cat(ctx.all_gather_object(q_own))
+        ck = Checkpoint(feat, store, q, torch.zeros(0), dual=p > n)
+        if ck.dual:
+            ctx.barrier()  # every chunk file written: the main rank reads them all
+            if not ctx.is_main:
+                return None
+            ck.gram = dual_gram(store, dtype, device)
+            solve, _ = ck.solver(float(cfg.lam), bool(cfg.lam_relative))
+            phi_t = _target_features(feat, targets, range(len(targets)), bs, device)
+            total = scores_one(ck, phi_t, solve, n, dtype, device)
+        else:
+            ck.gram = ctx.all_reduce_sum(_own_gram(store, mine, dtype, device))
+            solve, _ = ck.solver(float(cfg.lam), bool(cfg.lam_relative))
+            t_rows = ctx.shard(len(targets))
+            phi_t = _target_features(feat, targets, t_rows, bs, device)
+            A_r = solve(phi_t.T).to(torch.float32).cpu() if len(t_rows) else torch.zeros(p, 0)
+            A = torch.cat(ctx.all_gather_object(A_r), dim=1).to(device)
+            own = [torch.as_tensor(np.asarray(store.chunk(k)), device=device) @ A for k in mine]
+            own_scores = torch.cat(own).cpu() if own else torch.zeros(0, A.shape[1])
+            parts = ctx.all_gather_object(own_scores)
+            if not ctx.is_main:
+                return None
+            total = torch.cat(parts)
+    scores = total * q[:, None]
+    return TRAKResult(
+        scores=scores,
+        out_to_loss=q,
+        n_models=1,
+        proj_dim=None if cfg.proj_dim is None else int(cfg.proj_dim),
+        proj_kind=cfg.proj_kind if cfg.proj_dim is not None else "none",
+        lam=float(cfg.lam),
+        lam_relative=bool(cfg.lam_relative),
+        reduce=None,
+        soft_threshold=None,
+        n_targets=len(targets),
+        output=fn.name,
+        grad_dims=[int(feat.dim)],
+        grad_params=list(feat.names),
+        seed=int(cfg.seed),
+        params={**cfg.to_dict(), "reduce": None, "soft_threshold": None},
+    )
+
+
+def _featurize(
+    ctx: Any,
+    sess: Any,
+    feat: Featurizer,
+    fn,
+    train: Dataset,
+    store: FeatureStore,
+    mine: range,
+    bs: int,
+    manifest: Any,
+    work: Path,
+) -> Tensor:
+    """Featurise this rank's chunks (skipping recorded ones); their Q terms [rows]."""
+    qs = []
+    todo = sum(len(store.chunk_range(k)) for k in mine)
+    show = show_progress(ctx, sess)
+    with progress_counter(todo, "TRAK features", show, unit="sample") as bar:
+        for k in mine:
+            key = f"features:{store.name}:{k}"
+            q_path = work / f"q-{store.name}-{k:05d}.safetensors"
+            if manifest is not None and manifest.done(NAME, key) and q_path.exists():
+                qs.append(load_tensors(q_path)["q"])
+                bar.update(len(store.chunk_range(k)))
+                continue
+            store.discard(k)  # a chunk file left by a killed run is written afresh
+            rows = store.chunk_range(k)
+            q = torch.empty(len(rows), dtype=torch.float32)
+            done = 0
+            for x, y in loader(Subset(train, list(rows)), bs):
+                phi, out = feat(x, y)
+                store.write(rows.start + done, phi)
+                q[done : done + len(out)] = fn.out_to_loss(out, y.to(out.device)).cpu()
+                done += len(out)
+                bar.update(len(out))
+            store.chunk(k)  # flushed before the record
+            save_tensors(q_path, {"q": q})
+            if manifest is not None:
+                manifest.record(NAME, key, rows=[rows.start, rows.stop])
+            qs.append(q)
+    return torch.cat(qs) if qs else torch.zeros(0)
+
+
+def _own_gram(store: FeatureStore, mine: range, dtype: torch.dtype, device) -> Tensor:
+    """``Phi_r^T Phi_r`` [p, p] over this rank's chunks, read back from its files."""
+    gram = torch.zeros(store.dim, store.dim, dtype=torch.float64, device=device)
+    for k in mine:
+        chunk = store.chunk(k)
+        for lo in range(0, chunk.shape[0], _GRAM_ROWS):
+            block = torch.as_tensor(np.asarray(chunk[lo : lo + _GRAM_ROWS]), device=device)
+            block = block.to(torch.float64)
+            gram.addmm_(block.T, block)
+    return gram.to(dtype)
+
+
+def _target_features(feat: Featurizer, targets: Dataset, rows: range, bs: int, device) -> Tensor:
+    """Features [len(rows), p] of the targets ``rows`` (on ``device``)."""
+    if len(rows) == 0:
+        return torch.zeros(0, feat.out_dim, device=device)
+    parts = [feat(x, y)[0] for x, y in loader(Subset(targets, list(rows)), bs)]
+    return torch.cat(parts)
