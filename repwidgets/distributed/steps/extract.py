@@ -27,6 +27,7 @@ from pathlib import Path
 from torch.utils.data import Subset
 
 from repwidgets._progress import progress_bar
+from repwidgets.datasets.bundle import DataBundle
 from repwidgets.distributed.context import Context
 from repwidgets.distributed.job import Job, JobError
 from repwidgets.distributed.manifest import Manifest
@@ -57,10 +58,12 @@ def _chunk_size(step: dict, batch_size: int) -> int:
 
 
 def _chunk_session(sess: Session, split: str, rows: range) -> Session:
-    """A session over ``rows`` of ``split`` only, computing as ``sess`` does."""
+    """A session over ``rows`` of ``split`` only (as its "test" split), computing as
+    ``sess`` does."""
+    rows_ds = Subset(sess.dataset(split), list(rows))
     return Session(
         sess.model,
-        {"test": Subset(sess.dataset(split), list(rows))},
+        DataBundle("chunk", {"train": rows_ds, "test": rows_ds}, sess.class_names),
         device=sess.device,
         batch_size=sess.batch_size,
         memory_budget_mb=sess.memory_budget / 2**20,
