@@ -11,6 +11,9 @@ Loading the extension
       notebook namespace as ``sess`` (or NAME);
   ``%repwidgets layers [NAME]``
       lists the layers of the session ``sess`` (or NAME) with their output shapes;
+  ``%repwidgets explore [LAYER] [--session NAME]``
+      opens the explorer (``rw.explore``) of a layer of ``sess`` (or NAME) and
+      returns it, so it shows as the cell's value;
   ``%repwidgets help``
       shows this help.
 
@@ -38,6 +41,8 @@ _RESULT_CLASS = "Result"
 USAGE = """\
 %repwidgets demo [seed] [--name NAME]   put the demo session in the namespace as `sess` (or NAME)
 %repwidgets layers [NAME]               list the session's layers with their output shapes
+%repwidgets explore [LAYER] [--session NAME]   open the explorer of a layer (default layer
+                                        when none is given) of `sess` (or NAME)
 %repwidgets help                        show this help"""
 
 
@@ -105,6 +110,38 @@ def format_layers(sess: Any) -> str:
     return "\n".join(lines)
 
 
+def _session_named(name: str, user_ns: dict, command: str) -> Any:
+    if name not in user_ns:
+        raise NameError(
+            f"No session called {name!r} in the notebook. Run `%repwidgets demo` first, "
+            f"or pass the variable name: `%repwidgets {command} --session my_session`."
+        )
+    sess = user_ns[name]
+    if not hasattr(sess, "layers"):
+        raise TypeError(f"{name!r} is a {type(sess).__name__}, not a repwidgets Session.")
+    return sess
+
+
+def _parse_explore(args: list[str]) -> tuple[str | None, str]:
+    layer, name = None, "sess"
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--session", "-s"):
+            if not rest:
+                raise ValueError(
+                    "--session needs a variable name: `%repwidgets explore --session s`."
+                )
+            name = rest.pop(0)
+        elif arg.startswith("-"):
+            raise ValueError(f"Unknown option {arg!r} for `%repwidgets explore`. Usage:\n{USAGE}")
+        elif layer is None:
+            layer = arg
+        else:
+            raise ValueError(f"`%repwidgets explore` takes one layer; got {layer!r} and {arg!r}.")
+    return layer, name
+
+
 def repwidgets_magic(line: str, user_ns: dict) -> Any:
     """Run ``%repwidgets <line>`` against the namespace ``user_ns``."""
     args = shlex.split(line)
@@ -132,6 +169,12 @@ def repwidgets_magic(line: str, user_ns: dict) -> Any:
             raise TypeError(f"{name!r} is a {type(sess).__name__}, not a repwidgets Session.")
         print(format_layers(sess))
         return None
+    if command == "explore":
+        layer, name = _parse_explore(args[1:])
+        sess = _session_named(name, user_ns, "explore")
+        from repwidgets.explorer import explore
+
+        return explore(sess, layer)
     raise ValueError(f"Unknown %repwidgets command {command!r}. Usage:\n{USAGE}")
 
 

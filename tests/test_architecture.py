@@ -110,6 +110,24 @@ LAYER_RULES = [
     ("repwidgets.widgets", ("repwidgets.engines", "repwidgets.views", "repwidgets.demo")),
     ("repwidgets.views", ("repwidgets.demo",)),
     ("repwidgets.session", ("repwidgets.engines", "repwidgets.widgets", "repwidgets.views")),
+    # the explorer composes engines, views, widgets and the session; only the package's
+    # lazy attribute and the notebook extension open it
+    ("repwidgets.explorer", ("repwidgets.demo", "repwidgets.cli", "repwidgets.report")),
+    *[
+        (layer, ("repwidgets.explorer",))
+        for layer in (
+            "repwidgets.engines",
+            "repwidgets.widgets",
+            "repwidgets.views",
+            "repwidgets.session",
+            "repwidgets.demo",
+            "repwidgets.cli",
+            "repwidgets.report",
+            "repwidgets.results",
+            "repwidgets.datasets",
+            "repwidgets.models",
+        )
+    ],
 ]
 
 
