@@ -229,3 +229,18 @@ def test_trak_resumes_from_recorded_chunks(job, tmp_path):
     assert float(got.out_to_loss[0]) == 0.5
     torch.testing.assert_close(got.out_to_loss[1:], whole.out_to_loss[1:])
     torch.testing.assert_close(got.scores[1:], whole.scores[1:])  # chunk 1 made again alike
+
+
+def test_bad_settings_fail_before_any_work(job):
+    from repwidgets.distributed.steps import concepts, dora, invert, trak
+
+    cases = [
+        (invert, {"name": "invert", "max_lenght": 2}, "max_length"),
+        (dora, {"name": "dora", "n_signal": 2}, "n_signals"),
+        (concepts, {"name": "concepts", "n_component": 3}, "n_components"),
+        (concepts, {"name": "concepts", "objective": "logit"}, "objective"),
+        (trak, {"name": "trak", "proj_dm": 8}, "proj_dim"),
+    ]
+    for module, step, named in cases:
+        with pytest.raises((TypeError, ValueError), match=named):
+            module.check(job, step)

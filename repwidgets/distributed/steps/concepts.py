@@ -52,10 +52,18 @@ from ._parts import (
     work_dir,
 )
 
-__all__ = ["NAME", "discover_sharded", "run"]
+__all__ = ["NAME", "check", "discover_sharded", "run"]
 
 NAME = "concepts"
 _OWN = ("relevance", "objective", "sign")
+
+
+def check(job: Any, step: dict) -> None:
+    """Raise for unknown or bad settings before any step runs (names get "did you mean")."""
+    ConceptConfig.resolve(None, engine_overrides(step, _OWN)).check()
+    _checks.one_of("objective", step.get("objective", "predicted"), OBJECTIVES)
+    _checks.one_of("pool", step_pool(job, step), ("mean", "max", "cls"))
+    step_layers(job, step)
 
 
 def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
@@ -67,9 +75,8 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             ``split``, ``pool``, ``relevance``, ``objective`` and ``sign`` (as in
             :func:`rw.concepts.discover <repwidgets.engines.concepts.discover>`).
     """
+    check(job, step)
     cfg = ConceptConfig.resolve(None, engine_overrides(step, _OWN))
-    cfg.check()
-    _checks.one_of("objective", step.get("objective", "predicted"), OBJECTIVES)
     sess = job.session(ctx)
     for layer in step_layers(job, step):
         key = f"{layer}:result"

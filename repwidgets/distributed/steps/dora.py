@@ -57,9 +57,15 @@ from ._parts import (
     work_dir,
 )
 
-__all__ = ["NAME", "analyze_sharded", "run"]
+__all__ = ["NAME", "analyze_sharded", "check", "run"]
 
 NAME = "dora"
+
+
+def check(job: Any, step: dict) -> None:
+    """Raise for unknown or bad settings before any step runs (names get "did you mean")."""
+    DoraConfig.resolve(None, engine_overrides(step, ("neurons",)))
+    step_layers(job, step)
 
 
 def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:

@@ -47,9 +47,17 @@ from ._parts import (
     work_dir,
 )
 
-__all__ = ["NAME", "explain_sharded", "run"]
+__all__ = ["NAME", "check", "explain_sharded", "run"]
 
 NAME = "invert"
+
+
+def check(job: Any, step: dict) -> None:
+    """Raise for unknown or bad settings before any step runs (names get "did you mean")."""
+    InvertConfig.resolve(None, engine_overrides(step)).normalised()
+    step_layers(job, step)
+    if step_pool(job, step) not in ("mean", "max", "cls"):
+        raise ValueError(f"INVERT needs pool='mean', 'max' or 'cls', not {step_pool(job, step)!r}.")
 
 
 def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:

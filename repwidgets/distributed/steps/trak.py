@@ -59,13 +59,21 @@ from repwidgets.engines.attribution.trak import TRAKResult
 
 from ._parts import engine_overrides, load_tensors, save_tensors, show_progress
 
-__all__ = ["NAME", "RESULT", "run", "trak_sharded"]
+__all__ = ["NAME", "RESULT", "check", "run", "trak_sharded"]
 
 NAME = "trak"
 #: The result's file name under ``<out>/results/trak/``.
 RESULT = "scores"
 _OWN = ("train_split", "target_split", "n_train", "targets")
 _GRAM_ROWS = 4096  # rows per float64 product when summing a chunk's kernel
+
+
+def check(job: Any, step: dict) -> None:
+    """Raise for unknown or bad settings before any step runs (names get "did you mean")."""
+    TRAKConfig.resolve(None, engine_overrides(step, _OWN))
+    for key in ("train_split", "target_split"):
+        if not isinstance(step.get(key, "train"), str):
+            raise ValueError(f"{key} must be a split name, got {step[key]!r}.")
 
 
 def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
