@@ -73,6 +73,46 @@ def test_blocks_partition_in_order():
         assert max(len(r) for r in runs) - min(len(r) for r in runs) <= 1
 
 
+# ----------------------------------------------------------------- engine pieces
+
+
+def test_invert_blocks_concatenate_to_the_whole(one_thread):
+    gen = torch.Generator().manual_seed(3)
+    concepts = torch.rand(300, 5, generator=gen) < 0.4
+    acts = concepts[:, :3].float() @ torch.randn(3, 7, generator=gen)
+    acts += 0.3 * torch.randn(300, 7, generator=gen)
+    names = list("abcde")
+    whole = rw.invert.explain_activations(acts, concepts, names, max_length=2, progress=False)
+    parts = [
+        rw.invert.explain_activations(
+            acts, concepts, names, neurons=b, max_length=2, progress=False
+        )
+        for b in ([0, 1, 2], [3], [4, 5, 6])
+    ]
+    joined = rw.invert.concat_results(parts)
+    _same_invert(joined, whole)
+    other = rw.invert.explain_activations(acts, concepts, names, max_length=1, progress=False)
+    with pytest.raises(ValueError, match="settings"):
+        rw.invert.concat_results([whole, other])
+
+
+def test_gram_of_row_shards_decomposes_as_the_whole(one_thread):
+    gen = torch.Generator().manual_seed(4)
+    X = torch.randn(200, 6, generator=gen) @ torch.randn(6, 6, generator=gen) + 2.0
+    shards = [X[:70], X[70:71], X[71:]]
+    gram = sum(rw.concepts.gram_matrix(s) for s in shards)
+    mean = sum(s.sum(0, dtype=torch.float64) for s in shards) / 200
+    for center in (False, True):
+        V, S, share, mu = rw.concepts.decompose_gram(gram, mean, 200, 3, center)
+        V1, S1, share1, mu1 = rw.concepts.decompose(X, 3, center)
+        torch.testing.assert_close(S, S1)
+        torch.testing.assert_close(share, share1)
+        torch.testing.assert_close(mu, mu1)
+        torch.testing.assert_close((V * V1).sum(1).abs(), torch.ones(3))  # same up to sign
+    with pytest.raises(ValueError, match="gram must be"):
+        rw.concepts.decompose_gram(gram[:3], mean, 200, 2)
+
+
 # ----------------------------------------------------------------- invert
 
 
