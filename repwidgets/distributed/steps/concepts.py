@@ -6,7 +6,8 @@ pass over the split). Each rank takes a contiguous block of the rows: it sums it
 rows' Gram matrix and column sums in float64
 (:func:`~repwidgets.engines.concepts.gram_matrix`) and computes its samples'
 relevance and predictions. The Gram matrices and sums are all-reduced (``C^2 + C``
-numbers per rank), the relevance rows gathered, and the main rank runs
+numbers per rank), and the main rank reads the relevance rows from the ranks' files
+and runs
 :func:`~repwidgets.engines.concepts.discover_activations` with the summed Gram matrix
 (``gram=``): the same directions as one process up to the order of the float64 sums,
 oriented by the same rule (each direction's extreme tail on the positive side), then
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from repwidgets.distributed.context import shard_range
 from repwidgets.engines import _checks
 from repwidgets.engines.concepts import (
     OBJECTIVES,
@@ -113,14 +115,19 @@ def discover_sharded(
     relevance: bool = True,
     objective: str = "predicted",
     sign: float = 1.0,
-    manifest: Any = None,
-    work: Path | None = None,
+    manifest: Any,
+    work: Path,
 ) -> ConceptResult | None:
     """Concept discovery on ``layer`` with the rows split over ranks; the result on the
-    main rank (None elsewhere). Every rank must call it (it reduces and gathers).
+    main rank (None elsewhere). Every rank must call it (it all-reduces).
+
+    Each rank's partial sums, relevance and predictions are saved to ``work`` and
+    recorded in ``manifest``; the main rank reads the relevance rows of every rank
+    from there (the output folder is shared, as its manifest is).
 
     Example:
-        >>> r = discover_sharded(Context.single(), sess, "features.conv4", ConceptConfig())  # doctest: +SKIP
+        >>> r = discover_sharded(Context.single(), sess, "features.conv4", ConceptConfig(),
+        ...                      manifest=Manifest("out"), work=Path("out/work/concepts/x"))  # doctest: +SKIP
     """
     _checks.one_of("pool", pool, ("mean", "max", "cls"))
     module = sess.module(layer)
@@ -128,11 +135,14 @@ def discover_sharded(
     n = _checks.split_size(sess, split)
     _checks.n_components(cfg.n_components, n, _checks.layer_width(sess, layer), of=layer)
     X = sess.activations(layer, split=split, pool=pool)
+
+    def path_of(rows: range) -> Path:
+        return Path(work) / f"rows-{rows.start}-{rows.stop}.safetensors"
+
     rows = ctx.shard(n)
     key = f"{layer}:{rows.start}-{rows.stop}"
-    path = None if work is None else Path(work) / f"rows-{rows.start}-{rows.stop}.safetensors"
-    if manifest is not None and path is not None and manifest.done(NAME, key) and path.exists():
-        part = load_tensors(path)
+    if manifest.done(NAME, key) and path_of(rows).exists():
+        part = load_tensors(path_of(rows))
     else:
         part = {
             "gram": gram_matrix(X[rows.start : rows.stop]).cpu(),
@@ -142,19 +152,17 @@ def discover_sharded(
             how = {"objective": objective, "sign": sign, "pool": pool}
             R, pred = _relevance_rows(ctx, sess, module, layout, split, rows, X.shape[1], how)
             part.update(relevance=R, predictions=pred)
-        if path is not None:
-            save_tensors(path, part)
-            if manifest is not None:
-                manifest.record(NAME, key, rows=[rows.start, rows.stop])
+        save_tensors(path_of(rows), part)
+        manifest.record(NAME, key, rows=[rows.start, rows.stop])
     gram = ctx.all_reduce_sum(part["gram"])
     total = ctx.all_reduce_sum(part["sum"])
-    extra = ctx.all_gather_object({k: part[k] for k in ("relevance", "predictions") if k in part})
     if not ctx.is_main:
         return None
     C = X.shape[1]
     if relevance:
-        R = torch.cat([e["relevance"] for e in extra])
-        predictions = torch.cat([e["predictions"] for e in extra])
+        every = [load_tensors(path_of(shard_range(n, r, ctx.world))) for r in range(ctx.world)]
+        R = torch.cat([e["relevance"] for e in every])
+        predictions = torch.cat([e["predictions"] for e in every])
     else:
         R, predictions = None, sess.predictions(split)
     if X.device.type == "cpu" and sess.device.type != "cpu":

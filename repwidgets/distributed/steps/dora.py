@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from repwidgets.distributed.context import shard_range
 from repwidgets.engines import _checks, featurevis
 from repwidgets.engines.dora import DoraConfig, DoraResult, analyze_activations
 from repwidgets.engines.dora.layer import (
@@ -105,17 +106,20 @@ def analyze_sharded(
     cfg: DoraConfig,
     *,
     neurons: list[int] | None = None,
-    manifest: Any = None,
-    work: Path | None = None,
+    manifest: Any,
+    work: Path,
 ) -> DoraResult | None:
     """DORA on ``layer`` with this rank's block of neurons; the result on the main rank
-    (None elsewhere). Every rank must call it (it gathers).
+    (None elsewhere). Every rank must call it (it meets at a barrier).
 
     A rank's block (its signals, rows of ``A`` and peaks) is saved to ``work`` and
-    recorded in ``manifest``; a recorded block is read back instead of recomputed.
+    recorded in ``manifest``; a recorded block is read back instead of recomputed. The
+    main rank reads every rank's block from ``work`` (the output folder is shared by
+    the ranks, as its manifest is).
 
     Example:
-        >>> r = analyze_sharded(Context.single(), sess, "features.conv3", DoraConfig())  # doctest: +SKIP
+        >>> r = analyze_sharded(Context.single(), sess, "features.conv3", DoraConfig(),
+        ...                     manifest=Manifest("out"), work=Path("out/work/dora/x"))  # doctest: +SKIP
     """
     module = sess.module(layer)
     layout = sess.layout(layer)
@@ -123,20 +127,21 @@ def analyze_sharded(
     _checks.neuron_indices(neurons, width, layer, minimum=2)
     idx = check_neurons(neurons if neurons is not None else list(range(width)), width)
     input_shape = cfg.signal_shape(tuple(sess.input_shape))
+
+    def path_of(b: range) -> Path:
+        return Path(work) / f"neurons-{b.start}-{b.stop}.safetensors"
+
     mine = ctx.shard(idx.numel())
     key = f"{layer}:{mine.start}-{mine.stop}"
-    path = None if work is None else Path(work) / f"neurons-{mine.start}-{mine.stop}.safetensors"
-    if manifest is not None and path is not None and manifest.done(NAME, key) and path.exists():
-        part = load_tensors(path)
-    else:
+    if not (manifest.done(NAME, key) and path_of(mine).exists()):
         part = _block(ctx, sess, module, layout, idx, mine, cfg.replace(input_shape=input_shape))
-        if path is not None:
-            save_tensors(path, part)
-            if manifest is not None:
-                manifest.record(NAME, key, neurons=[mine.start, mine.stop])
-    parts = ctx.all_gather_object(part)
+        save_tensors(path_of(mine), part)
+        manifest.record(NAME, key, neurons=[mine.start, mine.stop])
+    ctx.barrier()
     if not ctx.is_main:
         return None
+    every = [shard_range(idx.numel(), r, ctx.world) for r in range(ctx.world)]
+    parts = [load_tensors(path_of(b)) for b in every]
     A = torch.cat([p["A"] for p in parts])
     peak = torch.cat([p["peak"] for p in parts])
     result = analyze_activations(A, idx, cfg, self_peak=peak, layer=layer)

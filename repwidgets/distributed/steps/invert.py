@@ -105,17 +105,20 @@ def explain_sharded(
     split: str = "test",
     pool: str = "mean",
     block: int | None = None,
-    manifest: Any = None,
-    work: Path | None = None,
+    manifest: Any,
+    work: Path,
 ) -> InvertResult | None:
     """INVERT on ``layer`` with this rank's blocks of neurons; the joined result on the
-    main rank (None on the others).
+    main rank (None on the others). Every rank must call it (it meets at a barrier).
 
-    Blocks already recorded in ``manifest`` are read back from ``work``; new ones are
-    saved there (atomically) and recorded. Every rank must call it (it gathers).
+    Each block's result is saved to ``work`` (atomically) and recorded in ``manifest``;
+    a recorded block is read back instead of recomputed. The main rank reads every
+    rank's blocks from ``work`` (the job's output folder is shared by the ranks, as
+    its manifest is), so nothing but the barrier goes through the process group.
 
     Example:
-        >>> r = explain_sharded(Context.single(), sess, "features.conv3", InvertConfig())  # doctest: +SKIP
+        >>> r = explain_sharded(Context.single(), sess, "features.conv3", InvertConfig(),
+        ...                     manifest=Manifest("out"), work=Path("out/work/invert/x"))  # doctest: +SKIP
     """
     if pool not in ("mean", "max", "cls"):
         raise ValueError(f"INVERT needs pool='mean', 'max' or 'cls', not {pool!r}.")
@@ -124,12 +127,14 @@ def explain_sharded(
     _checks.concept_fractions(concepts, cfg.min_fraction, cfg.max_fraction)
     acts = sess.activations(layer, split=split, pool=pool)
     acts = acts.to(getattr(sess, "device", acts.device))
-    parts = []
-    for b in blocks(acts.shape[1], ctx.world, ctx.rank, block):
+    N = acts.shape[1]
+
+    def path_of(b: range) -> Path:
+        return Path(work) / f"neurons-{b.start}-{b.stop}.safetensors"
+
+    for b in blocks(N, ctx.world, ctx.rank, block):
         key = f"{layer}:{b.start}-{b.stop}"
-        path = None if work is None else Path(work) / f"neurons-{b.start}-{b.stop}.safetensors"
-        if manifest is not None and path is not None and manifest.done(NAME, key) and path.exists():
-            parts.append(InvertResult.load(path))
+        if manifest.done(NAME, key) and path_of(b).exists():
             continue
         part = explain_activations(
             acts,
@@ -140,16 +145,14 @@ def explain_sharded(
             layer=layer,
             progress=show_progress(ctx, sess),
         )
-        if path is not None:
-            part.save(path)
-            part = InvertResult.load(path)  # the same form as a block read back on resume
-            if manifest is not None:
-                manifest.record(NAME, key, neurons=[b.start, b.stop])
-        parts.append(part)
-    gathered = ctx.all_gather_object(parts)
+        part.save(path_of(b))
+        manifest.record(NAME, key, neurons=[b.start, b.stop])
+    ctx.barrier()
     if not ctx.is_main:
         return None
-    result = concat_results([p for rank_parts in gathered for p in rank_parts])
+    every = [b for r in range(ctx.world) for b in blocks(N, ctx.world, r, block)]
+    parts = [InvertResult.load(path_of(b)) for b in every]
+    result = concat_results(parts)
     result.split, result.pool, result.neuron_axis = split, pool, None
     result._session = sess
     return result

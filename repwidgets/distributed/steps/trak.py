@@ -13,8 +13,9 @@ Then:
 2. every rank factorises ``K = Phi^T Phi + ridge I`` (the same matrix everywhere),
    featurises its share of the targets and solves ``A_r = K^-1 Phi_target,r^T``;
    the ``A_r`` [p, m_r] are gathered, so every rank holds ``A`` [p, m];
-3. each rank scores its own training rows, ``Phi_r A``, and the main rank gathers
-   the rows and multiplies by the Q terms: the scores of
+3. each rank scores its own training rows, ``Phi_r A``, into a file, and the main
+   rank reads the rows and the Q terms of every rank (the output folder is shared by
+   the ranks, as the manifest is) and multiplies them: the scores of
    :func:`~repwidgets.engines.attribution.trak_scores` with one model, up to the
    order of the kernel's sums.
 
@@ -49,6 +50,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from repwidgets._progress import progress_counter
+from repwidgets.distributed.context import shard_range
 from repwidgets.engines.attribution.config import TRAKConfig
 from repwidgets.engines.attribution.data import collate, loader
 from repwidgets.engines.attribution.featurize import Featurizer
@@ -130,7 +132,7 @@ def trak_sharded(
     targets: Dataset,
     cfg: TRAKConfig,
     *,
-    manifest: Any = None,
+    manifest: Any,
     work: Path,
 ) -> TRAKResult | None:
     """TRAK (the session's model, the class margin) with the training chunks and the
@@ -165,9 +167,8 @@ def trak_sharded(
         store = FeatureStore(Path(work) / "features", f"train_r{rows}", n, p, chunk_rows=rows)
         mine = ctx.shard(store.n_chunks)
         bs = max(1, min(int(cfg.batch_size), int(cfg.memory_budget_mb * 2**20 // (feat.dim * 12))))
-        q_own = _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work))
-        q = torch.cat(ctx.all_gather_object(q_own))
-        ck = Checkpoint(feat, store, q, torch.zeros(0), dual=p > n)
+        _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work))
+        ck = Checkpoint(feat, store, torch.zeros(0), torch.zeros(0), dual=p > n)
         if ck.dual:
             ctx.barrier()  # every chunk file written: the main rank reads them all
             if not ctx.is_main:
@@ -185,10 +186,13 @@ def trak_sharded(
             A = torch.cat(ctx.all_gather_object(A_r), dim=1).to(device)
             own = [torch.as_tensor(np.asarray(store.chunk(k)), device=device) @ A for k in mine]
             own_scores = torch.cat(own).cpu() if own else torch.zeros(0, A.shape[1])
-            parts = ctx.all_gather_object(own_scores)
+            save_tensors(_scores_path(work, store, mine), {"scores": own_scores})
+            ctx.barrier()
             if not ctx.is_main:
                 return None
-            total = torch.cat(parts)
+            every = [shard_range(store.n_chunks, r, ctx.world) for r in range(ctx.world)]
+            total = torch.cat([load_tensors(_scores_path(work, store, b))["scores"] for b in every])
+    q = torch.cat([load_tensors(_q_path(work, store, k))["q"] for k in range(store.n_chunks)])
     scores = total * q[:, None]
     return TRAKResult(
         scores=scores,
@@ -220,17 +224,15 @@ def _featurize(
     bs: int,
     manifest: Any,
     work: Path,
-) -> Tensor:
-    """Featurise this rank's chunks (skipping recorded ones); their Q terms [rows]."""
-    qs = []
+) -> None:
+    """Featurise this rank's chunks (skipping recorded ones), each with its Q terms."""
     todo = sum(len(store.chunk_range(k)) for k in mine)
     show = show_progress(ctx, sess)
     with progress_counter(todo, "TRAK features", show, unit="sample") as bar:
         for k in mine:
             key = f"features:{store.name}:{k}"
-            q_path = work / f"q-{store.name}-{k:05d}.safetensors"
-            if manifest is not None and manifest.done(NAME, key) and q_path.exists():
-                qs.append(load_tensors(q_path)["q"])
+            q_path = _q_path(work, store, k)
+            if manifest.done(NAME, key) and q_path.exists():
                 bar.update(len(store.chunk_range(k)))
                 continue
             store.discard(k)  # a chunk file left by a killed run is written afresh
@@ -245,10 +247,17 @@ def _featurize(
                 bar.update(len(out))
             store.chunk(k)  # flushed before the record
             save_tensors(q_path, {"q": q})
-            if manifest is not None:
-                manifest.record(NAME, key, rows=[rows.start, rows.stop])
-            qs.append(q)
-    return torch.cat(qs) if qs else torch.zeros(0)
+            manifest.record(NAME, key, rows=[rows.start, rows.stop])
+
+
+def _q_path(work: Path, store: FeatureStore, k: int) -> Path:
+    """The file of chunk ``k``'s Q terms (out-to-loss) [rows]."""
+    return Path(work) / f"q-{store.name}-{k:05d}.safetensors"
+
+
+def _scores_path(work: Path, store: FeatureStore, chunks: range) -> Path:
+    """The file of the scores [rows, m] of the training rows of ``chunks``."""
+    return Path(work) / f"scores-{store.name}-{chunks.start}-{chunks.stop}.safetensors"
 
 
 def _own_gram(store: FeatureStore, mine: range, dtype: torch.dtype, device) -> Tensor:
