@@ -22,6 +22,11 @@ default layers:
     python benchmarks/bench_truth.py --quick         # fewer DORA steps, 500 attributed samples
     python benchmarks/bench_truth.py --full          # attribution over the whole training split
     python benchmarks/bench_truth.py --models resnet vgg --methods dora invert
+    python benchmarks/bench_truth.py --methods dora --dora-layer vgg=features.act4_2
+
+DORA is measured with the run's settings and, on the same s-AMS, with each analysis
+variant of ``--dora-variants`` (default :data:`DORA_VARIANTS`: centred and equalised
+responses, the k-th-neighbour outlier score).
 """
 
 from __future__ import annotations
@@ -50,9 +55,35 @@ def _r(x: float, nd: int = 4) -> float | None:
     return None if not np.isfinite(x) else round(x, nd)
 
 
+#: Analysis settings measured on the same s-AMS as the run's own (``--dora-variants``):
+#: the EA normalisations and the outlier scores of ``rw.dora.analyze``.
+DORA_VARIANTS = {
+    "center": {"center": True},
+    "equalised": {"center": True, "equalise_signals": True},
+    "knn": {"outlier": "knn"},
+    "equalised_knn": {"center": True, "equalise_signals": True, "outlier": "knn"},
+}
+
+
+def _dora_check(sess, r, artifact: str) -> dict:
+    """The validation figures of one DORA result."""
+    v = rw.dora.validate(sess, r, concept=artifact)
+    return {
+        "spearman": _r(v["spearman"]),
+        "n_live": v["n_live"],
+        "n_dead": v["n_dead"],
+        "n_detectors": v["n_detectors"],
+        "within_between_auc": _r(v["within_between_auc"]),
+        "outlier_auc": _r(v["outlier_auc"]),
+        "lof_auc": _r(v["lof_auc"]),
+        "detectors_in_top": v["detectors_in_top"],
+    }
+
+
 def dora_figures(sess, e, args) -> dict:
-    """EA-vs-functional Spearman, detector grouping and outlier AUC on the DORA layer."""
-    layer = e.layers["dora"]
+    """EA-vs-functional Spearman, detector grouping and outlier AUC on the DORA layer,
+    for the run's settings and, on the same s-AMS, for each analysis variant."""
+    layer = dict(args.dora_layer).get(e.name, e.layers["dora"])
     t0 = time.perf_counter()
     r = rw.dora.analyze(
         sess,
@@ -64,18 +95,21 @@ def dora_figures(sess, e, args) -> dict:
         progress=False,
         **json.loads(args.dora_kwargs),
     )
-    v = rw.dora.validate(sess, r, concept=e.artifact)
-    return {
-        "layer": layer,
-        "spearman": _r(v["spearman"]),
-        "n_live": v["n_live"],
-        "n_dead": v["n_dead"],
-        "n_detectors": v["n_detectors"],
-        "within_between_auc": _r(v["within_between_auc"]),
-        "outlier_auc": _r(v["outlier_auc"]),
-        "detectors_in_top": v["detectors_in_top"],
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+    out = {"layer": layer, **_dora_check(sess, r, e.artifact)}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    variants = {}
+    for name, options in json.loads(args.dora_variants).items():
+        cfg = {**r.params, **options}
+        cfg = {k: v for k, v in cfg.items() if k not in ("signal_shape", "neuron_axis")}
+        rv = rw.dora.analyze_activations(
+            r.activations, r.neurons, cfg, dead=r.is_dead, layer=r.layer
+        )
+        rv.params["neuron_axis"] = r.params["neuron_axis"]
+        rv._session = sess
+        variants[name] = _dora_check(sess, rv, e.artifact)
+    if variants:
+        out["variants"] = variants
+    return out
 
 
 def _mentions(formula: dict, concept: str) -> bool:
@@ -204,6 +238,19 @@ def main() -> None:
     p.add_argument("--dora-signals", type=int, default=1)
     p.add_argument("--signal-size", type=int, default=32)
     p.add_argument("--dora-kwargs", default="{}", help="JSON of extra rw.dora.analyze options")
+    p.add_argument(
+        "--dora-variants",
+        default=json.dumps(DORA_VARIANTS),
+        help="JSON {name: analysis options} measured on the same s-AMS ('{}': none)",
+    )
+    p.add_argument(
+        "--dora-layer",
+        action="append",
+        default=[],
+        type=lambda text: tuple(text.split("=", 1)),
+        metavar="MODEL=LAYER",
+        help="DORA on another layer than the registry's (e.g. vgg=features.act4_2)",
+    )
     p.add_argument("--n-models", type=int, default=1, help="TRAK ensemble size")
     p.add_argument("--max-train", type=int, default=1000, help="attributed training samples")
     p.add_argument("--threads", type=int, default=None)
@@ -223,6 +270,8 @@ def main() -> None:
             "steps": args.dora_steps,
             "signal_size": args.signal_size,
             **json.loads(args.dora_kwargs),
+            "layers": dict(args.dora_layer),
+            "variants": json.loads(args.dora_variants),
         },
         "attribution": {"n_models": args.n_models, "proj_dim": 512, "max_train": args.max_train},
     }

@@ -100,3 +100,20 @@ def image_data(n: int = 16, size: int = 32, seed: int = 1):
 def ChannelsLastNet() -> nn.Module:  # noqa: N802 - a model class's name
     """The channels-last block with a GELU after its linear layer."""
     return ChannelsLast(gelu=True)
+
+
+def planted_group(seed: int = 0, k: int = 64, group: int = 12) -> torch.Tensor:
+    """An activation matrix A [k, k] whose neurons (columns) form a diffuse bulk and one
+    tight group of ``group`` neurons (the last ones) far from it.
+
+    The bulk's responses are random; the group's responses are one shared profile (high
+    on the group's own signals) plus a little noise, so each member's nearest neighbours
+    are the other members: LOF with fewer neighbours than the group sees a dense cluster
+    like any other, while the group is far from every bulk neuron.
+    """
+    g = torch.Generator().manual_seed(seed)
+    V = torch.rand(k, k, generator=g)  # row j: neuron j's responses to the k signals
+    profile = torch.zeros(k)
+    profile[k - group :] = 1.0
+    V[k - group :] = profile + 0.05 * torch.rand(group, k, generator=g)
+    return V.T.contiguous()  # A[i, j] = neuron j's response to signal i

@@ -8,7 +8,10 @@ from typing import Any
 from repwidgets.config import Config
 from repwidgets.engines import _checks, featurevis
 
-__all__ = ["DoraConfig"]
+__all__ = ["OUTLIER_SCORES", "DoraConfig"]
+
+#: The outlier scores of :func:`~repwidgets.engines.dora.analyze_activations`.
+OUTLIER_SCORES = ("lof", "knn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,15 @@ class DoraConfig(Config):
         umap_neighbors: UMAP's neighbourhood size.
         representation: "responses" (compare columns of A) or "signals" (rows).
         center: remove each neuron's mean response over the signals before comparing.
+        equalise_signals: give every s-AMS the same weight in the comparison (scale each
+            signal's responses over the layer to unit norm; see
+            :func:`~repwidgets.engines.dora.distance.compared_vectors`).
+        outlier: the outlier score that ranks and flags neurons: "lof" (local outlier
+            factor, the DORA paper's) or "knn" (distance to the k-th nearest live
+            neuron, k = ``group_fraction`` x the live neurons: a tight group of outliers
+            smaller than k still scores high, where LOF takes it for an inlier).
+        group_fraction: the largest share of the live neurons that may form one outlying
+            group, for ``outlier="knn"``.
 
     Both:
         seed: fixes the initial images, the random transforms and the map.
@@ -71,6 +83,9 @@ class DoraConfig(Config):
     umap_neighbors: int = 15
     representation: str = "responses"
     center: bool = False
+    equalise_signals: bool = False
+    outlier: str = "lof"
+    group_fraction: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +98,12 @@ class DoraConfig(Config):
             self.representation,
         )
         _checks.positive_int("umap_neighbors", self.umap_neighbors)
+        _checks.one_of("outlier", self.outlier, OUTLIER_SCORES)
+        if not 0 < float(self.group_fraction) <= 0.5:
+            raise ValueError(
+                f"group_fraction must be in (0, 0.5] (a share of the live neurons); "
+                f"got {self.group_fraction}."
+            )
         if (
             self.signal_size is not None
             and _checks.positive_int("signal_size", self.signal_size) < 8

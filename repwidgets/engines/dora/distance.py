@@ -50,7 +50,9 @@ def ea_distance(A: Tensor | np.ndarray) -> Tensor | np.ndarray:
         return (D + D.T) / 2
 
 
-def compared_vectors(A: Tensor, representation: str = "responses", center: bool = False) -> Tensor:
+def compared_vectors(
+    A: Tensor, representation: str = "responses", center: bool = False, equalise: bool = False
+) -> Tensor:
     """The vectors whose EA distance DORA takes, one row per neuron.
 
     Args:
@@ -59,11 +61,31 @@ def compared_vectors(A: Tensor, representation: str = "responses", center: bool 
             every s-AMS), "signals" the rows (the layer's response to its s-AMS).
         center: first remove each neuron's mean response over the signals (the mean of
             its column), so that the cosine becomes a Pearson correlation.
+        equalise: give every coordinate of the compared vectors the same weight. For
+            "responses" a coordinate is one s-AMS: each row of A (after centring) is
+            scaled to unit norm, so a signal that excites the whole layer strongly
+            counts no more than one that excites it weakly (only the pattern of its
+            responses over the neurons is kept); with ``center`` the columns are then
+            centred again. For "signals" a coordinate is one responding neuron: each
+            column is scaled to unit norm. Rows or columns of zeros stay zero.
 
     Returns:
         [k, k], row i describing neuron i.
+
+    Example:
+        >>> A = torch.tensor([[10.0, 0.0, 10.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+        >>> V = compared_vectors(A, equalise=True)  # every signal (row of A) weighs the same
+        >>> torch.allclose(V.norm(dim=0), torch.ones(3))
+        True
     """
     B = A - A.mean(dim=0, keepdim=True) if center else A
+    if equalise:
+        dim = 1 if representation == "responses" else 0
+        norms = B.norm(dim=dim, keepdim=True)
+        tiny = torch.finfo(B.dtype).tiny if B.is_floating_point() else 1e-30
+        B = B / norms.clamp_min(tiny)
+        if center and representation == "responses":
+            B = B - B.mean(dim=0, keepdim=True)
     return B.T.contiguous() if representation == "responses" else B
 
 

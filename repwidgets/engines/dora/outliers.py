@@ -15,7 +15,7 @@ from repwidgets.engines.dora.distance import compared_vectors, ea_distance
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.engines.embedding import embed_distances
 
-__all__ = ["analyze_activations", "find_dead", "lof_scores"]
+__all__ = ["analyze_activations", "find_dead", "knn_scores", "lof_scores"]
 
 
 def find_dead(A: Tensor, self_peak: Tensor | None = None, tol: float = 1e-3) -> Tensor:
@@ -57,6 +57,44 @@ def lof_scores(
         warnings.simplefilter("ignore")  # duplicate points: LOF warns, scores stay valid
         pred = est.fit_predict(D)
     return -est.negative_outlier_factor_, pred == -1
+
+
+def knn_scores(
+    D: np.ndarray, group_fraction: float, contamination: float | str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outlier scores of the points of a distance matrix ``D`` [m, m] (m >= 2): each
+    point's distance to its k-th nearest other point, k = ceil(``group_fraction`` x m)
+    (at most m - 1).
+
+    LOF compares a point's density with its neighbours' and so takes a tight group of
+    outliers, each the others' neighbour, for inliers when the group is larger than its
+    neighbourhood. The k-th neighbour of a member of a group smaller than k lies outside
+    the group, so a group far from the rest scores high as a whole.
+
+    Returns (scores [m], larger for outliers; flags [m]: the ceil(contamination x m)
+    largest scores, or with ``contamination="auto"`` the scores above the median plus
+    three robust standard deviations (1.4826 x the median absolute deviation)).
+
+    Example:
+        >>> pts = np.r_[np.zeros(8), 0.5 + np.arange(8) / 100, [3.0, 3.01, 3.02]]
+        >>> s, flags = knn_scores(np.abs(pts[:, None] - pts[None, :]), 0.25, 0.1)
+        >>> flags.nonzero()[0].tolist()                          # the far group of three
+        [16, 17, 18]
+    """
+    m = D.shape[0]
+    k = min(max(1, int(np.ceil(float(group_fraction) * m))), m - 1)
+    off = np.array(D, dtype=np.float64, copy=True)
+    np.fill_diagonal(off, np.inf)
+    scores = np.partition(off, k - 1, axis=1)[:, k - 1]
+    if isinstance(contamination, str):
+        med = np.median(scores)
+        spread = 1.4826 * np.median(np.abs(scores - med))
+        flags = scores > med + 3 * spread
+    else:
+        n_flag = int(np.ceil(float(contamination) * m))
+        flags = np.zeros(m, dtype=bool)
+        flags[np.argsort(-scores, kind="stable")[:n_flag]] = True
+    return scores, flags
 
 
 def analyze_activations(
@@ -105,6 +143,21 @@ def analyze_activations(
               distance (Spearman +0.00..+0.07) and the artifact detectors' grouping,
               but ranks them lower among the LOF outliers (AUC -0.01..-0.07), so the
               default stays the plain cosine of the DORA paper (False).
+            - ``equalise_signals``: give every s-AMS the same weight (each signal's
+              responses over the layer scaled to unit norm, see
+              :func:`~repwidgets.engines.dora.distance.compared_vectors`). With
+              ``center`` it draws the artifact detectors of all four models of
+              ``benchmarks/bench_truth.py`` closer together and agrees better with
+              functional distance, but ranks them lower among the LOF outliers on the
+              demo CNN and the ResNet (README, "Truth across models"); off by default.
+            - ``outlier``: the score that ranks and flags the outliers
+              (``outlier_scores``): "lof" (default, the DORA paper's local outlier
+              factor) or "knn" (:func:`knn_scores`, distance to the k-th nearest live
+              neuron, k = ``group_fraction`` x the live neurons), which finds a tight
+              group of outlying neurons that LOF misses (the GroupNorm net's watermark
+              detectors) but ranks the demo's isolated detectors lower. LOF's scores are
+              kept in ``lof_scores`` either way.
+            - ``group_fraction``: see ``outlier``.
             - ``seed``: seed of the map.
         self_peak: optional [k] peak activation of each neuron on its own signals.
         dead: a given dead mask [k] (default: :func:`find_dead`).
@@ -129,16 +182,20 @@ def analyze_activations(
     idx = torch.arange(k) if neurons is None else torch.as_tensor(neurons).long().cpu().flatten()
     if idx.numel() != k:
         raise ValueError(f"A has {k} rows but neurons lists {idx.numel()}.")
-    D = ea_distance(compared_vectors(A, cfg.representation, cfg.center))
+    D = ea_distance(compared_vectors(A, cfg.representation, cfg.center, cfg.equalise_signals))
     is_dead = _dead_mask(A, self_peak, dead, cfg.dead_tol)
     live = torch.nonzero(~is_dead).flatten().numpy()
     lof = np.full(k, np.nan)
+    scores = np.full(k, np.nan)
     flags = np.zeros(k, dtype=bool)
     emb = np.full((k, 2), np.nan)
     method = "none"
     Dl = D.detach().double().cpu().numpy()[np.ix_(live, live)]
     if live.size >= 3:
         lof[live], flags[live] = lof_scores(Dl, cfg.n_neighbors, cfg.contamination)
+        scores[live] = lof[live]
+        if cfg.outlier == "knn":
+            scores[live], flags[live] = knn_scores(Dl, cfg.group_fraction, cfg.contamination)
     elif live.size:
         warnings.warn(f"Only {live.size} live neurons: too few for outlier scores.", stacklevel=2)
     if cfg.embedding is not None and live.size:
@@ -152,6 +209,7 @@ def analyze_activations(
         activations=A.cpu(),
         distances=D.cpu(),
         lof_scores=torch.from_numpy(lof).float(),
+        outlier_scores=torch.from_numpy(scores).float(),
         is_outlier=torch.from_numpy(flags),
         is_dead=is_dead,
         embedding=torch.from_numpy(emb).float(),

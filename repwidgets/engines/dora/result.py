@@ -33,6 +33,10 @@ class DoraResult(Result):
         embedding: [k, 2] map of the live neurons (UMAP, or MDS for tiny k); NaN for dead.
         self_activation: [k], each neuron's activation on its own s-AMS (``diag(A)``).
         signals: s-AMS images [k, n, C, H, W] in [0, 1], or None when not generated here.
+        outlier_scores: [k] the score that ranks and flags the outliers (``params
+            ["outlier"]``: the LOF scores for "lof", the k-th neighbour distance for
+            "knn"); NaN for dead neurons. None for results saved before it existed:
+            the LOF scores rank them.
         params: the settings used: ``DoraConfig.to_dict()`` (with ``embedding`` the map
             actually drawn), plus ``signal_shape`` [C, H, W] when the s-AMS were made here.
 
@@ -49,6 +53,7 @@ class DoraResult(Result):
     embedding: Tensor
     self_activation: Tensor
     signals: Tensor | None = None
+    outlier_scores: Tensor | None = None
 
     # --- tables ------------------------------------------------------------------------
     @property
@@ -67,8 +72,14 @@ class DoraResult(Result):
         """Neuron ids set aside as dead."""
         return [int(n) for n, d in zip(self.neurons.tolist(), self.is_dead.tolist()) if d]
 
+    def ranking_scores(self) -> np.ndarray:
+        """The outlier score [k] that ranks and flags the neurons (``outlier_scores``, or
+        the LOF scores where the result has none); NaN for dead neurons."""
+        scores = self.outlier_scores if self.outlier_scores is not None else self.lof_scores
+        return scores.cpu().double().numpy()
+
     def _outlier_order(self) -> np.ndarray:
-        scores = self.lof_scores.cpu().double().numpy()
+        scores = self.ranking_scores()
         return np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
 
     def nearest(self, n_nearest: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -84,23 +95,25 @@ class DoraResult(Result):
     def to_frame(self, n_nearest: int = 5):
         """One row per neuron: outlier score and flag, dead flag, neighbours, map position.
 
-        Columns: neuron, lof_score, outlier_rank (1 = most outlying live neuron),
+        Columns: neuron, lof_score, outlier_rank (1 = most outlying live neuron by the
+        outlier score),
         is_outlier, is_dead, self_activation, neighbours (nearest live neurons' ids),
-        neighbour_distances, umap_x, umap_y.
+        neighbour_distances, umap_x, umap_y, outlier_score (the score of
+        ``params["outlier"]``: the LOF score by default).
         """
         import pandas as pd
 
         ids = self.neurons.cpu().numpy().astype(int)
         order, dist = self.nearest(n_nearest)
         rank = np.full(self.k, np.nan)
-        scores = self.lof_scores.cpu().double().numpy()
+        scores = self.ranking_scores()
         live_order = [i for i in self._outlier_order() if np.isfinite(scores[i])]
         rank[live_order] = np.arange(1, len(live_order) + 1)
         emb = self.embedding.cpu().double().numpy()
         return pd.DataFrame(
             {
                 "neuron": ids,
-                "lof_score": scores,
+                "lof_score": self.lof_scores.cpu().double().numpy(),
                 "outlier_rank": pd.array(
                     [None if np.isnan(r) else int(r) for r in rank], dtype="Int64"
                 ),
@@ -111,6 +124,7 @@ class DoraResult(Result):
                 "neighbour_distances": [[float(d) for d in row] for row in dist],
                 "umap_x": emb[:, 0],
                 "umap_y": emb[:, 1],
+                "outlier_score": scores,
             }
         )
 
@@ -147,9 +161,9 @@ class DoraResult(Result):
         x = frame["umap_x"].to_numpy(dtype=float).copy()
         y = frame["umap_y"].to_numpy(dtype=float).copy()
         no_map = not np.isfinite(x[live]).any()
-        if no_map:  # made without a map (embedding=None): LOF score against neuron id
+        if no_map:  # made without a map (embedding=None): outlier score against neuron id
             x = frame["neuron"].to_numpy(dtype=float)
-            y = np.nan_to_num(frame["lof_score"].to_numpy(dtype=float), nan=0.0)
+            y = np.nan_to_num(frame["outlier_score"].to_numpy(dtype=float), nan=0.0)
         if live.any():
             x0, x1 = np.nanmin(x[live]), np.nanmax(x[live])
             y0, y1 = np.nanmin(y[live]), np.nanmax(y[live])
@@ -184,7 +198,7 @@ class DoraResult(Result):
             height=520,
             tools="pan,wheel_zoom,box_zoom,reset,save",
             x_axis_label="neuron" if no_map else "map x",
-            y_axis_label="LOF score" if no_map else "map y",
+            y_axis_label=f"{self.params.get('outlier', 'lof')} score" if no_map else "map y",
         )
         renderers = []
         for name in ("inlier", "outlier", "dead"):

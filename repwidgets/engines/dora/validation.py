@@ -22,7 +22,7 @@ __all__ = ["DoraValidation", "validate"]
 CHECKS = (
     ("spearman", "Spearman: EA vs functional distance", 0.3),
     ("within_between_auc", "detectors: within vs between distance AUC", 0.8),
-    ("outlier_auc", "detectors as outliers: LOF AUC", 0.8),
+    ("outlier_auc", "detectors as outliers: outlier-score AUC", 0.8),
 )
 #: The key of each check in :attr:`DoraValidation.passes`.
 _PASS_KEYS = {"spearman": "spearman", "within_between_auc": "within_between"}
@@ -47,12 +47,14 @@ class DoraValidation(Result):
             the concept), their ids and AUCs.
         within_between_auc: AUC of "between" distances (detector to other neuron)
             exceeding "within" distances (detector to detector).
-        outlier_auc: AUC of the LOF score for detectors against the other live neurons.
-        detectors_in_top: detectors among the top-m LOF scores (m = n_detectors).
-        detectors_flagged, n_flagged: detectors flagged by LOF; all neurons flagged.
+        outlier_auc: AUC of the result's outlier score (``params["outlier"]``: the LOF
+            score by default) for detectors against the other live neurons.
+        detectors_in_top: detectors among the top-m outlier scores (m = n_detectors).
+        detectors_flagged, n_flagged: detectors flagged as outliers; all neurons flagged.
         map_within_between_auc: ``within_between_auc`` on the 2-D map.
         passes: ``{"spearman", "within_between", "outliers"}`` -> bool.
-        params: ``split`` and ``detector_auc``.
+        lof_auc: ``outlier_auc`` of the LOF scores (the same figure for ``outlier="lof"``).
+        params: ``split``, ``detector_auc`` and ``outlier`` (the score ranked by).
     """
 
     layer: str
@@ -72,6 +74,7 @@ class DoraValidation(Result):
     n_flagged: int
     map_within_between_auc: float
     passes: dict
+    lof_auc: float = float("nan")
 
     # --- dict-style reading ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -152,10 +155,10 @@ def validate(
        ROC AUC >= ``detector_auc`` for the concept) should be close to each other: AUC of
        "between" distances (detector to other neuron) exceeding "within" distances
        (detector to detector). Target >= 0.8.
-    3. Outlier figures: ``outlier_auc`` (AUC of the LOF score for detectors vs the
-       other live neurons), ``detectors_in_top`` (how many detectors are among the
-       top-m LOF scores, m = number of detectors), ``detectors_flagged`` (detectors
-       flagged by LOF) and ``map_within_between_auc`` (figure 2 on the 2-D map: do they
+    3. Outlier figures: ``outlier_auc`` (AUC of the result's outlier score, LOF by
+       default, for detectors vs the other live neurons; ``lof_auc`` the same for the
+       LOF scores), ``detectors_in_top`` (how many detectors are among the top-m outlier
+       scores, m = number of detectors), ``detectors_flagged`` (detectors flagged) and ``map_within_between_auc`` (figure 2 on the 2-D map: do they
        form their own cluster).
 
     Returns:
@@ -184,10 +187,12 @@ def validate(
     det = live & (aucs >= detector_auc)
     det_l = det[li]
     wb = _within_between(D_ea, det_l)
+    score = result.ranking_scores()[li]
+    out_auc = _auc(score, det_l) if det_l.any() else float("nan")
     lof = result.lof_scores.cpu().double().numpy()[li]
-    out_auc = _auc(lof, det_l) if det_l.any() else float("nan")
+    lof_auc = _auc(lof, det_l) if det_l.any() else float("nan")
     m = int(det_l.sum())
-    in_top = int(det_l[np.argsort(-lof, kind="stable")[:m]].sum())
+    in_top = int(det_l[np.argsort(-score, kind="stable")[:m]].sum())
     emb = result.embedding.cpu().double().numpy()[li]
     map_wb = float("nan")
     if 2 <= m < li.size and np.isfinite(emb).all():  # pairs inside and across the group
@@ -217,7 +222,12 @@ def validate(
                 (m > 0 and in_top >= max(1, m // 2)) or map_wb >= 0.8 or out_auc >= 0.8
             ),
         },
-        params={"split": split, "detector_auc": float(detector_auc)},
+        lof_auc=lof_auc,
+        params={
+            "split": split,
+            "detector_auc": float(detector_auc),
+            "outlier": result.params.get("outlier", "lof"),
+        },
     )
 
 
