@@ -12,9 +12,16 @@ Prints one JSON object:
   is decoded, time to scroll page by page through all cards with every image shown,
   frame times while scrolling continuously, how many image keys were requested and
   the live JS heap (after a forced GC). The Python path at 4,096 neurons measures the
-  first screen only.
+  first screen only;
+- ``scatter``: the ConceptBrowser at 100,000 and 1,000,000 points (``--quick``: 100,000):
+  time to construct the Python widget, bytes of its state on the wire (binary buffers
+  and JSON), time to the first picture in the page, and in Chromium the frame times
+  (median and p95, from one requestAnimationFrame to the next) of a wheel zoom and pan
+  redraw, of the frames while a lasso is drawn and of the frame that closes a lasso
+  (hit test, selection, redraw), and the synchronous redraw time.
 
-Usage: ``python benchmarks/bench_widgets.py [--quick]`` (needs /usr/bin/chromium and the JS build).
+Usage: ``python benchmarks/bench_widgets.py [--quick] [--only gallery|scatter]`` (needs
+/usr/bin/chromium and the JS build).
 """
 
 from __future__ import annotations
@@ -206,31 +213,179 @@ def render_figures(
         page.close()
 
 
+SCATTER_PAN = """async (frames) => {
+  const ov = document.querySelector('canvas.rw-overlay');
+  const r = ov.getBoundingClientRect();
+  const raf = () => new Promise((res) => requestAnimationFrame(res));
+  await raf();
+  const deltas = [];
+  let last = performance.now();
+  for (let i = 0; i < frames; i++) {
+    const zoom = i % 40 < 20 ? -60 : 60;
+    const x = r.left + r.width / 2 + 0.3 * r.width * Math.sin(i / 7);
+    const y = r.top + r.height / 2 + 0.3 * r.height * Math.cos(i / 9);
+    ov.dispatchEvent(new WheelEvent('wheel', { deltaY: zoom, clientX: x, clientY: y, cancelable: true, bubbles: true }));
+    await raf();
+    const now = performance.now();
+    deltas.push(now - last);
+    last = now;
+  }
+  return deltas;
+}"""
+
+SCATTER_LASSO = """async (rounds) => {
+  const ov = document.querySelector('canvas.rw-overlay');
+  const r = ov.getBoundingClientRect();
+  const raf = () => new Promise((res) => requestAnimationFrame(res));
+  const at = (x, y) => ({ clientX: r.left + x, clientY: r.top + y, button: 0, buttons: 1,
+    pointerId: 1, isPrimary: true, pointerType: 'mouse', bubbles: true, cancelable: true });
+  const moves = [], closes = [];
+  for (let k = 0; k < rounds; k++) {
+    const cx = r.width * (0.35 + 0.3 * (k % 3) / 2), cy = r.height / 2, rad = 0.18 * r.height * (1 + k % 2);
+    ov.dispatchEvent(new PointerEvent('pointerdown', at(cx + rad, cy)));
+    await raf();
+    let last = performance.now();
+    for (let s = 1; s <= 24; s++) {
+      const a = (2 * Math.PI * s) / 24;
+      ov.dispatchEvent(new PointerEvent('pointermove', at(cx + rad * Math.cos(a), cy + rad * Math.sin(a))));
+      await raf();
+      const now = performance.now();
+      moves.push(now - last);
+      last = now;
+    }
+    ov.dispatchEvent(new PointerEvent('pointerup', { ...at(cx + rad, cy), shiftKey: k % 2 === 1 }));
+    await raf();
+    closes.push(performance.now() - last);
+    await raf();
+  }
+  const saved = (window.__rwSaved || {}).selected;
+  return { moves, closes, selected: saved ? saved.length : null };
+}"""
+
+SCATTER_DRAW = """(k) => {
+  const h = document.querySelector('.rw-browser').__rw;
+  const out = [];
+  for (let i = 0; i < k; i++) out.push(h.draw());
+  return out;
+}"""
+
+
+def _quantiles(values: list[float]) -> dict:
+    v = sorted(values)
+    if not v:
+        return {"median": None, "p95": None}
+    return {"median": round(statistics.median(v), 2), "p95": round(v[int(0.95 * (len(v) - 1))], 2)}
+
+
+def scatter_points(n: int, seed: int = 0):
+    """``n`` points in 30 gaussian blobs (an embedding's look), a cluster id and a class each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-20, 20, size=(30, 2))
+    member = rng.integers(0, 30, size=n)
+    xy = (centres[member] + rng.normal(0, 1.5, size=(n, 2))).astype(np.float32)
+    member[rng.random(n) < 0.1] = -1
+    classes = rng.integers(0, 10, size=n)
+    return xy, member, classes
+
+
+def scatter_figures(context, bundle: Path, pool: list[bytes], n: int) -> dict:
+    """Construct a ConceptBrowser of ``n`` points in Python and time it in a fresh page
+    (thumbnails from ``pool``, served in the page)."""
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    from repwidgets.widgets import ConceptBrowser
+
+    xy, member, classes = scatter_points(n)
+    colorings = {
+        "concept": (member + 1, ["none", *[f"concept {j}" for j in range(30)]], True),
+        "class": (classes, [f"class {j}" for j in range(10)]),
+    }
+    t0 = time.perf_counter()
+    w = ConceptBrowser(xy, colorings, membership=member, title=f"{n} points")
+    construct_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    state, _paths, buffers = _remove_buffers(w.get_state())
+    state_s = time.perf_counter() - t0
+    buffer_bytes = sum(memoryview(b).nbytes for b in buffers)
+    json_bytes = len(json.dumps(state))
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        Harness(page, w, bundle, mode="page", pool=pool).open(timeout_ms=120_000)
+        first_render_ms = page.evaluate("() => window.__rwT1 - window.__rwT0")
+        draw = _quantiles(page.evaluate(SCATTER_DRAW, 15))
+        pan = _quantiles(page.evaluate(SCATTER_PAN, 120))
+        # back to the whole embedding (the R key) so the lassos enclose points
+        page.evaluate(
+            "() => document.querySelector('.rw-browser')"
+            ".dispatchEvent(new KeyboardEvent('keydown', { key: 'r', bubbles: true }))"
+        )
+        page.evaluate("() => document.querySelector('.rw-browser').__rw.draw()")
+        lasso = page.evaluate(SCATTER_LASSO, 6)
+        painted = page.evaluate(
+            """() => { const c = document.querySelector('canvas.rw-points');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let k = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) k++; return k; }"""
+        )
+    finally:
+        page.close()
+    return {
+        "points": n,
+        "python_construct_s": round(construct_s, 3),
+        "python_state_s": round(state_s, 4),
+        "wire_buffer_bytes": buffer_bytes,
+        "wire_json_bytes": json_bytes,
+        "first_render_ms": round(first_render_ms, 1),
+        "redraw_ms": draw,
+        "pan_zoom_frame_ms": pan,
+        "lasso_move_frame_ms": _quantiles(lasso["moves"]),
+        "lasso_close_frame_ms": _quantiles(lasso["closes"]),
+        "lasso_last_selected": lasso["selected"],
+        "painted_pixels": painted,
+        "page_errors": errors,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="512 neurons only, front end only")
+    parser.add_argument("--only", choices=["gallery", "scatter"], help="one part only")
     args = parser.parse_args()
 
-    bundle = ROOT / "repwidgets" / "static" / "gallery.js"
-    if not bundle.is_file():
-        raise SystemExit(
-            "repwidgets/static/gallery.js is missing: run `cd js && npm ci && npm run build`."
-        )
+    static = ROOT / "repwidgets" / "static"
+    bundle = static / "gallery.js"
+    scatter_bundle = static / "clusters.js"
+    for b in (bundle, scatter_bundle):
+        if not b.is_file():
+            raise SystemExit(f"{b} is missing: run `cd js && npm ci && npm run build`.")
     pool = thumbnail_pool()
-    figures: dict = {"wire": wire_figures(pool), "render": {}}
+    figures: dict = {}
+    if args.only != "scatter":
+        figures["wire"] = wire_figures(pool)
+        figures["render"] = {}
     sizes = [512] if args.quick else [512, 4096]
     modes = ["page"] if args.quick else ["page", "python"]
     with headless_chromium(extra_args=EXPOSE_GC) as context:
         figures["chromium"] = context.browser.version if context.browser else None
-        for mode in modes:
-            for n in sizes:
-                label = "frontend" if mode == "page" else "python"
-                # the Python path's scroll through 4,096 cards adds minutes and no news
-                full = mode == "page" or n <= 512
-                figures["render"][f"{label}_{n}"] = render_figures(
-                    context, bundle, pool, n, mode, full=full
-                )
+        if args.only != "scatter":
+            for mode in modes:
+                for n in sizes:
+                    label = "frontend" if mode == "page" else "python"
+                    # the Python path's scroll through 4,096 cards adds minutes and no news
+                    full = mode == "page" or n <= 512
+                    figures["render"][f"{label}_{n}"] = render_figures(
+                        context, bundle, pool, n, mode, full=full
+                    )
+        if args.only != "gallery":
+            figures["scatter"] = {
+                f"points_{n}": scatter_figures(context, scatter_bundle, pool, n)
+                for n in ([100_000] if args.quick else [100_000, 1_000_000])
+            }
     figures["bundle_kib"] = round(bundle.stat().st_size / 1024, 1)
+    figures["scatter_bundle_kib"] = round(scatter_bundle.stat().st_size / 1024, 1)
     emit("widgets", figures)
 
 

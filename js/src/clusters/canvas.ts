@@ -1,10 +1,11 @@
 // The browser's two canvases: the points (drawn into an ImageData buffer, one 32-bit
-// write per pixel: lib/scatter.ts) and the overlay above them (the lasso or box being
+// write per pixel: raster.ts) and the overlay above them (the lasso or box being
 // drawn, the hovered point, the focused cluster's outlines).
 
 import { h } from "../lib/dom";
 import { context2d } from "../lib/mount";
-import { rasterize, toScreen, type View } from "../lib/scatter";
+import { toScreen, type View } from "../lib/scatter";
+import { rasterPoints, type RasterPoints } from "./raster";
 
 /** A lasso (x, y, x, y, ...) or box (x0, y0, x1, y1) in data coordinates. */
 export interface Shape {
@@ -12,16 +13,8 @@ export interface Shape {
   path: number[];
 }
 
-export interface Points {
-  xy: Float32Array;
-  n: number;
-  codes: ArrayLike<number> | null;
-  colours: Uint32Array;
-  dimmed: Uint32Array;
-  selected: Uint8Array | null;
-  /** Point size (CSS px). */
-  size: number;
-}
+/** The points of a frame; `size` in CSS px (the canvas scales it to device px). */
+export type Points = RasterPoints;
 
 export interface OverlayState {
   view: View;
@@ -70,7 +63,7 @@ export class ScatterCanvas {
     if (!this.ctx || !this.image || !this.pixels) return;
     const size = Math.max(1, Math.round(p.size * this.dpr));
     const { width, height } = this.base;
-    rasterize(this.pixels, width, height, this.dpr, view, p.xy, p.n, p.codes, p.colours, p.dimmed, p.selected, size);
+    rasterPoints(this.pixels, width, height, this.dpr, view, size === p.size ? p : { ...p, size });
     this.ctx.putImageData(this.image, 0, 0);
   }
 

@@ -77,9 +77,13 @@ export class SidePanel {
     if (sel.length === 0) return;
     setText(this.selHead, `${sel.length.toLocaleString()} selected`);
     if (col && codes) {
-      const counts = new Map<number, number>();
-      for (const i of sel) counts.set(codes[i], (counts.get(codes[i]) ?? 0) + 1);
-      const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4);
+      const counts = new Float64Array(Math.max(1, col.categories.length));
+      for (const i of sel) {
+        const c = codes[i];
+        if (c < counts.length) counts[c]++;
+      }
+      const top = [...counts.keys()].filter((c) => counts[c] > 0).map((c) => [c, counts[c]] as const);
+      top.sort((a, b) => b[1] - a[1]).splice(4);
       setText(this.selSummary, top.map(([c, k]) => `${col.categories[c] ?? c}: ${k}`).join(" · "));
     } else setText(this.selSummary, "");
     for (const key of sel.slice(0, 24)) this.selImgs.appendChild(thumb(key));

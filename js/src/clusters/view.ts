@@ -18,6 +18,7 @@ import { ScatterCanvas } from "./canvas";
 import { categoryColours } from "./colours";
 import { MODES, type BrowserHandle, type BrowserModel, type BrowserOptions, type Coloring, type Mode } from "./model";
 import { PointerControl } from "./pointer";
+import { CellOrder, colourIndex } from "./raster";
 import { SidePanel } from "./side";
 import { BrowserToolbar } from "./toolbar";
 
@@ -50,7 +51,16 @@ export class BrowserView {
   private viewFitted = false;
   /** The view follows the plot's size (refit on resize) until the user pans or zooms. */
   autoFit = true;
-  private selectedMask: Uint8Array | null = null;
+  /** The selection mask's buffer (n bytes), kept across selections. */
+  private maskBuffer: Uint8Array | null = null;
+  /** The points in grid-cell order (drawing, lasso and box tests), rebuilt with the points. */
+  cells = new CellOrder(new Float32Array(0), 0);
+  /** Each point's colour index into `colours` (clamped), and the same in cell order. */
+  private colourIdx: Uint16Array | null = null;
+  private sortedColourIdx: Uint16Array | null = null;
+  /** The selection mask in cell order (null: nothing selected). */
+  private sortedMask: Uint8Array | null = null;
+  private sortedMaskBuffer: Uint8Array | null = null;
   selectedList: number[] = [];
   hover = -1;
   private colours: Uint32Array = new Uint32Array(1);
@@ -127,6 +137,7 @@ export class BrowserView {
     }
     this.membership = pts && hasBuffer(pts.membership) ? decodeArray(pts.membership).data : null;
     this.index = new GridIndex(this.xy, this.n);
+    this.cells = new CellOrder(this.xy, this.n);
     this.viewFitted = false;
     this.loadSelection();
     this.loadCodes();
@@ -137,6 +148,8 @@ export class BrowserView {
     this.codes = hasBuffer(meta) ? decodeArray(meta).data : null;
     if (this.codes && this.codes.length !== this.n) this.codes = null;
     ({ colours: this.colours, dimmed: this.dimmed } = categoryColours(this.coloring()));
+    this.colourIdx = colourIndex(this.codes, this.n, this.colours.length, this.colourIdx);
+    this.sortedColourIdx = this.cells.gather16(this.colourIdx, this.sortedColourIdx);
     this.bar.fillColourOptions(this.get("colorings") ?? [], this.get("color_by"));
     this.renderLegend();
     this.renderSelectionPanel();
@@ -145,10 +158,22 @@ export class BrowserView {
 
   private loadSelection(): void {
     const n = this.n;
-    const sel = (this.get("selected") ?? []).filter((i) => Number.isInteger(i) && i >= 0 && i < n);
+    const given = this.get("selected") ?? [];
+    const sel: number[] = [];
+    for (let k = 0; k < given.length; k++) {
+      const i = given[k];
+      if (Number.isInteger(i) && i >= 0 && i < n) sel.push(i);
+    }
     this.selectedList = sel;
-    this.selectedMask = sel.length === 0 ? null : new Uint8Array(n);
-    for (const i of sel) this.selectedMask![i] = 1;
+    if (sel.length === 0) {
+      this.sortedMask = null;
+      return;
+    }
+    const mask = this.maskBuffer && this.maskBuffer.length === n ? this.maskBuffer : new Uint8Array(n);
+    mask.fill(0);
+    for (const i of sel) mask[i] = 1;
+    this.maskBuffer = mask;
+    this.sortedMask = this.sortedMaskBuffer = this.cells.gather8(mask, this.sortedMaskBuffer);
   }
 
   // ----- drawing -----
@@ -184,8 +209,8 @@ export class BrowserView {
     const t0 = performance.now();
     this.updateStatus();
     if (!this.resize()) return 0;
-    const { xy, n, codes, colours, dimmed, selectedMask } = this;
-    this.canvas.paint(this.view, { xy, n, codes, colours, dimmed, selected: selectedMask, size: this.pointSize() });
+    const { cells, sortedColourIdx, colours, dimmed, sortedMask } = this;
+    this.canvas.paint(this.view, { cells, index: sortedColourIdx, colours, dimmed, selected: sortedMask, size: this.pointSize() });
     this.drawOverlay();
     return performance.now() - t0;
   }
