@@ -32,9 +32,19 @@ CHUNK = 16  # rows per extract unit: 6 units of train and 4 of test in the tiny 
 #: Small settings for every analysis step, used when the step's module exists.
 STEP_SETTINGS = {
     "invert": {"max_length": 2, "beam_size": 3, "top_k": 4},
-    "dora": {"n_signals": 2, "steps": 6, "embedding": "mds"},
+    "dora": {"n_signals": 2, "steps": 3, "embedding": "mds"},
     "concepts": {"n_components": 4, "top_t": 16, "embedding": "pca"},
     "trak": {},
+}
+
+
+#: The result type each analysis step saves (``Result.load`` reads its files), and
+#: whether its widget draws the data's images (then it takes ``session=``).
+RESULT_TYPES = {
+    "invert": ("invert", "InvertResult", True),
+    "dora": ("dora", "DoraResult", False),
+    "concepts": ("concepts", "ConceptResult", True),
+    "trak": ("attribution", "TRAKResult", False),
 }
 
 
@@ -226,6 +236,16 @@ def test_torchrun_two_processes_equal_one(tmp_path, one_thread):
                 assert torch.equal(other, value), f"{name}:{key}"
     for rank in (0, 1):
         assert (two / "manifest" / f"rank-{rank}.json").exists()
+    # The notebook's view: each result loads with its type and shows as its widget,
+    # images drawn by a session that reads the job's store.
+    sess = rw.Session(
+        tiny_model(), tiny_data(), device="cpu", batch_size=16, progress=False, store=two / "store"
+    )
+    for path in sorted((two / "results").rglob("*.safetensors")):
+        package, name, images = RESULT_TYPES[path.parent.name]
+        result = getattr(getattr(rw, package), name).load(path)
+        assert len(result.to_frame()) > 0, path
+        assert result.widget(**({"session": sess} if images else {})) is not None, path
 
 
 @pytest.mark.slow
