@@ -16,6 +16,14 @@ models trained on random 50% subsets whose target margins the scores must predic
     python benchmarks/bench_attribution.py --quick    # tiny run
     python benchmarks/bench_attribution.py --full     # larger sizes, repeats
     python benchmarks/bench_attribution.py --projection   # the projection budget only
+    python benchmarks/bench_attribution.py --neuron       # per-neuron attribution on the demo
+
+Per-neuron attribution (TRAK on one neuron's pooled activation at a layer, see
+``repwidgets.engines.attribution.neuron``): its time as a multiple of one raw batched
+forward+backward pass over the same samples (training subset and targets), in the
+default run on the throughput model and, with ``--neuron``, on the demo model (trained,
+cached) at two layers for the neuron that best detects the watermark, with the
+precision of its top 100 attributed training samples.
 
 Projection budget: per-sample gradients of a D-parameter model (random, as a list of
 parameter tensors) projected as before (concatenated to [B, D], whole blocks of P)
@@ -112,6 +120,74 @@ def child_ours(cfg: dict) -> dict:
             "peak_rss_increase_mb": _peak_mb() - base}  # fmt: skip
 
 
+def _raw_seconds(model: torch.nn.Module, X: torch.Tensor, batch: int) -> float:
+    """One batched forward+backward pass (summed logits) over ``X``, warm."""
+
+    def run():
+        for i in range(0, len(X), batch):
+            model.zero_grad()
+            model(X[i : i + batch]).sum().backward()
+
+    run()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def child_neuron(cfg: dict) -> dict:
+    """Per-neuron attribution over every training sample of the throughput setting."""
+    import repwidgets as rw
+    from repwidgets.engines.attribution import neuron_attribution
+
+    model, X, _y = _throughput_setup(cfg)
+    data = rw.datasets.shapes(n_train=cfg["n"], n_test=8, n_val=0, image_size=cfg["image"])
+    sess = rw.Session(model, data, device="cpu", progress=False)
+    kw = dict(max_train=None, n_targets=8, proj_dim=min(512, cfg["proj_dim"]))
+    neuron_attribution(sess, "features.relu4", 0, **{**kw, "max_train": 8}, progress=False)
+    start = time.perf_counter()
+    neuron_attribution(sess, "features.relu4", 0, **kw, progress=False)
+    seconds = time.perf_counter() - start
+    everything = torch.cat([X, torch.stack([data.test[i][0] for i in range(8)])])
+    raw = _raw_seconds(model, everything, cfg["batch"])
+    return {"seconds": seconds, "raw_forward_backward_seconds": raw, "samples": len(everything),
+            "proj_dim": kw["proj_dim"], "multiple_of_raw": seconds / raw}  # fmt: skip
+
+
+def neuron_demo(layers: list[str] | None = None) -> dict:
+    """Per-neuron attribution on the demo model: time, multiple of raw, precision@100."""
+    import repwidgets as rw
+    from repwidgets.engines.attribution import neuron_attribution
+    from repwidgets.engines.ranks import auc_matrix
+
+    torch.set_num_threads(1)
+    sess = rw.demo_session(progress=False)
+    out = {}
+    for layer in layers or [sess.default_layer(), "features.relu3"]:
+        acts = sess.activations(layer, "test")
+        auc = auc_matrix(acts, sess.concept("watermark", "test"))[:, 0]
+        unit = int(torch.argmax(auc))
+        start = time.perf_counter()
+        r = neuron_attribution(sess, layer, unit, progress=False)
+        seconds = time.perf_counter() - start
+        X = torch.cat([
+            sess.images(r.train_indices.tolist(), "train"),
+            sess.images(r.target_indices.tolist(), r.target_split),
+        ])  # fmt: skip
+        raw = _raw_seconds(sess.model, X, 64)
+        out[layer] = {
+            "unit": unit,
+            "watermark_auc": round(float(auc[unit]), 4),
+            "n_train": len(r.train_indices),
+            "n_targets": len(r.target_indices),
+            "seconds": round(seconds, 2),
+            "raw_forward_backward_seconds": round(raw, 2),
+            "multiple_of_raw": round(seconds / raw, 2),
+            "precision_at_100": round(r.precision_at(100, "watermark"), 3),
+            "base_rate": round(float(r.labels("watermark").mean()), 3),
+        }
+    return {"params": r.params, "layers": out}
+
+
 def child_traker(cfg: dict) -> dict:
     from trak import TRAKer
     from trak.projectors import BasicProjector, NoOpProjector, ProjectionType
@@ -190,6 +266,7 @@ CHILDREN = {
     "ours": child_ours,
     "traker": child_traker,
     "projection": child_projection,
+    "neuron": child_neuron,
 }
 
 
@@ -296,6 +373,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--projection", action="store_true")
+    parser.add_argument("--neuron", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "CONFIG"))
     args = parser.parse_args()
     if args.child:
@@ -310,6 +388,9 @@ def main() -> None:
     if args.projection:
         emit("attribution_projection", {"size": size, "device": "cpu", **projection_budget(cfg)})
         return
+    if args.neuron:
+        emit("attribution_neuron", {"device": "cpu", "threads": 1, **neuron_demo()})
+        return
     ours, ref = [], []
     for _ in range(cfg["repeats"]):  # interleaved, so load changes hit both alike
         ours.append(run_child("ours", cfg))
@@ -320,6 +401,7 @@ def main() -> None:
     noproj = {**cfg, "proj_dim": None, "n_override": cfg["n_noproj"]}
     ours_np = run_child("ours", noproj)
     ref_np = run_child("traker", noproj)
+    neuron = run_child("neuron", cfg)
     lds = lds_setting(cfg)
     torch.manual_seed(0)
     from repwidgets.models import SmallCNN
@@ -358,6 +440,15 @@ def main() -> None:
                 "ours_peak_rss_increase_mb": round(ours_np["peak_rss_increase_mb"], 1),
                 "traker_peak_rss_increase_mb": round(ref_np["peak_rss_increase_mb"], 1),
                 "note": "gradients + storage only for traker (its kernel would be D x D)",
+            },
+            "neuron_attribution": {
+                "layer": "features.relu4",
+                "n_train": cfg["n"],
+                "n_targets": 8,
+                "proj_dim": neuron["proj_dim"],
+                "seconds": round(neuron["seconds"], 2),
+                "raw_forward_backward_seconds": round(neuron["raw_forward_backward_seconds"], 3),
+                "multiple_of_raw": round(neuron["multiple_of_raw"], 2),
             },
             "lds": lds,
             "projection_budget": projection_budget(cfg),

@@ -12,7 +12,8 @@ engine. A view reads a result (and its session, for images) and fills a widget:
 - :mod:`~repwidgets.views.midrange`: ``midrange_view``, a CurationSelector over the
   band's candidates (``m.curate(path)``);
 - :mod:`~repwidgets.views.attribution`: ``attribution_view``, an
-  :class:`AttributionGallery` that hands samples to curation, and tables for TRAK
+  :class:`AttributionGallery` that hands samples to curation (``neuron_attribution_view``:
+  the same for the training samples that taught one neuron), and tables for TRAK
   scores, LDS and the removal experiment.
 
 A view takes the session that draws images from the result (``r._session``) or from
@@ -45,6 +46,7 @@ VIEWS: dict[str, str] = {
     "TRAKResult": "repwidgets.views.attribution:trak_view",
     "LDSResult": "repwidgets.views.attribution:lds_view",
     "RemovalResult": "repwidgets.views.attribution:removal_view",
+    "NeuronAttributionResult": "repwidgets.views.attribution:neuron_attribution_view",
 }
 
 

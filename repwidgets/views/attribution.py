@@ -8,6 +8,10 @@ cards; ``selected`` gives their training-split indices, and the button sends the
 with nothing selected, the whole top k) to a
 :class:`~repwidgets.widgets.curation.CurationSelector`.
 
+Per-neuron attribution (:func:`neuron_attribution_view`) shows the same gallery for the
+training samples that taught one neuron, each card marked with a concept (default: the
+concept most enriched among the top k).
+
 TRAK scores, the linear datamodeling score and the removal experiment show as tables.
 
 Example:
@@ -31,10 +35,17 @@ from repwidgets.widgets.curation import CurationSelector
 from repwidgets.widgets.gallery import DEFAULT_THUMB_SIZE, NeuronGallery
 
 if TYPE_CHECKING:
-    from repwidgets.engines.attribution import ConceptAttributionResult
+    from repwidgets.engines.attribution import ConceptAttributionResult, NeuronAttributionResult
     from repwidgets.session import Session
 
-__all__ = ["AttributionGallery", "attribution_view", "lds_view", "removal_view", "trak_view"]
+__all__ = [
+    "AttributionGallery",
+    "attribution_view",
+    "lds_view",
+    "neuron_attribution_view",
+    "removal_view",
+    "trak_view",
+]
 
 
 class AttributionGallery(ipywidgets.VBox):
@@ -220,3 +231,60 @@ def removal_view(result: Any) -> ipywidgets.HTML:
     if len(groups):
         tables += groups.to_html(index=False, float_format="%.3f")
     return ipywidgets.HTML(tables)
+
+
+class _MarkedByConcept:
+    """A per-neuron result seen as a concept attribution's: its cards marked by whether
+    each sample carries ``concept`` (what :class:`AttributionGallery` reads)."""
+
+    def __init__(self, result: NeuronAttributionResult, concept: str | None) -> None:
+        self._neuron = result
+        self.concept = concept or ""
+        n = len(result.scores)
+        self.concept_labels = result.labels(concept) if concept else np.zeros(n, dtype=bool)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._neuron, name)
+
+
+def neuron_attribution_view(
+    result: NeuronAttributionResult,
+    k: int = 24,
+    session: Session | None = None,
+    concept: str | None = None,
+    bottom: bool = False,
+    thumb_size: int = DEFAULT_THUMB_SIZE,
+    **gallery_kwargs: Any,
+) -> AttributionGallery:
+    """The gallery of the k training samples that taught a neuron most (and, with
+    ``bottom``, the k that opposed it most), with a "send to curation" button.
+
+    Args:
+        result: the per-neuron attribution result.
+        k: how many top (and bottom) samples to show.
+        session: the session whose thumbnails to show (default: the result's).
+        concept: the concept whose carriers are marked on the cards (default: the
+            concept most enriched among the top k, ``result.enrichment(k)``; none when
+            the data has no concept labels).
+        bottom: also show the k lowest-scored samples.
+        thumb_size: the thumbnails' size on screen in pixels.
+        **gallery_kwargs: passed to :class:`NeuronGallery`.
+
+    Example:
+        >>> r = rw.attribution.neuron_attribution(sess, "features.relu4", 1)  # doctest: +SKIP
+        >>> w = r.widget(k=12, concept="watermark")                           # doctest: +SKIP
+    """
+    sess = require_session(result, session)
+    if concept is None and len(result.concept_names):
+        concept = str(result.enrichment(min(int(k), len(result.scores))).concept.iloc[0])
+    elif concept is not None:
+        concept = list(result.concept_names)[result.concept_index(concept)]
+    marked = _MarkedByConcept(result, concept)
+    widget = AttributionGallery(
+        marked, sess, k=k, bottom=bottom, thumb_size=thumb_size, **gallery_kwargs
+    )  # type: ignore[arg-type]
+    widget.gallery.title = (
+        f"Training samples that taught neuron {result.unit} at {result.layer}"
+        + (f" (marked: {concept})" if concept else "")
+    )
+    return widget
