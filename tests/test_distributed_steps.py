@@ -284,3 +284,39 @@ def test_bad_settings_fail_before_any_work(job):
     for module, step, named in cases:
         with pytest.raises((TypeError, ValueError), match=named):
             module.check(job, step)
+
+
+@pytest.mark.slow
+def test_trak_rank_killed_mid_step_resumes(tmp_path, one_thread):
+    """Rank 1 SIGKILLs itself right after recording its chunk of TRAK features; the
+    rerun (one process, the same chunks) keeps that chunk and ends with the one-process
+    scores."""
+    from torch.utils.data import Subset
+
+    from repwidgets.distributed.context import Context
+    from repwidgets.distributed.manifest import KILL_ENV
+    from repwidgets.distributed.runner import run_job
+    from tests.distributed_job import torchrun, write_job
+
+    trak = {"name": "trak", "proj_dim": 16, "grad_wrt": ["fc"], "chunk_rows": 48}
+    trak["targets"] = [0, 1, 2]
+    job = write_job(tmp_path, steps=[trak])
+    killed = torchrun(job, nproc=2, env={KILL_ENV: "trak:1:1"}, timeout=150)
+    assert killed.returncode != 0
+    out = tmp_path / "out"
+    q1 = out / "work/trak/q-train_r48-00001.safetensors"
+    assert Manifest(out).done("trak", "features:train_r48:1") and q1.exists()
+    assert not (out / "results/trak/scores.safetensors").exists()
+    stamp = q1.stat().st_mtime_ns
+    run_job(job, Context.single())
+    assert q1.stat().st_mtime_ns == stamp  # rank 1's chunk was not featurised again
+    got = rw.attribution.TRAKResult.load(out / "results/trak/scores.safetensors")
+    sess = rw.Session(tiny_model(), tiny_data(), device="cpu", batch_size=16, progress=False)
+    settings = {k: v for k, v in trak.items() if k not in ("name", "targets")}
+    targets = Subset(sess.dataset("test"), trak["targets"])
+    ref = rw.attribution.trak_scores(
+        sess.model, sess.dataset("train"), targets, progress=False, **settings
+    )
+    torch.testing.assert_close(got.out_to_loss, ref.out_to_loss)
+    scale = float(ref.scores.abs().max())
+    torch.testing.assert_close(got.scores / scale, ref.scores / scale, rtol=1e-4, atol=1e-5)
