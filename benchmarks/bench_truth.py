@@ -99,14 +99,7 @@ def dora_figures(sess, e, args) -> dict:
     out["seconds"] = round(time.perf_counter() - t0, 1)
     variants = {}
     for name, options in json.loads(args.dora_variants).items():
-        cfg = {**r.params, **options}
-        cfg = {k: v for k, v in cfg.items() if k not in ("signal_shape", "neuron_axis")}
-        rv = rw.dora.analyze_activations(
-            r.activations, r.neurons, cfg, dead=r.is_dead, layer=r.layer
-        )
-        rv.params["neuron_axis"] = r.params["neuron_axis"]
-        rv._session = sess
-        variants[name] = _dora_check(sess, rv, e.artifact)
+        variants[name] = _dora_check(sess, rw.dora.reanalyze(r, **options), e.artifact)
     if variants:
         out["variants"] = variants
     return out

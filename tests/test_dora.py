@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from dora_cases import DetectorNet
@@ -89,6 +90,27 @@ def test_validate_finds_the_known_red_detectors(colour_session, tmp_path):
         v["nope"]
     with pytest.raises(ValueError, match="Unknown concept 'purple'"):
         dora.validate(colour_session, r, concept="purple")
+
+
+def test_validate_ranks_by_the_results_outlier_score(colour_session):
+    """With ``outlier="knn"`` the outlier figures are those of the k-th-neighbour score;
+    ``lof_auc`` keeps LOF's. Both are checked against the scores computed here."""
+    from repwidgets.engines.dora.validation import _auc
+
+    r = dora.analyze(colour_session, "relu", n_signals=2, steps=30, embedding=None)
+    knn = dora.reanalyze(r, outlier="knn", group_fraction=0.25)
+    assert torch.equal(knn.activations, r.activations) and knn.signals is r.signals
+    assert knn.params["neuron_axis"] == r.params["neuron_axis"]
+    v, vk = (dora.validate(colour_session, x, "red", detector_auc=0.9) for x in (r, knn))
+    live = ~r.is_dead.numpy()
+    red = np.isin(r.neurons.numpy()[live], [0, 3])
+    lof_auc = _auc(r.lof_scores.double().numpy()[live], red)
+    assert vk.outlier_auc == _auc(knn.outlier_scores.double().numpy()[live], red)
+    assert vk.lof_auc == v.lof_auc == v.outlier_auc == lof_auc
+    # 4 live neurons, k = 1: neurons 0 and 3 (3 = 2 x 0) are each other's twin, distance 0
+    assert vk.outlier_auc == 0.0 and vk.detectors_in_top == 0
+    with pytest.raises(TypeError, match="must be a DoraResult"):
+        dora.reanalyze(v)
 
 
 def _validation(**changes) -> dora.DoraValidation:

@@ -27,7 +27,8 @@ Pipeline (see METHODS.md, section 1), one module per step:
 
 :func:`analyze` (``pipeline``) runs all of it on a
 :class:`~repwidgets.session.Session` with the settings of a :class:`DoraConfig`
-(``config``) and returns a :class:`DoraResult` (``result``); :func:`validate`
+(``config``) and returns a :class:`DoraResult` (``result``); :func:`reanalyze`
+analyses the same s-AMS with other analysis settings; :func:`validate`
 (``validation``) checks the data-free distances against what the neurons do on real
 images (functional distance, artifact detectors) and returns a :class:`DoraValidation`.
 
@@ -42,7 +43,7 @@ from repwidgets.engines.dora.config import DoraConfig
 from repwidgets.engines.dora.distance import ea_distance, functional_distance
 from repwidgets.engines.dora.layer import LayerSpec
 from repwidgets.engines.dora.outliers import analyze_activations, find_dead
-from repwidgets.engines.dora.pipeline import analyze
+from repwidgets.engines.dora.pipeline import analyze, reanalyze
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.engines.dora.signals import analyze_signals, generate_signals
 from repwidgets.engines.dora.validation import DoraValidation, validate
@@ -59,5 +60,6 @@ __all__ = [
     "find_dead",
     "functional_distance",
     "generate_signals",
+    "reanalyze",
     "validate",
 ]

@@ -10,13 +10,14 @@ from torch import Tensor
 from repwidgets.engines import _checks
 from repwidgets.engines.dora.config import DoraConfig
 from repwidgets.engines.dora.layer import check_neurons
+from repwidgets.engines.dora.outliers import analyze_activations
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.engines.dora.signals import analyze_signals, generate_signals, signal_memory_mb
 
 if TYPE_CHECKING:  # pragma: no cover
     from repwidgets.session import Session
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "reanalyze"]
 
 
 def analyze(
@@ -100,3 +101,40 @@ def analyze(
     result.params["neuron_axis"] = layout.neuron_axis
     result._session = sess
     return result
+
+
+def reanalyze(
+    result: DoraResult, config: DoraConfig | dict | None = None, **overrides
+) -> DoraResult:
+    """The same s-AMS analysed with other settings, without making them again.
+
+    Only the analysis settings can change (``center``, ``equalise_signals``,
+    ``representation``, ``outlier``, ``group_fraction``, ``n_neighbors``,
+    ``contamination``, ``embedding``, ...); the activation matrix, the dead neurons, the
+    signals and the session stay the result's own.
+
+    Args:
+        result: a :class:`DoraResult` (from :func:`analyze`, or loaded).
+        config: the settings to start from (None: the result's ``params``).
+        **overrides: single settings of :class:`DoraConfig`.
+
+    Returns:
+        A new :class:`DoraResult` with the result's ``activations``, ``is_dead``,
+        ``signals``, layer, ``signal_shape`` and ``neuron_axis``.
+
+    Example:
+        >>> r = rw.dora.analyze(sess, "features.conv3")                 # doctest: +SKIP
+        >>> knn = rw.dora.reanalyze(r, outlier="knn", center=True)      # doctest: +SKIP
+    """
+    if not isinstance(result, DoraResult):
+        raise TypeError(f"result must be a DoraResult, got {type(result).__name__}.")
+    cfg = DoraConfig.resolve(result.params if config is None else config, overrides)
+    out = analyze_activations(
+        result.activations, result.neurons, cfg, dead=result.is_dead, layer=result.layer
+    )
+    for key in ("signal_shape", "neuron_axis"):
+        if key in result.params:
+            out.params[key] = result.params[key]
+    out.signals = result.signals
+    out._session = result._session
+    return out

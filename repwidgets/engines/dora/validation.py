@@ -54,7 +54,7 @@ class DoraValidation(Result):
         map_within_between_auc: ``within_between_auc`` on the 2-D map.
         passes: ``{"spearman", "within_between", "outliers"}`` -> bool.
         lof_auc: ``outlier_auc`` of the LOF scores (the same figure for ``outlier="lof"``).
-        params: ``split``, ``detector_auc`` and ``outlier`` (the score ranked by).
+        params: ``split`` and ``detector_auc``.
     """
 
     layer: str
@@ -223,11 +223,7 @@ def validate(
             ),
         },
         lof_auc=lof_auc,
-        params={
-            "split": split,
-            "detector_auc": float(detector_auc),
-            "outlier": result.params.get("outlier", "lof"),
-        },
+        params={"split": split, "detector_auc": float(detector_auc)},
     )
 
 
