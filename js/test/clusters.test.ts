@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { renderBrowser } from "../src/clusters";
-import { categoryColour, packColour } from "../src/clusters/colours";
+import { categoryColour, categoryColours, codeLabel, codeValue, packColour } from "../src/clusters/colours";
+import { isClusterColouring } from "../src/clusters/model";
 import {
   GridIndex,
   fitView,
@@ -11,7 +12,7 @@ import {
   toData,
   toScreen,
 } from "../src/lib/scatter";
-import { distinctColours } from "../src/lib/palette";
+import { NONE_COLOUR, distinctColours } from "../src/lib/palette";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -315,5 +316,45 @@ describe("ConceptBrowser view", () => {
     dispose();
     expect(model.listenerCount("change:selected")).toBe(0);
     expect(el.children.length).toBe(0);
+  });
+});
+
+describe("continuous colouring", () => {
+  const lof = { name: "lof", categories: [] as string[], none: true, range: [0.5, 3] as [number, number], ramp: "viridis" };
+
+  it("maps codes 1..255 along the ramp and code 0 (missing) to grey", () => {
+    const { colours, dimmed } = categoryColours(lof);
+    expect(colours.length).toBe(256);
+    expect(colours[1]).toBe(packColour("#440154", 235)); // the ramp's first stop
+    expect(colours[255]).toBe(packColour("#fde725", 235)); // and its last
+    expect(colours[0]).toBe(packColour(NONE_COLOUR, 170));
+    expect(dimmed[128]).toBe(((colours[128] & 0xffffff) | (45 << 24)) >>> 0);
+    expect(codeValue(lof, 1)).toBe(0.5);
+    expect(codeValue(lof, 255)).toBe(3);
+    expect(codeValue(lof, 128)).toBeCloseTo(0.5 + (127 / 254) * 2.5);
+    expect(codeValue(lof, 0)).toBeNull();
+    expect(codeLabel(lof, 0)).toBe("missing");
+    expect(codeLabel({ name: "c", categories: ["a", "b"] }, 1)).toBe("b");
+    expect(isClusterColouring({ ...lof, name: "concept" })).toBe(false);
+  });
+
+  it("shows a ramp legend with its range and missing values, and the selection's mean", () => {
+    const n = 100;
+    const codes = new Uint8Array(n).map((_, i) => (i < 10 ? 0 : i < 55 ? 1 : 255));
+    const { model, el } = setup(n, {
+      codes: { dtype: "uint8", shape: [n], buffer: new DataView(codes.buffer) },
+      colorings: [lof],
+      color_by: "lof",
+    });
+    const ramp = el.querySelector<HTMLElement>(".rw-legend .rw-ramp")!;
+    expect(ramp.style.background).toContain("gradient");
+    const ends = [...el.querySelectorAll(".rw-ramp-ends span")].map((e) => e.textContent);
+    expect(ends).toEqual(["0.5", "lof", "3"]);
+    expect(el.querySelector(".rw-ramp-missing .rw-legend-count")!.textContent).toBe("10");
+    // a click on "missing" selects the points without a value
+    el.querySelector<HTMLElement>(".rw-ramp-missing")!.click();
+    expect(model.state.selected).toEqual([...Array(10).keys()]);
+    model.update("selected", [10, 11, 60, 61]); // two at 0.5, two at 3
+    expect(el.querySelector(".rw-selection .rw-desc")!.textContent).toBe("lof: mean ≈ 1.75 · 0.5 to 3");
   });
 });

@@ -5,7 +5,8 @@ selects points (shift or ctrl adds, alt removes) and the selection comes back to
 as sample indices in ``selected``; a click selects that point alone (ctrl- or cmd-click
 toggles it, shift-click adds it) and, like a legend entry of the concept colouring,
 opens its cluster in the side panel: description, fields and top images. Colours stay
-distinct for any number of categories.
+distinct for any number of categories; a :class:`ContinuousColoring` colours by a number
+per point (a score) on a sequential ramp, its legend showing the range.
 
 Binary state (never JSON lists of numbers):
 
@@ -13,7 +14,8 @@ Binary state (never JSON lists of numbers):
   point, -1 for none);
 - ``codes``: the colour code of every point under the current colouring ``color_by``
   (uint8 or uint16 [n]); Python recomputes it when ``color_by`` changes, so only the
-  colouring on screen crosses the wire.
+  colouring on screen crosses the wire. A continuous colouring sends its values
+  quantised to 255 steps as uint8 codes (0: missing), so a million points cost 1 MB.
 
 Example:
     >>> b = ConceptBrowser(xy, {"cluster": (codes, names)}, image_source=src)  # doctest: +SKIP
@@ -47,6 +49,10 @@ from repwidgets.widgets._transport import (
 from repwidgets.widgets.traits import ArrayDict, ArrayTrait, Choice
 
 MODES = ("lasso", "box", "pan")
+#: sequential colour ramps of a continuous colouring (drawn by the front end)
+RAMPS = ("viridis", "magma")
+#: steps of a continuous colouring's ramp (codes 1..STEPS; 0 is a missing value)
+STEPS = 255
 
 #: positions [n, 2]: the one check of ``xy``, shared by the constructor and the trait.
 XY = ArrayTrait("float32", shape=(None, 2), finite=True)
@@ -81,14 +87,86 @@ class Coloring:
     def meta(self) -> dict:
         return {"name": self.name, "categories": self.categories, "none": self.none}
 
+    def column(self, idx: np.ndarray) -> np.ndarray:
+        """This colouring's value of the points ``idx`` (int [k]): their category names."""
+        cats = np.asarray(self.categories, dtype=object)
+        return cats[self.codes[idx]] if idx.size else np.array([], dtype=object)
+
+
+class ContinuousColoring(Coloring):
+    """Colour the points by a number each (e.g. an INVERT AUC or a LOF score) on a
+    sequential colour ramp, from ``vmin`` (first ramp colour) to ``vmax`` (last).
+
+    The values travel as uint8 codes, 1..255 along the ramp and 0 for a missing (NaN or
+    infinite) value, drawn grey; the legend shows the ramp with vmin and vmax. The
+    categorical :class:`Coloring` API is unchanged; both kinds mix in one browser.
+
+    Args:
+        name: shown in the colour menu.
+        values: float array [n]; NaN marks a missing value.
+        vmin, vmax: the ends of the ramp (default: the finite values' min and max);
+            values beyond them take the end colours.
+        ramp: ``"viridis"`` or ``"magma"``.
+
+    Example:
+        >>> c = ContinuousColoring("lof", np.array([0.1, 0.5, np.nan, 2.0]))
+        >>> c.codes.tolist(), c.range
+        ([1, 54, 0, 255], (0.1, 2.0))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        values: Any,
+        vmin: float | None = None,
+        vmax: float | None = None,
+        ramp: str = "viridis",
+    ):
+        arr = np.asarray(to_numpy(values))
+        if arr.ndim != 1:
+            raise ValueError(f"Colouring {name!r}: values must be 1-D [n], got shape {arr.shape}.")
+        if arr.dtype.kind not in "iufb":
+            raise ValueError(f"Colouring {name!r}: values must be numbers, got dtype {arr.dtype}.")
+        if ramp not in RAMPS:
+            raise ValueError(f"Colouring {name!r}: ramp={ramp!r}; choose one of {list(RAMPS)}.")
+        v = arr.astype(np.float64)
+        finite = np.isfinite(v)
+        if vmin is None:
+            vmin = float(v[finite].min()) if finite.any() else 0.0
+        if vmax is None:
+            vmax = float(v[finite].max()) if finite.any() else 0.0
+        vmin, vmax = float(vmin), float(vmax)
+        if not (math.isfinite(vmin) and math.isfinite(vmax)) or vmin > vmax:
+            raise ValueError(
+                f"Colouring {name!r}: vmin={vmin} and vmax={vmax} must be finite with "
+                "vmin <= vmax; pass them in that order."
+            )
+        span = vmax - vmin
+        t = np.clip((np.where(finite, v, vmin) - vmin) / span, 0, 1) if span > 0 else 0.0
+        codes = np.where(finite, 1 + np.rint(np.multiply(t, STEPS - 1)), 0).astype(np.uint8)
+        self.name = str(name)
+        self.codes = codes
+        self.categories = []
+        self.none = True
+        self.values = v
+        self.range = (vmin, vmax)
+        self.ramp = ramp
+
+    def meta(self) -> dict:
+        return {**super().meta(), "range": list(self.range), "ramp": self.ramp}
+
+    def column(self, idx: np.ndarray) -> np.ndarray:
+        """The values of the points ``idx`` (int [k])."""
+        return self.values[idx]
+
 
 class ConceptBrowser(anywidget.AnyWidget):
     """An interactive scatter of samples with lasso selection and cluster details.
 
     Args:
         xy: 2-D positions [n, 2] (e.g. a UMAP embedding).
-        colorings: :class:`Coloring` objects, or a mapping name -> (codes, categories)
-            or name -> (codes, categories, none).
+        colorings: :class:`Coloring` (or :class:`ContinuousColoring`) objects, or a
+            mapping name -> (codes, categories) or name -> (codes, categories, none).
         membership: cluster id per point [n] (-1 for none); clicking a point opens its
             cluster in the side panel.
         clusters: one dict per cluster: ``id``, ``label``, ``description``, ``images``
@@ -218,14 +296,14 @@ class ConceptBrowser(anywidget.AnyWidget):
         return [c.name for c in self._colorings]
 
     def selected_frame(self):
-        """The selected samples as a DataFrame: index, cluster and every colouring's category."""
+        """The selected samples as a DataFrame: index, cluster and every colouring's category
+        (or value, for a continuous colouring)."""
         import pandas as pd
 
         idx = np.asarray(self.selected, dtype=np.int64)
         data: dict[str, Any] = {"index": idx, "cluster": self._membership[idx]}
         for c in self._colorings:
-            cats = np.asarray(c.categories, dtype=object)
-            data[c.name] = cats[c.codes[idx]] if idx.size else np.array([], dtype=object)
+            data[c.name] = c.column(idx)
         return pd.DataFrame(data)
 
     def _images(self, keys: list) -> list[bytes]:
@@ -292,4 +370,4 @@ def _field_value(v: Any) -> Any:
     return json_safe(str(v))
 
 
-__all__ = ["Coloring", "ConceptBrowser"]
+__all__ = ["Coloring", "ConceptBrowser", "ContinuousColoring"]

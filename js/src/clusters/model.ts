@@ -9,6 +9,11 @@ export interface Coloring {
   categories: string[];
   /** Code 0 means "none" (drawn grey, listed last). */
   none?: boolean;
+  /** A continuous colouring: codes 1..255 step along the ramp from range[0] to range[1]
+   * (0: missing value); `categories` is empty. */
+  range?: [number, number];
+  /** The ramp of a continuous colouring (a colour map of lib/matrix.ts). */
+  ramp?: string;
 }
 
 export interface ClusterInfo {
@@ -53,5 +58,5 @@ export const MODES: Mode[] = ["lasso", "box", "pan"];
 
 /** The colouring whose legend entries are the clusters (code c - 1 is cluster c - 1). */
 export function isClusterColouring(col: Coloring | undefined): boolean {
-  return !!col && col.none === true && col.name === "concept";
+  return !!col && col.none === true && col.name === "concept" && !col.range;
 }

@@ -3,13 +3,28 @@
 
 import { clear, h, setText } from "../lib/dom";
 import type { Key, KeyedFetcher } from "../lib/fetcher";
-import { categoryColour } from "./colours";
+import { STEPS, categoryColour, codeValue, formatValue, isContinuous, rampGradient } from "./colours";
 import { isClusterColouring, type ClusterInfo, type Coloring } from "./model";
 
 function thumb(key: number): HTMLImageElement {
   const img = h("img", { attrs: { alt: `sample ${key}`, draggable: "false" } });
   img.dataset.key = String(key);
   return img;
+}
+
+/** Mean, min and max of a continuous colouring over the selection (from its codes). */
+function rangeSummary(col: Coloring & { range: [number, number] }, sel: number[], codes: ArrayLike<number>): string {
+  let sum = 0, k = 0, lo = Infinity, hi = -Infinity;
+  for (const i of sel) {
+    const v = codeValue(col, codes[i]);
+    if (v === null) continue;
+    sum += v;
+    k++;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  if (k === 0) return `${col.name}: missing`;
+  return `${col.name}: mean ≈ ${formatValue(sum / k)} · ${formatValue(lo)} to ${formatValue(hi)}`;
 }
 
 export class SidePanel {
@@ -37,6 +52,10 @@ export class SidePanel {
     const legend = this.legend;
     clear(legend);
     if (!col) return;
+    if (isContinuous(col)) {
+      this.renderRamp(col, codes, n);
+      return;
+    }
     const counts = new Array(col.categories.length).fill(0);
     if (codes) for (let i = 0; i < n; i++) if (codes[i] < counts.length) counts[codes[i]]++;
     const order = col.categories.map((_, c) => c);
@@ -53,6 +72,31 @@ export class SidePanel {
       item.dataset.code = String(c);
       if (col.none && c - 1 === focus && focus >= 0 && isClusterColouring(col)) item.classList.add("rw-on");
       legend.appendChild(item);
+    }
+  }
+
+  /** A continuous colouring's legend: its ramp, the values at both ends, missing values. */
+  private renderRamp(col: Coloring & { range: [number, number] }, codes: ArrayLike<number> | null, n: number): void {
+    const bar = h("div", { class: "rw-ramp", attrs: { role: "img", "aria-label": `${col.name}: colour ramp` } });
+    bar.style.background = rampGradient(col);
+    const ends = h("div", { class: "rw-ramp-ends" }, [
+      h("span", { text: formatValue(col.range[0]) }),
+      h("span", { class: "rw-legend-name", text: col.name }),
+      h("span", { text: formatValue(col.range[1]) }),
+    ]);
+    this.legend.append(bar, ends);
+    let missing = 0;
+    if (codes) for (let i = 0; i < n; i++) if (!(codes[i] >= 1 && codes[i] <= STEPS)) missing++;
+    if (missing > 0) {
+      const sw = h("span", { class: "rw-swatch" });
+      sw.style.background = categoryColour(col, 0);
+      const item = h("div", { class: "rw-legend-item rw-ramp-missing", title: "click: select these points; shift- or ctrl-click: add" }, [
+        sw,
+        h("span", { class: "rw-legend-name", text: "missing" }),
+        h("span", { class: "rw-legend-count", text: String(missing) }),
+      ]);
+      item.dataset.code = "0";
+      this.legend.appendChild(item);
     }
   }
 
@@ -76,7 +120,8 @@ export class SidePanel {
     clear(this.selImgs);
     if (sel.length === 0) return;
     setText(this.selHead, `${sel.length.toLocaleString()} selected`);
-    if (col && codes) {
+    if (isContinuous(col) && codes) setText(this.selSummary, rangeSummary(col, sel, codes));
+    else if (col && codes) {
       const counts = new Float64Array(Math.max(1, col.categories.length));
       for (const i of sel) {
         const c = codes[i];

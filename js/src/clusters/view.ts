@@ -15,7 +15,7 @@ import { GridIndex, fitView, toScreen, type View } from "../lib/scatter";
 import { applyAutoTheme } from "../lib/theme";
 import { drawable } from "../lib/visibility";
 import { ScatterCanvas } from "./canvas";
-import { categoryColours } from "./colours";
+import { categoryColours, codeLabel } from "./colours";
 import { MODES, type BrowserHandle, type BrowserModel, type BrowserOptions, type Coloring, type Mode } from "./model";
 import { PointerControl } from "./pointer";
 import { CellOrder, colourIndex } from "./raster";
@@ -276,7 +276,7 @@ export class BrowserView {
     }
     const col = this.coloring();
     const code = this.codes ? Number(this.codes[i]) : -1;
-    const cat = col && code >= 0 ? col.categories[code] ?? "" : "";
+    const cat = codeLabel(col, code);
     setText(this.tipText, `#${i}${cat ? ` · ${cat}` : ""}`);
     tip.dataset.key = String(i);
     const url = this.fetcher.get(i);
