@@ -166,6 +166,22 @@ def test_invert_resumes_from_recorded_blocks(job, tmp_path):
     assert torch.equal(got.auc[1:], ref.auc[1:].to(got.auc.dtype))
 
 
+def test_a_repeated_step_keeps_its_own_records_and_results(tmp_path):
+    from repwidgets.distributed.steps import invert as step_module
+
+    twice = TinyJob()
+    twice.steps = [{"name": "invert", "max_length": 1}, {"name": "invert", "max_length": 2}]
+    twice.step_ids = lambda: ["invert-0", "invert-1"]
+    for step in twice.steps:
+        run_world(step_module, twice, step, tmp_path, 2)
+    got = [
+        rw.invert.InvertResult.load(tmp_path / f"results/invert-{i}/features.conv2.safetensors")
+        for i in (0, 1)
+    ]
+    assert [r.params["max_length"] for r in got] == [1, 2]
+    assert max(f["length"] for f in got[1].formulas) == 2
+
+
 # ----------------------------------------------------------------- dora
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "result_path",
     "save_tensors",
     "show_progress",
+    "step_id",
     "step_layers",
     "step_pool",
     "work_dir",
@@ -52,6 +53,21 @@ def step_layers(job: Any, step: Mapping[str, Any]) -> list[str]:
             "(at the top or in the step's table)."
         )
     return [str(layer) for layer in layers]
+
+
+def step_id(job: Any, step: Mapping[str, Any]) -> str:
+    """The step's name in the manifest and under ``results/`` and ``work/``: its name,
+    or ``<name>-<i>`` where the job runs that step more than once (``job.step_ids()``)."""
+    steps, ids = getattr(job, "steps", None), getattr(job, "step_ids", None)
+    if steps and callable(ids):
+        pairs = list(zip(steps, ids()))
+        for candidate, sid in pairs:
+            if candidate is step:
+                return str(sid)
+        for candidate, sid in pairs:
+            if candidate == step:
+                return str(sid)
+    return str(step["name"])
 
 
 def step_pool(job: Any, step: Mapping[str, Any]) -> str:

@@ -49,6 +49,7 @@ from ._parts import (
     result_path,
     save_tensors,
     show_progress,
+    step_id,
     step_layers,
     step_pool,
     work_dir,
@@ -77,12 +78,13 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             ``split``, ``pool``, ``relevance``, ``objective`` and ``sign`` (as in
             :func:`rw.concepts.discover <repwidgets.engines.concepts.discover>`).
     """
+    name = step_id(job, step)
     check(job, step)
     cfg = ConceptConfig.resolve(None, engine_overrides(step, _OWN))
     sess = job.session(ctx)
     for layer in step_layers(job, step):
         key = f"{layer}:result"
-        if manifest.done(NAME, key):
+        if manifest.done(name, key):
             continue
         result = discover_sharded(
             ctx,
@@ -95,12 +97,13 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             objective=str(step.get("objective", "predicted")),
             sign=float(step.get("sign", 1.0)),
             manifest=manifest,
-            work=work_dir(out, NAME, layer),
+            work=work_dir(out, name, layer),
+            name=name,
         )
         if ctx.is_main:
-            path = result_path(out, NAME, layer)
+            path = result_path(out, name, layer)
             result.save(path)
-            manifest.record(NAME, key, path=str(path.relative_to(out)))
+            manifest.record(name, key, path=str(path.relative_to(out)))
         ctx.barrier()
 
 
@@ -117,6 +120,7 @@ def discover_sharded(
     sign: float = 1.0,
     manifest: Any,
     work: Path,
+    name: str = NAME,
 ) -> ConceptResult | None:
     """Concept discovery on ``layer`` with the rows split over ranks; the result on the
     main rank (None elsewhere). Every rank must call it (it all-reduces).
@@ -141,7 +145,7 @@ def discover_sharded(
 
     rows = ctx.shard(n)
     key = f"{layer}:{rows.start}-{rows.stop}"
-    if manifest.done(NAME, key) and path_of(rows).exists():
+    if manifest.done(name, key) and path_of(rows).exists():
         part = load_tensors(path_of(rows))
     else:
         part = {
@@ -153,7 +157,7 @@ def discover_sharded(
             R, pred = _relevance_rows(ctx, sess, module, layout, split, rows, X.shape[1], how)
             part.update(relevance=R, predictions=pred)
         save_tensors(path_of(rows), part)
-        manifest.record(NAME, key, rows=[rows.start, rows.stop])
+        manifest.record(name, key, rows=[rows.start, rows.stop])
     gram = ctx.all_reduce_sum(part["gram"])
     total = ctx.all_reduce_sum(part["sum"])
     if not ctx.is_main:

@@ -54,6 +54,7 @@ from ._parts import (
     result_path,
     save_tensors,
     show_progress,
+    step_id,
     step_layers,
     work_dir,
 )
@@ -77,11 +78,12 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
         step: the step's table: settings of :class:`DoraConfig`, plus ``layers`` and
             ``neurons`` (indices, default all).
     """
+    name = step_id(job, step)
     cfg = DoraConfig.resolve(None, engine_overrides(step, ("neurons",)))
     sess = job.session(ctx)
     for layer in step_layers(job, step):
         key = f"{layer}:result"
-        if manifest.done(NAME, key):
+        if manifest.done(name, key):
             continue
         result = analyze_sharded(
             ctx,
@@ -90,12 +92,13 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             cfg,
             neurons=step.get("neurons"),
             manifest=manifest,
-            work=work_dir(out, NAME, layer),
+            work=work_dir(out, name, layer),
+            name=name,
         )
         if ctx.is_main:
-            path = result_path(out, NAME, layer)
+            path = result_path(out, name, layer)
             result.save(path)
-            manifest.record(NAME, key, path=str(path.relative_to(out)))
+            manifest.record(name, key, path=str(path.relative_to(out)))
         ctx.barrier()
 
 
@@ -108,6 +111,7 @@ def analyze_sharded(
     neurons: list[int] | None = None,
     manifest: Any,
     work: Path,
+    name: str = NAME,
 ) -> DoraResult | None:
     """DORA on ``layer`` with this rank's block of neurons; the result on the main rank
     (None elsewhere). Every rank must call it (it meets at a barrier).
@@ -133,10 +137,10 @@ def analyze_sharded(
 
     mine = ctx.shard(idx.numel())
     key = f"{layer}:{mine.start}-{mine.stop}"
-    if not (manifest.done(NAME, key) and path_of(mine).exists()):
+    if not (manifest.done(name, key) and path_of(mine).exists()):
         part = _block(ctx, sess, module, layout, idx, mine, cfg.replace(input_shape=input_shape))
         save_tensors(path_of(mine), part)
-        manifest.record(NAME, key, neurons=[mine.start, mine.stop])
+        manifest.record(name, key, neurons=[mine.start, mine.stop])
     ctx.barrier()
     if not ctx.is_main:
         return None

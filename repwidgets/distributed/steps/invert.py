@@ -42,6 +42,7 @@ from ._parts import (
     engine_overrides,
     result_path,
     show_progress,
+    step_id,
     step_layers,
     step_pool,
     work_dir,
@@ -71,12 +72,13 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
         out: the job's output folder.
         manifest: this rank's :class:`~repwidgets.distributed.manifest.Manifest`.
     """
+    name = step_id(job, step)
     cfg = InvertConfig.resolve(None, engine_overrides(step)).normalised()
     layers = step_layers(job, step)
     sess = job.session(ctx)
     for layer in layers:
         key = f"{layer}:result"
-        if manifest.done(NAME, key):
+        if manifest.done(name, key):
             continue
         result = explain_sharded(
             ctx,
@@ -87,12 +89,13 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             pool=step_pool(job, step),
             block=step.get("block"),
             manifest=manifest,
-            work=work_dir(out, NAME, layer),
+            work=work_dir(out, name, layer),
+            name=name,
         )
         if ctx.is_main:
-            path = result_path(out, NAME, layer)
+            path = result_path(out, name, layer)
             result.save(path)
-            manifest.record(NAME, key, path=str(path.relative_to(out)))
+            manifest.record(name, key, path=str(path.relative_to(out)))
         ctx.barrier()
 
 
@@ -107,6 +110,7 @@ def explain_sharded(
     block: int | None = None,
     manifest: Any,
     work: Path,
+    name: str = NAME,
 ) -> InvertResult | None:
     """INVERT on ``layer`` with this rank's blocks of neurons; the joined result on the
     main rank (None on the others). Every rank must call it (it meets at a barrier).
@@ -134,7 +138,7 @@ def explain_sharded(
 
     for b in blocks(N, ctx.world, ctx.rank, block):
         key = f"{layer}:{b.start}-{b.stop}"
-        if manifest.done(NAME, key) and path_of(b).exists():
+        if manifest.done(name, key) and path_of(b).exists():
             continue
         part = explain_activations(
             acts,
@@ -146,7 +150,7 @@ def explain_sharded(
             progress=show_progress(ctx, sess),
         )
         part.save(path_of(b))
-        manifest.record(NAME, key, neurons=[b.start, b.stop])
+        manifest.record(name, key, neurons=[b.start, b.stop])
     ctx.barrier()
     if not ctx.is_main:
         return None

@@ -59,7 +59,7 @@ from repwidgets.engines.attribution.solve import Checkpoint, dual_gram, kernel_d
 from repwidgets.engines.attribution.store import FeatureStore
 from repwidgets.engines.attribution.trak import TRAKResult
 
-from ._parts import engine_overrides, load_tensors, save_tensors, show_progress
+from ._parts import engine_overrides, load_tensors, save_tensors, show_progress, step_id
 
 __all__ = ["NAME", "RESULT", "check", "run", "trak_sharded"]
 
@@ -88,19 +88,20 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             ``target_split``, ``n_train`` (the first rows of the training split) and
             ``targets`` (indices into the target split; default all of it).
     """
+    name = step_id(job, step)
     cfg = TRAKConfig.resolve(None, engine_overrides(step, _OWN))
     key = f"{RESULT}:result"
-    if manifest.done(NAME, key):
+    if manifest.done(name, key):
         return
     sess = job.session(ctx)
     train, targets = _datasets(sess, step)
     result = trak_sharded(
-        ctx, sess, train, targets, cfg, manifest=manifest, work=Path(out) / "work" / NAME
+        ctx, sess, train, targets, cfg, manifest=manifest, work=Path(out) / "work" / name, name=name
     )
     if ctx.is_main:
-        path = Path(out) / "results" / NAME / f"{RESULT}.safetensors"
+        path = Path(out) / "results" / name / f"{RESULT}.safetensors"
         result.save(path)
-        manifest.record(NAME, key, path=str(path.relative_to(out)))
+        manifest.record(name, key, path=str(path.relative_to(out)))
     ctx.barrier()
 
 
@@ -134,6 +135,7 @@ def trak_sharded(
     *,
     manifest: Any,
     work: Path,
+    name: str = NAME,
 ) -> TRAKResult | None:
     """TRAK (the session's model, the class margin) with the training chunks and the
     targets split over ranks; the result on the main rank (None elsewhere). Every rank
@@ -167,7 +169,7 @@ def trak_sharded(
         store = FeatureStore(Path(work) / "features", f"train_r{rows}", n, p, chunk_rows=rows)
         mine = ctx.shard(store.n_chunks)
         bs = max(1, min(int(cfg.batch_size), int(cfg.memory_budget_mb * 2**20 // (feat.dim * 12))))
-        _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work))
+        _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work), name)
         ck = Checkpoint(feat, store, torch.zeros(0), torch.zeros(0), dual=p > n)
         if ck.dual:
             ctx.barrier()  # every chunk file written: the main rank reads them all
@@ -224,6 +226,7 @@ def _featurize(
     bs: int,
     manifest: Any,
     work: Path,
+    name: str,
 ) -> None:
     """Featurise this rank's chunks (skipping recorded ones), each with its Q terms."""
     todo = sum(len(store.chunk_range(k)) for k in mine)
@@ -232,7 +235,7 @@ def _featurize(
         for k in mine:
             key = f"features:{store.name}:{k}"
             q_path = _q_path(work, store, k)
-            if manifest.done(NAME, key) and q_path.exists():
+            if manifest.done(name, key) and q_path.exists():
                 bar.update(len(store.chunk_range(k)))
                 continue
             store.discard(k)  # a chunk file left by a killed run is written afresh
@@ -247,7 +250,7 @@ def _featurize(
                 bar.update(len(out))
             store.chunk(k)  # flushed before the record
             save_tensors(q_path, {"q": q})
-            manifest.record(NAME, key, rows=[rows.start, rows.stop])
+            manifest.record(name, key, rows=[rows.start, rows.stop])
 
 
 def _q_path(work: Path, store: FeatureStore, k: int) -> Path:
