@@ -433,3 +433,85 @@ def test_scrolled_away_in_jupyterlab_during_a_theme_change(chromium, clusters_bu
     finally:
         page.close()
         server.stop()
+
+
+def test_many_points_continuous_colouring_zoom_and_box(page, clusters_bundle):
+    """300,000 points coloured by a score: the ramp legend, the ramp's ends on the canvas,
+    and after a zoom a box selection that reaches Python equals a test of every point."""
+    from repwidgets.widgets.clusters import ConceptBrowser, ContinuousColoring
+
+    n = 300_000
+    rng = np.random.default_rng(3)
+    xy = rng.normal(0, 3, size=(n, 2)).astype(np.float32)
+    score = xy[:, 0].astype(np.float64)
+    score[::50] = np.nan
+    w = ConceptBrowser(xy, [ContinuousColoring("score", score, vmin=-6.0, vmax=6.0)])
+    Harness(page, w, clusters_bundle).open(timeout_ms=120_000)
+    ends = page.eval_on_selector_all(".rw-ramp-ends span", "es => es.map(e => e.textContent)")
+    assert ends == ["-6", "score", "6"]
+    missing = page.inner_text(".rw-ramp-missing .rw-legend-count")
+    assert int(missing) == int(np.isnan(score).sum())
+    paint = canvas_paint(page, "canvas.rw-points")
+    assert paint["painted"] > 20_000
+
+    def pixel(i: int) -> list[int]:
+        x, y = page.evaluate(f"() => document.querySelector('.rw-browser').__rw.screenOf({i})")
+        return page.evaluate(
+            "([x, y]) => { const c = document.querySelector('canvas.rw-points');"
+            " const d = window.devicePixelRatio || 1;"
+            " return Array.from(c.getContext('2d').getImageData(Math.round(x * d),"
+            " Math.round(y * d), 1, 1).data); }",
+            [x, y],
+        )
+
+    finite = np.flatnonzero(np.isfinite(score))
+    left = pixel(int(finite[np.argmin(score[finite])]))  # viridis starts purple
+    right = pixel(int(finite[np.argmax(score[finite])]))  # and ends yellow
+    assert left[3] > 0 and right[3] > 0
+    assert left[2] > left[1] and right[1] > right[2] and right[0] > left[0]
+
+    # zoom in twice around the centre, then box-select a screen rectangle
+    box = page.locator(".rw-overlay").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    fitted = page.evaluate("() => document.querySelector('.rw-browser').__rw.view().scale")
+    page.mouse.move(cx, cy)
+    page.mouse.wheel(0, -400)
+    page.mouse.wheel(0, -400)
+    page.wait_for_timeout(200)
+    view = page.evaluate("() => document.querySelector('.rw-browser').__rw.view()")
+    assert view["scale"] > 1.5 * fitted
+    assert canvas_paint(page, "canvas.rw-points")["painted"] > 20_000
+    page.click("button[data-mode='box']")
+    assert wait_until(lambda: w.mode == "box", page)
+    a = (round(cx - 120), round(cy - 80))
+    b = (round(cx + 90), round(cy + 70))
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+    page.mouse.move(*b)
+    page.mouse.up()
+    assert wait_until(lambda: len(w.selected) > 100, page)
+
+    def data(sx: float, sy: float) -> tuple[float, float]:
+        lx, ly = sx - box["x"], sy - box["y"]
+        return (
+            (lx - box["width"] / 2) / view["scale"] + view["cx"],
+            (box["height"] / 2 - ly) / view["scale"] + view["cy"],
+        )
+
+    (x0, y1), (x1, y0) = data(*a), data(*b)
+    tol = 1.0 / view["scale"]  # a pixel of slack at the edges
+
+    def inside(m: float) -> set[int]:
+        ok = (
+            (xy[:, 0] >= x0 + m)
+            & (xy[:, 0] <= x1 - m)
+            & (xy[:, 1] >= y0 + m)
+            & (xy[:, 1] <= y1 - m)
+        )
+        return set(np.flatnonzero(ok).tolist())
+
+    sel = set(w.selected)
+    assert inside(tol) <= sel <= inside(-tol)
+    assert w.selected == sorted(w.selected)
+    assert page.errors == []
