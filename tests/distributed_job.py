@@ -25,11 +25,17 @@ from repwidgets.distributed.context import Context
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["features.conv1", "features.conv2"]
+_SEEDED = threading.Lock()  # FakeWorld ranks are threads: one seeded build at a time
 
 
 def tiny_model(seed: int = 0, n_classes: int = 4, width: int = 8) -> nn.Module:
     """Two conv blocks (``features.conv1``, ``features.conv2``) and a linear head,
-    initialised from ``seed`` (the same weights on every rank)."""
+    initialised from ``seed`` (the same weights on every rank, also on thread ranks)."""
+    with _SEEDED:
+        return _seeded_model(seed, n_classes, width)
+
+
+def _seeded_model(seed: int, n_classes: int, width: int) -> nn.Module:
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

@@ -153,6 +153,45 @@ def test_job_file_errors_name_the_problem(tmp_path):
         run_job(path, Context.single())
 
 
+def test_job_loads_a_registry_architecture_from_a_checkpoint(tmp_path):
+    from repwidgets.models import zoo, zoo_extra
+
+    data = tiny_data()
+    entry = zoo_extra.entry("smallcnn")
+    model = entry.builder(data.n_classes, zoo._input_channels(data), **entry.model_config)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    path = write_job(tmp_path)
+    text = path.read_text().replace(
+        'factory = "tests.distributed_job:tiny_model"',
+        'checkpoint = "weights.pt"\narchitecture = "smallcnn"',
+    )
+    path.write_text(text)
+    loaded = Job.load(path).build_model(data)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    path.write_text(text.replace('"smallcnn"', '"smalcnn"'))
+    with pytest.raises(JobError, match="Did you mean 'smallcnn'"):
+        Job.load(path).build_model(data)
+
+
+def test_context_from_env_without_torchrun_is_one_process(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = Context.from_env()
+    assert (ctx.rank, ctx.world, ctx.is_main) == (0, 1, True)
+    assert ctx.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_run_command_reports_a_bad_job_file(tmp_path, capsys):
+    from repwidgets.cli import main
+
+    path = write_job(tmp_path, steps=[{"name": "inverse"}])
+    assert main(["run", str(path)]) == 2
+    assert "Did you mean 'invert'" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "No job file" in capsys.readouterr().err
+
+
 def test_job_refuses_an_output_of_another_job(tmp_path):
     run_job(
         write_job(tmp_path, layers=["features.conv1"], steps=[{"name": "extract"}]),
@@ -185,6 +224,16 @@ def test_extract_writes_the_sessions_activations_and_session_reads_them(tmp_path
         sess.activations("features.conv2", "test", pool="max"),
         plain.activations("features.conv2", "test", pool="max"),
     )
+    # Past the memory budget the stored rows stay a memory-mapped CPU tensor.
+    small = rw.Session(
+        tiny_model(),
+        tiny_data(),
+        device="cpu",
+        progress=False,
+        memory_budget_mb=1e-4,
+        store=out / "store",
+    )
+    assert torch.equal(small.activations("features.conv2", "test"), marked)
     with pytest.raises(ValueError, match="do not fit"):
         store.write_rows("features.conv2", "test", 60, marked[:8])
     with pytest.raises(KeyError, match="no finished activations"):
