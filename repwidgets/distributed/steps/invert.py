@@ -4,7 +4,7 @@ Every rank reads the layer's pooled activations (from the job's store, through t
 session) and the split's concept labels, explains its own blocks of neurons with
 :func:`~repwidgets.engines.invert.explain_activations` and saves each block's
 :class:`~repwidgets.engines.invert.InvertResult` (recorded in the manifest). The main
-rank gathers the blocks and joins them with
+rank reads every rank's blocks (the output folder is shared) and joins them with
 :func:`~repwidgets.engines.invert.concat_results`: a neuron's formula depends only on
 its own activations, so the result equals :func:`rw.invert.explain
 <repwidgets.engines.invert.explain>` on one process.
