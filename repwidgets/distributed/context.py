@@ -5,8 +5,9 @@ step runs unchanged on one process (``Context.single()``, no process group) and 
 N ranks launched by ``torchrun`` (``Context.from_env()``: gloo on the CPU, NCCL on
 CUDA). Steps shard their work with :meth:`Context.shard` (contiguous blocks, so the
 rows a rank writes are one slice) and combine with :meth:`Context.all_reduce_sum` or
-:meth:`Context.all_gather_object`. ``bytes_communicated`` counts what this rank sent,
-for the benchmark.
+:meth:`Context.all_gather_object`. ``bytes_communicated`` counts the payload this rank
+put into collectives (a tensor's bytes for an all-reduce, which a ring all-reduce sends
+about twice over; the pickled size of an object), for the benchmark.
 
 Example:
     >>> ctx = Context.single()
