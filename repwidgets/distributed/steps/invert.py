@@ -29,6 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from repwidgets.engines import _checks
 from repwidgets.engines.invert import (
     InvertConfig,
@@ -129,8 +131,8 @@ def explain_sharded(
     sess.module(layer)
     concepts = _checks.concept_table(sess, split, "INVERT")
     _checks.concept_fractions(concepts, cfg.min_fraction, cfg.max_fraction)
-    acts = sess.activations(layer, split=split, pool=pool)
-    acts = acts.to(getattr(sess, "device", acts.device))
+    acts = sess.activations(layer, split=split, pool=pool)  # the store's rows, not copied
+    device = getattr(sess, "device", acts.device)
     N = acts.shape[1]
 
     def path_of(b: range) -> Path:
@@ -141,14 +143,14 @@ def explain_sharded(
         if manifest.done(name, key) and path_of(b).exists():
             continue
         part = explain_activations(
-            acts,
+            acts[:, b.start : b.stop].to(device),  # only this block's columns on the device
             concepts,
             sess.concept_names,
             cfg,
-            neurons=list(b),
             layer=layer,
             progress=show_progress(ctx, sess),
         )
+        part.neurons = torch.arange(b.start, b.stop)
         part.save(path_of(b))
         manifest.record(name, key, neurons=[b.start, b.stop])
     ctx.barrier()
