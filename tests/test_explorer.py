@@ -197,6 +197,7 @@ def test_attribute_fills_the_taught_panel(x):
 
 def test_cancel_stops_a_running_job(x):
     x.select_neuron(x.data.ids[1])
+    assert x.jobs.current.wait(60)  # the activations read at open
     with MODEL_LOCK:  # the job waits for the model, so the cancel surely comes first
         job = x.attribute(wait=False)
         x.jobs.cancel()

@@ -11,6 +11,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 #: Smaller sizes for notebooks with a cell tagged "parameters": its source is replaced.
 SMALL = {
     "06_your_model": "N_TRAIN, N_VAL, N_TEST = 240, 120, 160\nIMAGE_SIZE = 32\nEPOCHS = 1",
+    "07_explorer": "ATTRIBUTION = dict(max_train=200, proj_dim=32, n_targets=8)\n"
+    "RETRAIN = dict(Cs=(0.1, 1.0))",
 }
 
 

@@ -108,7 +108,6 @@ def explore(
         sess, layer, dora=dora, invert=invert, concepts=concepts, cache=cache, settings=settings
     )
     data = ExplorerData(sess, layer, **results, split=split, top_k=top_k, band=band)
-    data.activations()
     x = Explorer(
         data,
         store,

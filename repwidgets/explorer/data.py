@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from repwidgets.engines import neurons as neuron_engine
+from repwidgets.explorer.jobs import MODEL_LOCK
 
 if TYPE_CHECKING:
     from repwidgets.session import Session
@@ -129,7 +130,8 @@ def layer_results(
             if report is not None:
                 report(step, len(_KINDS), f"computing {kind}")
             opts = {**DEFAULT_SETTINGS[kind], **dict((settings or {}).get(kind, {}))}
-            value = _compute(sess, layer, kind, opts)
+            with MODEL_LOCK:
+                value = _compute(sess, layer, kind, opts)
         if path is not None and not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             value.save(path)
@@ -255,7 +257,8 @@ class ExplorerData:
 
         self.ids = [int(i) for i in invert.neurons.tolist()]
         split = invert.split or "test"
-        acts = self.sess.activations(self.layer, split=split, pool=invert.pool or "mean")
+        with MODEL_LOCK:
+            acts = self.sess.activations(self.layer, split=split, pool=invert.pool or "mean")
         acts = acts.detach().float().cpu()[:, self.ids]
         masks = torch.as_tensor(self.sess.concepts(split)).bool().cpu()
         profile = auc_matrix(acts, masks).float()  # [C, K]
@@ -269,11 +272,15 @@ class ExplorerData:
     # --- per-neuron -------------------------------------------------------------------
     def activations(self) -> torch.Tensor:
         """The layer's pooled activations on the split, [n, C] (CPU, float32)."""
-        with self._lock:
-            if self._acts is None:
-                acts = self.sess.activations(self.layer, split=self.split, pool="mean")
-                self._acts = acts.detach().float().cpu()
-            return self._acts
+        acts = self._acts
+        if acts is None:
+            # the model's lock first, then ours: the order every caller keeps
+            with MODEL_LOCK, self._lock:
+                if self._acts is None:
+                    raw = self.sess.activations(self.layer, split=self.split, pool="mean")
+                    self._acts = raw.detach().float().cpu()
+                acts = self._acts
+        return acts
 
     def label(self, unit: int) -> dict[str, Any]:
         """The INVERT label of ``unit``: formula, auc, fraction, p_value (None without one)."""
@@ -311,6 +318,7 @@ class ExplorerData:
         unit = self.check_unit(unit)
         band = self.band if band is None else (float(band[0]), float(band[1]))
         key = (unit, band)
+        self.activations()  # outside our lock (see activations)
         with self._lock:
             if key not in self._neurons:
                 self._neurons[key] = self._build(unit, band)

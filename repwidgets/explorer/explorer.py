@@ -98,6 +98,13 @@ class Explorer(ipywidgets.VBox):
         )
         self.add_class("rw-explorer")
         self._show_counts()
+        self._preload = self.jobs.start(
+            f"reading the activations of {self.layer}", lambda _r, _c: data.activations()
+        )
+
+    def _ready(self) -> None:
+        """Wait for the activations read at open (the worker runs one job at a time)."""
+        self._preload.wait()
 
     # --- wiring -------------------------------------------------------------------------
     def _map_images(self):
@@ -367,6 +374,7 @@ class Explorer(ipywidgets.VBox):
                 if unit == self.neuron_panel.unit:
                     self._show_taught(unit)
 
+        self._ready()
         job = self.jobs.start(f"attribution of neuron #{unit}", work, wait=wait, on_done=done)
         return job.result if wait else job
 
@@ -460,6 +468,7 @@ class Explorer(ipywidgets.VBox):
                 self.comparison = job.result
                 self.actions.show_comparison(job.result)
 
+        self._ready()
         job = self.jobs.start("retraining the last layer", work, wait=wait, on_done=done)
         return job.result if wait else job
 
