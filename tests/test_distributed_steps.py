@@ -185,13 +185,18 @@ def test_a_repeated_step_keeps_its_own_records_and_results(tmp_path):
 # ----------------------------------------------------------------- dora
 
 
-def test_dora_step_equals_one_process(job, tmp_path):
+@pytest.mark.parametrize("world,neurons", [(2, None), (3, [1, 4, 5, 9, 12])])
+def test_dora_step_equals_one_process(job, tmp_path, world, neurons):
     from repwidgets.distributed.steps import dora as step_module
 
     settings = {"n_signals": 2, "steps": 6, "embedding": "mds"}
-    run_world(step_module, job, {"name": "dora", **settings}, tmp_path, 2)
+    step = {"name": "dora", **settings, **({"neurons": neurons} if neurons else {})}
+    run_world(step_module, job, step, tmp_path, world)
     got = rw.dora.DoraResult.load(tmp_path / "results/dora/features.conv2.safetensors")
-    ref = rw.dora.analyze(job.session(), "features.conv2", progress=False, **settings)
+    ref = rw.dora.analyze(
+        job.session(), "features.conv2", neurons=neurons, progress=False, **settings
+    )
+    assert got.neurons.tolist() == (neurons or list(range(16)))
     torch.testing.assert_close(got.signals, ref.signals, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.activations, ref.activations, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(
