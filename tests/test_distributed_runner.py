@@ -34,7 +34,7 @@ STEP_SETTINGS = {
     "invert": {"max_length": 2, "beam_size": 3, "top_k": 4},
     "dora": {"n_signals": 2, "steps": 3, "embedding": "mds"},
     "concepts": {"n_components": 4, "top_t": 16, "embedding": "pca"},
-    "trak": {},
+    "trak": {"targets": [0, 3, 5, 7], "proj_dim": 32},
 }
 
 
