@@ -31,7 +31,7 @@ SETTINGS = {
     "invert": {"max_length": 2, "beam_size": 3},
     "dora": {"n_signals": 2, "steps": 20},
     "concepts": {"n_components": 4, "embedding": "pca"},
-    "trak": {},
+    "trak": {"proj_dim": 256, "targets": list(range(16))},
 }
 
 
