@@ -27,7 +27,10 @@ folder and the steps::
     name = "invert"
     length = 3                        # settings: the engine's config overrides
 
-``[model]`` and ``[data]`` may hold a ``kwargs`` table passed to the factory. Every
+``[model]`` and ``[data]`` may hold a ``kwargs`` table passed to the factory.
+``[session]`` takes ``batch_size``, ``pool`` (of the stored activations: "mean", "max"
+or "cls"), ``precision``, ``memory_budget_mb``, ``neuron_axis`` and ``output`` (where
+the logits are in the model's output), as :class:`~repwidgets.session.Session` does. Every
 rank builds the model and the data itself, so factories must be deterministic
 (seeded); the runner checks that the ranks' weights agree.
 
