@@ -265,7 +265,7 @@ def test_torchrun_two_processes_equal_one(tmp_path, one_thread):
     steps = available_steps()
     one = run_job(write_job(tmp_path / "one", steps=steps), Context.single())
     job = write_job(tmp_path / "two", steps=steps)
-    done = torchrun(job, nproc=2, timeout=150)
+    done = torchrun(job, nproc=2, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     two = tmp_path / "two" / "out"
     a, b = store_arrays(one), store_arrays(two)
@@ -304,7 +304,7 @@ def test_killed_rank_resumes_to_the_same_store(tmp_path, one_thread):
     steps = [{"name": "extract", "chunk": CHUNK}]
     one = run_job(write_job(tmp_path / "one", steps=steps), Context.single())
     job = write_job(tmp_path / "two", steps=steps)
-    killed = torchrun(job, nproc=2, env={KILL_ENV: "extract:1:1"}, timeout=150)
+    killed = torchrun(job, nproc=2, env={KILL_ENV: "extract:1:1"}, timeout=300)
     assert killed.returncode != 0
     out = tmp_path / "two" / "out"
     manifest = Manifest(out)
