@@ -133,3 +133,30 @@ describe("combine", () => {
     expect(combine([], [], { ...none, metaKey: true })).toEqual([]);
   });
 });
+
+describe("CellOrder.nearest", () => {
+  it("finds the nearest point within a radius like a brute-force search", () => {
+    const rand = rng(9);
+    const n = 20000;
+    const xy = new Float32Array(2 * n).map(() => rand() * 10);
+    xy[0] = NaN;
+    const cells = new CellOrder(xy, n);
+    for (let q = 0; q < 300; q++) {
+      const x = rand() * 12 - 1;
+      const y = rand() * 12 - 1;
+      const r = q % 3 === 0 ? 0.02 : 0.3;
+      let bd = r * r;
+      let best = -1;
+      for (let i = 0; i < n; i++) {
+        const d = (xy[2 * i] - x) ** 2 + (xy[2 * i + 1] - y) ** 2;
+        if (d <= bd) {
+          bd = d;
+          best = i;
+        }
+      }
+      const got = cells.nearest(x, y, r);
+      if (best < 0) expect(got).toBe(-1);
+      else expect((xy[2 * got] - x) ** 2 + (xy[2 * got + 1] - y) ** 2).toBe(bd);
+    }
+  });
+});

@@ -94,9 +94,9 @@ export class PointerControl {
   /** The point under (sx, sy), or -1. */
   private pick(sx: number, sy: number): number {
     const v = this.v;
-    if (!v.index || v.n === 0) return -1;
+    if (v.n === 0) return -1;
     const [x, y] = this.toData(sx, sy);
-    return v.index.nearest(x, y, Math.max(v.pointSize(), 4) / v.view.scale);
+    return v.cells.nearest(x, y, Math.max(v.pointSize(), 4) / v.view.scale);
   }
 
   private onPointerDown(ev: PointerEvent): void {

@@ -17,8 +17,9 @@ export class CellOrder {
   readonly g: number;
   readonly x0: number;
   readonly y0: number;
-  readonly cw: number;
-  readonly ch: number;
+  /** Cells per data unit along x and y (cell = floor((x - x0) * ix)). */
+  readonly ix: number;
+  readonly iy: number;
   /** Cell c holds sorted points start[c] .. start[c + 1] - 1. */
   readonly start: Int32Array;
   /** order[k]: the point index of sorted point k. */
@@ -42,13 +43,14 @@ export class CellOrder {
     const g = (this.g = Math.max(1, Math.min(1024, Math.ceil(Math.sqrt(n / 32)))));
     this.x0 = x0;
     this.y0 = y0;
-    this.cw = Math.max((x1 - x0) / g, 1e-30);
-    this.ch = Math.max((y1 - y0) / g, 1e-30);
+    this.ix = g / Math.max(x1 - x0, 1e-30);
+    this.iy = g / Math.max(y1 - y0, 1e-30);
     const cellOf = new Int32Array(n);
     const start = (this.start = new Int32Array(g * g + 1));
     for (let i = 0; i < n; i++) {
       const x = xy[2 * i], y = xy[2 * i + 1];
-      const c = Number.isFinite(x) && Number.isFinite(y) ? this.cellY(y) * g + this.cellX(x) : -1;
+      // x - x is 0 for a finite x, NaN otherwise
+      const c = x - x === 0 && y - y === 0 ? this.cellY(y) * g + this.cellX(x) : -1;
       cellOf[i] = c;
       if (c >= 0) start[c + 1]++;
     }
@@ -68,13 +70,35 @@ export class CellOrder {
   }
 
   cellX(x: number): number {
-    const c = Math.floor((x - this.x0) / this.cw);
+    const c = Math.floor((x - this.x0) * this.ix);
     return c < 0 ? 0 : c >= this.g ? this.g - 1 : c;
   }
 
   cellY(y: number): number {
-    const c = Math.floor((y - this.y0) / this.ch);
+    const c = Math.floor((y - this.y0) * this.iy);
     return c < 0 ? 0 : c >= this.g ? this.g - 1 : c;
+  }
+
+  /** The point (original index) nearest to (x, y) within `radius` (data units), or -1. */
+  nearest(x: number, y: number, radius: number): number {
+    if (this.m === 0 || !(radius >= 0)) return -1;
+    const { g, start, xy, order } = this;
+    const gx0 = this.cellX(x - radius), gx1 = this.cellX(x + radius);
+    const gy0 = this.cellY(y - radius), gy1 = this.cellY(y + radius);
+    let best = -1;
+    let bestD = radius * radius;
+    for (let gy = gy0; gy <= gy1; gy++) {
+      for (let k = start[gy * g + gx0], to = start[gy * g + gx1 + 1]; k < to; k++) {
+        const dx = xy[2 * k] - x;
+        const dy = xy[2 * k + 1] - y;
+        const d = dx * dx + dy * dy;
+        if (d <= bestD) {
+          bestD = d;
+          best = order[k];
+        }
+      }
+    }
+    return best;
   }
 
   /** `src` (one value per point) in cell order, into `out` when it has the length. */

@@ -11,7 +11,7 @@ import { h, setStatus, setText } from "../lib/dom";
 import type { Key, KeyedFetcher } from "../lib/fetcher";
 import { oncePerTick, type Handlers } from "../lib/listen";
 import { Disposables, FrameScheduler, ownImages } from "../lib/mount";
-import { GridIndex, fitView, toScreen, type View } from "../lib/scatter";
+import { fitView, toScreen, type View } from "../lib/scatter";
 import { applyAutoTheme } from "../lib/theme";
 import { drawable } from "../lib/visibility";
 import { ScatterCanvas } from "./canvas";
@@ -46,14 +46,13 @@ export class BrowserView {
   n = 0;
   membership: ArrayLike<number> | null = null;
   codes: ArrayLike<number> | null = null;
-  index: GridIndex | null = null;
   view: View = { cx: 0, cy: 0, scale: 1 };
   private viewFitted = false;
   /** The view follows the plot's size (refit on resize) until the user pans or zooms. */
   autoFit = true;
   /** The selection mask's buffer (n bytes), kept across selections. */
   private maskBuffer: Uint8Array | null = null;
-  /** The points in grid-cell order (drawing, lasso and box tests), rebuilt with the points. */
+  /** The points in grid-cell order (drawing, hover, lasso and box tests), rebuilt with the points. */
   cells = new CellOrder(new Float32Array(0), 0);
   /** Each point's colour index into `colours` (clamped), and the same in cell order. */
   private colourIdx: Uint16Array | null = null;
@@ -136,7 +135,6 @@ export class BrowserView {
       this.n = 0;
     }
     this.membership = pts && hasBuffer(pts.membership) ? decodeArray(pts.membership).data : null;
-    this.index = new GridIndex(this.xy, this.n);
     this.cells = new CellOrder(this.xy, this.n);
     this.viewFitted = false;
     this.loadSelection();
