@@ -25,8 +25,8 @@ default layers:
     python benchmarks/bench_truth.py --methods dora --dora-layer vgg=features.act4_2
 
 DORA is measured with the run's settings and, on the same s-AMS, with each analysis
-variant of ``--dora-variants`` (default :data:`DORA_VARIANTS`: centred and equalised
-responses, the k-th-neighbour outlier score).
+variant of ``--dora-variants`` (default :data:`DORA_VARIANTS`: the paper's plain cosine
+and LOF, LOF alone, equalised signals).
 """
 
 from __future__ import annotations
@@ -56,12 +56,11 @@ def _r(x: float, nd: int = 4) -> float | None:
 
 
 #: Analysis settings measured on the same s-AMS as the run's own (``--dora-variants``):
-#: the EA normalisations and the outlier scores of ``rw.dora.analyze``.
+#: the DORA paper's plain cosine and LOF, LOF alone, and equalised signals.
 DORA_VARIANTS = {
-    "center": {"center": True},
-    "equalised": {"center": True, "equalise_signals": True},
-    "knn": {"outlier": "knn"},
-    "equalised_knn": {"center": True, "equalise_signals": True, "outlier": "knn"},
+    "paper_analysis": {"center": False, "outlier": "lof"},
+    "lof": {"outlier": "lof"},
+    "equalised": {"equalise_signals": True},
 }
 
 

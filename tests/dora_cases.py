@@ -106,13 +106,15 @@ def planted_group(seed: int = 0, k: int = 64, group: int = 12) -> torch.Tensor:
     """An activation matrix A [k, k] whose neurons (columns) form a diffuse bulk and one
     tight group of ``group`` neurons (the last ones) far from it.
 
-    The bulk's responses are random; the group's responses are one shared profile (high
-    on the group's own signals) plus a little noise, so each member's nearest neighbours
-    are the other members: LOF with fewer neighbours than the group sees a dense cluster
-    like any other, while the group is far from every bulk neuron.
+    The bulk's responses are one random profile plus much noise (a diffuse cloud); the
+    group's are another profile (high on the group's own signals) plus a little noise,
+    so each member's nearest neighbours are the other members: LOF with fewer
+    neighbours than the group sees a dense cluster like any other, while the group is
+    far from every bulk neuron.
     """
     g = torch.Generator().manual_seed(seed)
-    V = torch.rand(k, k, generator=g)  # row j: neuron j's responses to the k signals
+    bulk = torch.rand(k, generator=g)
+    V = bulk + 0.6 * torch.rand(k, k, generator=g)  # row j: neuron j's responses
     profile = torch.zeros(k)
     profile[k - group :] = 1.0
     V[k - group :] = profile + 0.05 * torch.rand(group, k, generator=g)

@@ -98,15 +98,16 @@ def test_validate_ranks_by_the_results_outlier_score(colour_session):
     from repwidgets.engines.dora.validation import _auc
 
     r = dora.analyze(colour_session, "relu", n_signals=2, steps=30, embedding=None)
-    knn = dora.reanalyze(r, outlier="knn", group_fraction=0.25)
+    r = dora.reanalyze(r, outlier="lof")
+    knn = dora.reanalyze(r, outlier="knn", n_neighbors=1)
     assert torch.equal(knn.activations, r.activations) and knn.signals is r.signals
     assert knn.params["neuron_axis"] == r.params["neuron_axis"]
     v, vk = (dora.validate(colour_session, x, "red", detector_auc=0.9) for x in (r, knn))
     live = ~r.is_dead.numpy()
     red = np.isin(r.neurons.numpy()[live], [0, 3])
-    lof_auc = _auc(r.lof_scores.double().numpy()[live], red)
+    assert v.outlier_auc == v.lof_auc == _auc(r.lof_scores.double().numpy()[live], red)
     assert vk.outlier_auc == _auc(knn.outlier_scores.double().numpy()[live], red)
-    assert vk.lof_auc == v.lof_auc == v.outlier_auc == lof_auc
+    assert vk.lof_auc == _auc(knn.lof_scores.double().numpy()[live], red)
     # 4 live neurons, k = 1: neurons 0 and 3 (3 = 2 x 0) are each other's twin, distance 0
     assert vk.outlier_auc == 0.0 and vk.detectors_in_top == 0
     with pytest.raises(TypeError, match="must be a DoraResult"):
@@ -133,6 +134,7 @@ def _validation(**changes) -> dora.DoraValidation:
         map_within_between_auc=0.88,
         passes={"spearman": True, "within_between": True, "outliers": True},
         params={"split": "test", "detector_auc": 0.95},
+        lof_auc=0.9,
     )
     values.update(changes)
     return dora.DoraValidation(**values)

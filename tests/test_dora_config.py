@@ -48,8 +48,9 @@ def test_config_round_trips_through_its_dict():
     assert values["input_shape"] == [3, 16, 16]
     assert values["transforms"]["degrees"] == 5.0 and values["transforms"]["scale"] == [0.85, 1.2]
     assert dora.DoraConfig.from_dict(values) == config
-    assert dora.DoraConfig(transforms=False).transforms is None
-    assert dora.DoraConfig(transforms=True) == dora.DoraConfig()
+    assert dora.DoraConfig(transforms=False) == dora.DoraConfig()  # none by default
+    assert dora.DoraConfig().transforms is None
+    assert dora.DoraConfig(transforms=True).transforms["degrees"] == 15.0
 
 
 def test_signal_shape():

@@ -36,28 +36,34 @@ class DoraConfig(Config):
         minimize: optimise for the lowest activation instead.
         lr, optimizer, weight_decay, grad_clip, decay, render_scale: see
             :func:`repwidgets.engines.featurevis.visualize`.
-        transforms: the robustness transforms: True (the defaults), a dict of
-            :class:`~repwidgets.engines.featurevis.Transforms` fields (or a Transforms),
-            or None / False for none. Kept as a dict of the fields (or None).
+        transforms: the robustness transforms: None / False (default: none), True (the
+            defaults of :class:`~repwidgets.engines.featurevis.Transforms`), or a dict
+            of its fields (or a Transforms). Kept as a dict of the fields (or None).
+            The s-AMS are fed back as they are, untransformed: optimised without
+            transforms, each signal drives its own neuron harder and more selectively
+            there, and the EA distances agree better with function on all four models
+            of ``benchmarks/bench_truth.py`` (README, "Truth across models"). Turn them
+            on for signals that look more natural.
 
     Analysis (:func:`~repwidgets.engines.dora.analyze_activations`):
-        contamination: expected outlier fraction for LOF's flags (the reference uses
-            0.01; "auto" uses LOF's own threshold). The raw scores are always kept.
-        n_neighbors: LOF neighbourhood size (capped at the number of live neurons - 1).
+        contamination: expected outlier fraction for the flags (the reference uses
+            0.01; "auto": LOF's own threshold, or for "knn" the median plus three robust
+            standard deviations). The raw scores are always kept.
+        n_neighbors: neighbourhood size of both outlier scores (capped at the number of
+            live neurons - 1).
         dead_tol: relative tolerance of :func:`~repwidgets.engines.dora.find_dead`.
         embedding: the 2-D map: "umap", "mds" or None (no map).
         umap_neighbors: UMAP's neighbourhood size.
         representation: "responses" (compare columns of A) or "signals" (rows).
-        center: remove each neuron's mean response over the signals before comparing.
+        center: remove each neuron's mean response over the signals before comparing
+            (default; False: the plain cosine of the DORA paper).
         equalise_signals: give every s-AMS the same weight in the comparison (scale each
             signal's responses over the layer to unit norm; see
             :func:`~repwidgets.engines.dora.distance.compared_vectors`).
-        outlier: the outlier score that ranks and flags neurons: "lof" (local outlier
-            factor, the DORA paper's) or "knn" (distance to the k-th nearest live
-            neuron, k = ``group_fraction`` x the live neurons: a tight group of outliers
-            smaller than k still scores high, where LOF takes it for an inlier).
-        group_fraction: the largest share of the live neurons that may form one outlying
-            group, for ``outlier="knn"``.
+        outlier: the outlier score that ranks and flags neurons: "knn" (default: the
+            distance to the ``n_neighbors``-th nearest live neuron; a tight group of
+            outliers smaller than ``n_neighbors`` still scores high) or "lof" (the local
+            outlier factor of the DORA paper, which takes such a group for inliers).
 
     Both:
         seed: fixes the initial images, the random transforms and the map.
@@ -74,7 +80,7 @@ class DoraConfig(Config):
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     decay: float = 0.75
-    transforms: Any = True
+    transforms: Any = None
     render_scale: float = 1.0
     contamination: float | str = 0.01
     n_neighbors: int = 20
@@ -82,10 +88,9 @@ class DoraConfig(Config):
     embedding: str | None = "umap"
     umap_neighbors: int = 15
     representation: str = "responses"
-    center: bool = False
+    center: bool = True
     equalise_signals: bool = False
-    outlier: str = "lof"
-    group_fraction: float = 0.25
+    outlier: str = "knn"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,11 +104,6 @@ class DoraConfig(Config):
         )
         _checks.positive_int("umap_neighbors", self.umap_neighbors)
         _checks.one_of("outlier", self.outlier, OUTLIER_SCORES)
-        if not 0 < float(self.group_fraction) <= 0.5:
-            raise ValueError(
-                f"group_fraction must be in (0, 0.5] (a share of the live neurons); "
-                f"got {self.group_fraction}."
-            )
         if (
             self.signal_size is not None
             and _checks.positive_int("signal_size", self.signal_size) < 8

@@ -60,11 +60,10 @@ def lof_scores(
 
 
 def knn_scores(
-    D: np.ndarray, group_fraction: float, contamination: float | str
+    D: np.ndarray, n_neighbors: int, contamination: float | str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Outlier scores of the points of a distance matrix ``D`` [m, m] (m >= 2): each
-    point's distance to its k-th nearest other point, k = ceil(``group_fraction`` x m)
-    (at most m - 1).
+    point's distance to its k-th nearest other point, k = ``n_neighbors`` (at most m - 1).
 
     LOF compares a point's density with its neighbours' and so takes a tight group of
     outliers, each the others' neighbour, for inliers when the group is larger than its
@@ -77,12 +76,12 @@ def knn_scores(
 
     Example:
         >>> pts = np.r_[np.zeros(8), 0.5 + np.arange(8) / 100, [3.0, 3.01, 3.02]]
-        >>> s, flags = knn_scores(np.abs(pts[:, None] - pts[None, :]), 0.25, 0.1)
+        >>> s, flags = knn_scores(np.abs(pts[:, None] - pts[None, :]), 5, 0.1)
         >>> flags.nonzero()[0].tolist()                          # the far group of three
         [16, 17, 18]
     """
     m = D.shape[0]
-    k = min(max(1, int(np.ceil(float(group_fraction) * m))), m - 1)
+    k = min(max(1, int(n_neighbors)), m - 1)
     off = np.array(D, dtype=np.float64, copy=True)
     np.fill_diagonal(off, np.inf)
     scores = np.partition(off, k - 1, axis=1)[:, k - 1]
@@ -115,10 +114,11 @@ def analyze_activations(
         config: a :class:`DoraConfig` (or a dict of its settings); ``overrides`` change
             single settings. The ones used here:
 
-            - ``contamination``: expected outlier fraction for LOF's flags (the
-              reference uses 0.01; "auto" uses LOF's own threshold). The raw scores
-              are always kept.
-            - ``n_neighbors``: LOF neighbourhood size (capped at the live neurons - 1).
+            - ``contamination``: expected outlier fraction for the flags (the
+              reference uses 0.01; "auto": LOF's own threshold, or for "knn" the median
+              plus three robust standard deviations). The raw scores are always kept.
+            - ``n_neighbors``: neighbourhood size of both outlier scores (capped at the
+              live neurons - 1).
             - ``dead_tol``: relative tolerance of :func:`find_dead`.
             - ``embedding``: the 2-D map: "umap" (UMAP on the precomputed distances;
               MDS below 8 live neurons), "mds" (metric MDS, quick), or None (no map).
@@ -134,30 +134,27 @@ def analyze_activations(
               distance on real images (Spearman about 0.85 versus 0.6 for
               "signals"). "signals": the layer's response to their signals, rows i and
               j of A (``distances = ea_distance(A)``).
-            - ``center``: subtract each neuron's mean response over all the s-AMS (the
-              mean of its column of A) before comparing, so that the cosine becomes a
-              Pearson correlation, as in the functional distance on data; a neuron's
-              offset (a bias, the floor of GELU or SiLU) then no longer counts. On the
-              demo CNN, a ResNet, a GELU VGG and a GroupNorm net
-              (``benchmarks/bench_truth.py``) it raises the agreement with functional
-              distance (Spearman +0.00..+0.07) and the artifact detectors' grouping,
-              but ranks them lower among the LOF outliers (AUC -0.01..-0.07), so the
-              default stays the plain cosine of the DORA paper (False).
+            - ``center`` (default True): subtract each neuron's mean response over all
+              the s-AMS (the mean of its column of A) before comparing, so that the
+              cosine becomes a Pearson correlation, as in the functional distance on
+              data; a neuron's offset (a bias, the floor of GELU or SiLU) then no
+              longer counts. On the four models of ``benchmarks/bench_truth.py`` it
+              raises the agreement with functional distance and the artifact
+              detectors' grouping (README, "Truth across models"). False: the plain
+              cosine of the DORA paper.
             - ``equalise_signals``: give every s-AMS the same weight (each signal's
               responses over the layer scaled to unit norm, see
-              :func:`~repwidgets.engines.dora.distance.compared_vectors`). With
-              ``center`` it draws the artifact detectors of all four models of
-              ``benchmarks/bench_truth.py`` closer together and agrees better with
-              functional distance, but ranks them lower among the LOF outliers on the
-              demo CNN and the ResNet (README, "Truth across models"); off by default.
+              :func:`~repwidgets.engines.dora.distance.compared_vectors`). It draws the
+              artifact detectors closer together on every model of the benchmark but
+              ranks them lower among the outliers on the demo CNN and the GroupNorm
+              net; off by default.
             - ``outlier``: the score that ranks and flags the outliers
-              (``outlier_scores``): "lof" (default, the DORA paper's local outlier
-              factor) or "knn" (:func:`knn_scores`, distance to the k-th nearest live
-              neuron, k = ``group_fraction`` x the live neurons), which finds a tight
-              group of outlying neurons that LOF misses (the GroupNorm net's watermark
-              detectors) but ranks the demo's isolated detectors lower. LOF's scores are
-              kept in ``lof_scores`` either way.
-            - ``group_fraction``: see ``outlier``.
+              (``outlier_scores``): "knn" (default, :func:`knn_scores`: the distance to
+              the ``n_neighbors``-th nearest live neuron) or "lof" (the DORA paper's
+              local outlier factor). LOF compares a neuron's density with its
+              neighbours' and so misses a tight group of detectors far from the rest
+              (the GroupNorm net's 19 watermark detectors: LOF AUC 0.37, k-th
+              neighbour 0.84); LOF's scores are kept in ``lof_scores`` either way.
             - ``seed``: seed of the map.
         self_peak: optional [k] peak activation of each neuron on its own signals.
         dead: a given dead mask [k] (default: :func:`find_dead`).
@@ -195,7 +192,7 @@ def analyze_activations(
         lof[live], flags[live] = lof_scores(Dl, cfg.n_neighbors, cfg.contamination)
         scores[live] = lof[live]
         if cfg.outlier == "knn":
-            scores[live], flags[live] = knn_scores(Dl, cfg.group_fraction, cfg.contamination)
+            scores[live], flags[live] = knn_scores(Dl, cfg.n_neighbors, cfg.contamination)
     elif live.size:
         warnings.warn(f"Only {live.size} live neurons: too few for outlier scores.", stacklevel=2)
     if cfg.embedding is not None and live.size:

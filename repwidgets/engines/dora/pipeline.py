@@ -109,7 +109,7 @@ def reanalyze(
     """The same s-AMS analysed with other settings, without making them again.
 
     Only the analysis settings can change (``center``, ``equalise_signals``,
-    ``representation``, ``outlier``, ``group_fraction``, ``n_neighbors``,
+    ``representation``, ``outlier``, ``n_neighbors``,
     ``contamination``, ``embedding``, ...); the activation matrix, the dead neurons, the
     signals and the session stay the result's own.
 

@@ -27,7 +27,8 @@ class DoraResult(Result):
             ``ea_distance(activations)`` for "signals" (see ``params``).
         lof_scores: LOF score [k] (about 1 for inliers, larger for outliers; NaN for
             dead neurons).
-        is_outlier: BoolTensor [k], flagged by LOF at the chosen contamination.
+        is_outlier: BoolTensor [k], flagged by the outlier score at the chosen
+            contamination.
         is_dead: BoolTensor [k], neurons set aside (not active on their own s-AMS, or
             constant).
         embedding: [k, 2] map of the live neurons (UMAP, or MDS for tiny k); NaN for dead.
