@@ -167,6 +167,7 @@ def test_cancel_stops_between_batches_and_progress_increases(one_thread):
     assert done == sorted(done) and done[0] == 0 and done[-1] == 24 + 4
     assert {c[1] for c in calls} == {28}
     assert [c[2] for c in calls][-1] == "scores"
+    assert [c[2] for c in calls][0] == "activations"
     assert {"train features", "target features"} <= {c[2] for c in calls}
     assert len(calls) >= 24 // 4 + 1
     assert r.scores.shape == (24,)

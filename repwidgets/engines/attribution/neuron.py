@@ -171,8 +171,9 @@ def neuron_attribution(
             raised (e.g. the explorer's Cancel button, from another thread).
         on_progress: ``on_progress(done, total, stage)``, called between batches with
             the samples featurised so far of ``total = n_train + n_targets`` (``done``
-            never decreases) and the stage ("train features", "target features",
-            "scores").
+            never decreases) and the stage ("activations": the layer's activations on
+            ``target_split``, computed once per session; "train features", "target
+            features", "scores").
 
     Returns:
         :class:`NeuronAttributionResult`: ``top(k)``, ``to_frame()``,
@@ -190,11 +191,13 @@ def neuron_attribution(
     cfg = NeuronAttributionConfig.resolve(config, overrides)
     progress = sess.progress if progress is None else progress
     layout = _check_inputs(sess, layer, unit, cfg)
-    check_cancel(cancel, "setup")
-    acts = sess.activations(layer, cfg.target_split, pool=cfg.pool, neuron_axis=cfg.neuron_axis)
-    target_idx = top_activating(acts, unit, cfg.n_targets).cpu()
     idx = _train_subset(sess.n("train"), cfg.max_train, cfg.train_indices, cfg.seed)
-    report = _Report(on_progress, len(idx) + len(target_idx))
+    n_targets = min(int(cfg.n_targets), sess.n(cfg.target_split))
+    report = _Report(on_progress, len(idx) + n_targets)
+    check_cancel(cancel, "setup")
+    report(0, len(idx), "activations")
+    acts = sess.activations(layer, cfg.target_split, pool=cfg.pool, neuron_axis=cfg.neuron_axis)
+    target_idx = top_activating(acts, unit, n_targets).cpu()
     fn = NeuronActivation(layer, unit, pool=cfg.pool, neuron_axis=layout.neuron_axis)
     train = Relabeled(sess.dataset("train"), sess.targets("train")[idx], indices=idx.tolist())
     targets = Relabeled(

@@ -115,8 +115,10 @@ class NeuronAttributionResult(Result):
         """Whether each attributed sample carries ``concept``, bool [n] (result order)."""
         return torch.as_tensor(self.concepts)[:, self.concept_index(concept)].numpy().astype(bool)
 
-    def precision_at(self, k: int = 100, concept: str | int = "watermark") -> float:
-        """Fraction of the k highest-scored samples that carry ``concept``."""
+    def precision_at(self, k: int, concept: str | int) -> float:
+        """Fraction of the k highest-scored samples that carry ``concept`` (a name of
+        ``concept_names`` or its index); compare with ``labels(concept).mean()``, the
+        base rate."""
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}.")
         return float(self.labels(concept)[self.order()[: int(k)]].mean())
