@@ -102,9 +102,25 @@ def test_a_million_points_travel_as_buffers():
     sizes = {tuple(p): memoryview(buf).nbytes for p, buf in zip(paths, buffers)}
     assert sizes[("points", "xy", "buffer")] == 8 * n
     assert sizes[("codes", "buffer")] == n
+    assert sizes[("points", "membership", "buffer")] == 2 * n  # int16: 40 clusters fit
     # what is left as JSON (besides the module's code) is small: no list per point
     data = {k: v for k, v in state.items() if k not in ("_esm", "_css")}
     assert len(json.dumps(data)) < 10_000
     b.color_by = "score"
     _, paths, buffers = _remove_buffers(b.get_state(["codes"]))
     assert [memoryview(x).nbytes for x in buffers] == [n]
+
+
+def test_membership_travels_as_int16_when_the_ids_fit():
+    xy = np.zeros((4, 2), dtype=np.float32)
+    small = ConceptBrowser(xy, membership=[0, 1, -1, 300])
+    assert small.points["membership"].dtype == np.int16
+    assert small.points["membership"].tolist() == [0, 1, -1, 300]
+    big = ConceptBrowser(xy, membership=[0, 1, -1, 70_000])
+    assert big.points["membership"].dtype == np.int32
+    assert big.points["membership"].tolist() == [0, 1, -1, 70_000]
+    b = ConceptBrowser(xy, membership=[0, 1, -1, 300])
+    b.selected = [3]
+    assert b.selected_frame()["cluster"].tolist() == [300]
+    with pytest.raises(ValueError, match="int32"):
+        ConceptBrowser(xy, membership=[0, 1, -1, 2**40])

@@ -10,8 +10,8 @@ per point (a score) on a sequential ramp, its legend showing the range.
 
 Binary state (never JSON lists of numbers):
 
-- ``points``: ``{"xy": float32 [n, 2], "membership": int32 [n]}`` (cluster id per
-  point, -1 for none);
+- ``points``: ``{"xy": float32 [n, 2], "membership": int16 or int32 [n]}`` (cluster
+  id per point, -1 for none; int16 whenever the ids fit, half the bytes);
 - ``codes``: the colour code of every point under the current colouring ``color_by``
   (uint8 or uint16 [n]); Python recomputes it when ``color_by`` changes, so only the
   colouring on screen crosses the wire. A continuous colouring sends its values
@@ -187,7 +187,9 @@ class ConceptBrowser(anywidget.AnyWidget):
     _esm = static_esm("clusters")
     _css = static_css("clusters")
 
-    points = ArrayDict({"xy": XY, "membership": ArrayTrait("int32", ndim=1)}).tag(sync=True)
+    points = ArrayDict({"xy": XY, "membership": ArrayTrait(("int32", "int16"), ndim=1)}).tag(
+        sync=True
+    )
     codes = ArrayTrait(("uint8", "uint16"), ndim=1, allow_none=True).tag(sync=True)
     colorings = traitlets.List(traitlets.Dict()).tag(sync=True)
     color_by = traitlets.Unicode("").tag(sync=True)
@@ -225,7 +227,15 @@ class ConceptBrowser(anywidget.AnyWidget):
             member = np.asarray(to_numpy(membership)).astype(np.int64).ravel()
             if member.shape[0] != n:
                 raise ValueError(f"membership has {member.shape[0]} entries but xy has {n} points.")
+            if member.size and (member.min() < -(2**31) or member.max() >= 2**31):
+                raise ValueError(
+                    f"membership holds ids from {member.min()} to {member.max()}; cluster ids "
+                    "must fit in int32 (renumber the clusters 0, 1, 2, ...)."
+                )
             member = member.astype(np.int32)
+        # the wire copy: int16 when every id fits (the front end reads either)
+        small = not member.size or (member.min() >= -(2**15) and member.max() < 2**15)
+        wire_member = member.astype(np.int16) if small else member
         cluster_list = [_cluster_json(c) for c in clusters]
         names = [c.name for c in self._colorings]
         if color_by is None:
@@ -235,7 +245,7 @@ class ConceptBrowser(anywidget.AnyWidget):
         if point_size is None:
             point_size = 4 if n <= 5_000 else 3 if n <= 30_000 else 2
         super().__init__(
-            points={"xy": pos, "membership": member},
+            points={"xy": pos, "membership": wire_member},
             colorings=[c.meta() for c in self._colorings],
             color_by=color_by,
             clusters=cluster_list,
