@@ -251,6 +251,12 @@ def test_widget_is_a_gallery_of_the_top_training_samples(one_thread):
     assert ids == r.top(6).tolist()
     assert "neuron 1" in w.gallery.title
     assert w.chosen() == r.top(6).tolist()
+    marked = r.widget(k=6, concept="big")
+    big = set(torch.nonzero(sess.concept("big", "train")).flatten().tolist())
+    for card in marked.gallery.cards:
+        assert card["label"].endswith("· big") == (card["id"] in big)
+    with pytest.raises(ValueError, match="Did you mean 'big'"):
+        r.widget(concept="bigg")
 
 
 def _watermark_unit(sess, layer: str) -> int:
