@@ -19,6 +19,7 @@ RESULT_MODULES = {
     "ConceptAttributionResult": "repwidgets.engines.attribution",
     "TRAKResult": "repwidgets.engines.attribution",
     "LDSResult": "repwidgets.engines.attribution",
+    "NeuronAttributionResult": "repwidgets.engines.attribution",
     "RemovalResult": "repwidgets.engines.attribution",
 }
 
