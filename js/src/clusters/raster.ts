@@ -323,8 +323,9 @@ export function lassoHits(cells: CellOrder, n: number, poly: ArrayLike<number>):
       }
     }
   }
-  const out: number[] = new Array(count);
-  for (let i = 0, o = 0; o < count; i++) if (hit[i]) out[o++] = i;
+  // pushed, not preallocated: new Array(k) of a large k is a slow dictionary array in V8
+  const out: number[] = [];
+  for (let i = 0; out.length < count; i++) if (hit[i]) out.push(i);
   return out;
 }
 
@@ -346,7 +347,8 @@ export function boxHits(cells: CellOrder, n: number, ax: number, ay: number, bx:
       }
     }
   }
-  const out: number[] = new Array(count);
-  for (let i = 0, o = 0; o < count; i++) if (hit[i]) out[o++] = i;
+  // pushed, not preallocated: new Array(k) of a large k is a slow dictionary array in V8
+  const out: number[] = [];
+  for (let i = 0; out.length < count; i++) if (hit[i]) out.push(i);
   return out;
 }
