@@ -185,47 +185,17 @@ class ConceptAttributionResult(Result):
             >>> c = r.candidates(band=(0.95, 1.0))        # doctest: +SKIP
             >>> c.to_frame().head()                       # doctest: +SKIP
         """
-        sess = session if session is not None else self._session
-        if sess is None:
-            raise ValueError(
-                "This result has no session (it was loaded from a file), so its candidates "
-                "have no predictions: call r.candidates(session=sess)."
-            )
-        if samples is not None and band is not None:
-            raise ValueError("Pass samples or band, not both.")
-        values = torch.as_tensor(self.scores).float().reshape(-1)
-        order = torch.argsort(values, descending=True)
-        if samples is not None:
-            pos, band = self._positions(samples, values, order)
-        else:
-            band = _check_band(band)
-            qs = torch.quantile(values.double(), torch.tensor(band, dtype=torch.float64))
-            keep = (values.double() >= qs[0]) & (values.double() <= qs[1])
-            pos = order[keep[order]]
-        picked = torch.as_tensor(self.train_indices).long()[pos]
-        groups = sess.groups("train")
-        return Candidates(
-            samples=picked,
-            scores=values[pos],
-            labels=torch.as_tensor(self.classes).long()[pos],
-            predictions=_predictions(sess, picked),
-            groups=groups[picked].long() if groups is not None else torch.full_like(picked, -1),
-            population=values,
-            band=band,
-            limits=(float(values[pos].min()), float(values[pos].max())) if len(pos) else (0, 0),
-            class_names=list(self.class_names),
-            split="train",
+        return training_candidates(
+            self,
+            session,
+            samples,
+            band,
             title=f"Training samples that taught '{self.concept}' at {self.layer}",
-            score_name="attribution",
-            group_names=list(getattr(sess.data, "group_names", []) or []),
-            n_split=sess.n("train"),
             context={
                 "source": "concept attribution",
                 "concept": str(self.concept),
                 "layer": str(self.layer),
             },
-            dataset={"name": str(getattr(sess.data, "name", "")), "split": "train"},
-            reselect=lambda new_band: self.candidates(sess, band=new_band),
         )
 
     def _positions(
@@ -247,6 +217,58 @@ class ConceptAttributionResult(Result):
         q = (n - 1 - torch.argsort(order)[pos]).float() / max(1, n - 1)
         band = (float(q.min()), float(q.max())) if len(pos) else (0.0, 1.0)
         return pos, band
+
+
+def training_candidates(
+    result: ConceptAttributionResult,
+    session: Session | None,
+    samples: Sequence[int] | None,
+    band: tuple[float, float] | None,
+    *,
+    title: str,
+    context: dict,
+) -> Candidates:
+    """Attributed training samples of ``result`` (any result with ``scores``,
+    ``train_indices``, ``classes``, ``class_names`` and ``candidates``) as curation
+    candidates: the ``samples`` given, else a band of quantiles of the scores."""
+    sess = session if session is not None else result._session
+    if sess is None:
+        raise ValueError(
+            "This result has no session (it was loaded from a file), so its candidates "
+            "have no predictions: call r.candidates(session=sess)."
+        )
+    if samples is not None and band is not None:
+        raise ValueError("Pass samples or band, not both.")
+    values = torch.as_tensor(result.scores).float().reshape(-1)
+    order = torch.argsort(values, descending=True)
+    if samples is not None:
+        pos, band = result._positions(samples, values, order)
+    else:
+        band = _check_band(band)
+        qs = torch.quantile(values.double(), torch.tensor(band, dtype=torch.float64))
+        keep = (values.double() >= qs[0]) & (values.double() <= qs[1])
+        pos = order[keep[order]]
+    picked = torch.as_tensor(result.train_indices).long()[pos]
+    groups = sess.groups("train")
+    return Candidates(
+        samples=picked,
+        scores=values[pos],
+        labels=torch.as_tensor(result.classes).long()[pos],
+        predictions=_predictions(sess, picked),
+        groups=groups[picked].long() if groups is not None else torch.full_like(picked, -1),
+        population=values,
+        band=band,
+        limits=(float(values[pos].min()), float(values[pos].max())) if len(pos) else (0, 0),
+        class_names=list(result.class_names),
+        split="train",
+        title=title,
+        score_name="attribution",
+        group_names=list(getattr(sess.data, "group_names", []) or []),
+        n_split=sess.n("train"),
+        context=context,
+        dataset={"name": str(getattr(sess.data, "name", "")), "split": "train"},
+        reselect=lambda new_band: result.candidates(sess, band=new_band),
+    )
 
 
 def _check_band(band: tuple[float, float] | None) -> tuple[float, float]:

@@ -21,8 +21,7 @@ import torch
 from repwidgets.candidates import Candidates
 from repwidgets.engines.attribution.concept_result import (
     ConceptAttributionResult,
-    _check_band,
-    _predictions,
+    training_candidates,
 )
 from repwidgets.engines.neurons import enrichment
 from repwidgets.results import Result
@@ -201,41 +200,11 @@ class NeuronAttributionResult(Result):
         Example:
             >>> c = r.candidates(band=(0.95, 1.0))        # doctest: +SKIP
         """
-        sess = session if session is not None else self._session
-        if sess is None:
-            raise ValueError(
-                "This result has no session (it was loaded from a file), so its candidates "
-                "have no predictions: call r.candidates(session=sess)."
-            )
-        if samples is not None and band is not None:
-            raise ValueError("Pass samples or band, not both.")
-        values = torch.as_tensor(self.scores).float().reshape(-1)
-        order = torch.argsort(values, descending=True)
-        if samples is not None:
-            pos, band = self._positions(samples, values, order)
-        else:
-            band = _check_band(band)
-            qs = torch.quantile(values.double(), torch.tensor(band, dtype=torch.float64))
-            keep = (values.double() >= qs[0]) & (values.double() <= qs[1])
-            pos = order[keep[order]]
-        picked = torch.as_tensor(self.train_indices).long()[pos]
-        groups = sess.groups("train")
-        return Candidates(
-            samples=picked,
-            scores=values[pos],
-            labels=torch.as_tensor(self.classes).long()[pos],
-            predictions=_predictions(sess, picked),
-            groups=groups[picked].long() if groups is not None else torch.full_like(picked, -1),
-            population=values,
-            band=band,
-            limits=(float(values[pos].min()), float(values[pos].max())) if len(pos) else (0, 0),
-            class_names=list(self.class_names),
-            split="train",
+        return training_candidates(
+            self,
+            session,
+            samples,
+            band,
             title=f"Training samples that taught neuron {self.unit} at {self.layer}",
-            score_name="attribution",
-            group_names=list(getattr(sess.data, "group_names", []) or []),
-            n_split=sess.n("train"),
             context={"source": "neuron attribution", "layer": str(self.layer), "unit": self.unit},
-            dataset={"name": str(getattr(sess.data, "name", "")), "split": "train"},
-            reselect=lambda new_band: self.candidates(sess, band=new_band),
         )
