@@ -22,6 +22,11 @@ from repwidgets.models.architectures import GroupNormNet, NarrowResNet, PlainVGG
 
 #: What the DORA check asks on every model (METHODS.md: Spearman >= 0.3).
 DORA_MIN_SPEARMAN = 0.3
+#: ... and of the artifact detectors where the layer has them: the within vs between
+#: distance AUC and the outlier-score AUC (measured: at least 0.82 and 0.84; the
+#: validation's targets are 0.8, kept a little lower here against machine differences).
+DORA_MIN_GROUPING = 0.75
+DORA_MIN_OUTLIER_AUC = 0.75
 
 
 def _truth_models() -> list[str]:
@@ -146,15 +151,21 @@ def test_invert_labels_every_artifact_detector(sessions, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_dora_distances_agree_with_function(sessions, name):
-    """EA distances of one 32-pixel s-AMS per neuron (64 steps) agree with the
-    neurons' functional distance on test images on every architecture."""
+    """EA distances of one 32-pixel s-AMS per neuron (64 steps, the engine's analysis
+    defaults) agree with the neurons' functional distance on test images on every
+    architecture, and where the layer has artifact detectors they sit together and rank
+    high among the outliers (README, "Truth across models": within vs between AUC
+    0.82-0.95, outlier AUC 0.84-0.90 on the demo, the ResNet and the GroupNorm net)."""
     sess, e = sessions[name], zoo_extra.entry(name)
     r = rw.dora.analyze(
         sess, e.layers["dora"], n_signals=1, steps=64, signal_size=32, embedding=None
     )
     v = rw.dora.validate(sess, r, concept=e.artifact)
-    assert v["n_live"] >= 20, v  # (on the VGG most patch detectors stay off: README)
+    assert v["n_live"] >= 20, v
     assert v["spearman"] >= DORA_MIN_SPEARMAN, v
+    if v["n_detectors"] >= 2:  # (the VGG's features.conv4_2 has at most one: README)
+        assert v["within_between_auc"] >= DORA_MIN_GROUPING, v
+        assert v["outlier_auc"] >= DORA_MIN_OUTLIER_AUC, v
 
 
 @pytest.mark.demo
