@@ -309,3 +309,22 @@ def test_the_magic_returns_an_explorer(attribution_session, results, tmp_path, m
     assert x.data.dora is results["dora"]  # remembered for this session and layer
     with pytest.raises(NameError, match="No session called 'sess'"):
         repwidgets_magic(f"explore {LAYER}", {})
+
+
+def test_activations_are_saved_in_the_cache_folder(
+    attribution_session, results, tmp_path, monkeypatch
+):
+    from repwidgets.explorer.data import ExplorerData
+
+    sess = attribution_session
+    x = explore(sess, LAYER, **results, cache=tmp_path, curation=tmp_path / "c.json")
+    assert x.jobs.current.wait(60) and x.jobs.current.state == "done"
+    expected = sess.activations(LAYER, split="train").float()
+    assert (tmp_path / "activations-train-features.conv4.safetensors").exists()
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("read from the cache folder, not from the model")
+
+    monkeypatch.setattr(sess, "activations", no_model)
+    data = ExplorerData(sess, LAYER, **results, cache=tmp_path)
+    torch.testing.assert_close(data.activations(), expected)

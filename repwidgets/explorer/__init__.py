@@ -72,7 +72,9 @@ def explore(
         dora, invert, concepts: results to show; None uses the ones remembered for this
             session and layer, or loads them from ``cache``, or computes them now (with
             :data:`DEFAULT_SETTINGS`, changed by ``settings``); False leaves one out.
-        cache: a folder to save computed results in and load them from next time.
+        cache: a folder to save the results and the layer's pooled activations on
+            ``split`` in, and to load them from next time (made for one model and data:
+            use one folder per model).
         curation: the :class:`Curation` (split "train") flags go to, or its file path
             (default: ``explorer_curation.json`` in the working folder, or in ``cache``).
         split: the split whose samples are shown, selected and flagged.
@@ -107,7 +109,7 @@ def explore(
     results = layer_results(
         sess, layer, dora=dora, invert=invert, concepts=concepts, cache=cache, settings=settings
     )
-    data = ExplorerData(sess, layer, **results, split=split, top_k=top_k, band=band)
+    data = ExplorerData(sess, layer, **results, split=split, top_k=top_k, band=band, cache=cache)
     x = Explorer(
         data,
         store,

@@ -26,7 +26,7 @@ import pandas as pd
 from repwidgets.curation_store import MARKS
 from repwidgets.explorer.galleries import show_table
 
-__all__ = ["ActionBar", "comparison_png", "retrain_comparison"]
+__all__ = ["ActionBar", "comparison_png", "retrain_comparison", "selection_frame"]
 
 _COLORS = {"accuracy": (76, 120, 168), "worst_group_accuracy": (228, 87, 86)}
 
@@ -80,6 +80,37 @@ def retrain_comparison(
         test_split=test_split,
         params={**cfg.to_dict(), "seeds": [int(cfg.seed)], "test_split": test_split},
     )
+
+
+def selection_frame(
+    data: Any,
+    samples: list[int],
+    unit: int | None,
+    curation: Any,
+    score: Callable[[int], float | None],
+) -> pd.DataFrame:
+    """One row per selected sample: sample, class, prediction, mark, neuron, activation
+    (of ``unit``), attribution_score (``score(sample)``) and concepts (comma-joined)."""
+    import numpy as np
+
+    acts = data.activations()
+    rows = []
+    for i in samples:
+        facts = data.sample_facts(i)
+        rows.append(
+            {
+                "sample": i,
+                "class": facts["class"],
+                "prediction": facts["prediction"],
+                "mark": curation.get(i),
+                "neuron": unit,
+                "activation": float(acts[i, unit]) if unit is not None else np.nan,
+                "attribution_score": score(i),
+                "concepts": ", ".join(facts["concepts"]),
+            }
+        )
+    columns = ["sample", "class", "prediction", "mark", "neuron", "activation"]
+    return pd.DataFrame(rows, columns=[*columns, "attribution_score", "concepts"])
 
 
 def _cancelled() -> Exception:
@@ -145,11 +176,16 @@ class ActionBar(ipywidgets.VBox):
             "exclude": "Exclude: leave it out of retraining",
         }
         for mark in MARKS:
-            button = ipywidgets.Button(description=mark, tooltip=tips[mark])
+            button = ipywidgets.Button(
+                description=mark, tooltip=tips[mark], layout=ipywidgets.Layout(width="auto")
+            )
             button.add_class(f"rw-x-flag-{mark}")
             self.flag_buttons[mark] = button
         self.export_button = ipywidgets.Button(
-            description="Export CSV", icon="download", tooltip="Write the selection to a CSV file"
+            description="Export CSV",
+            icon="download",
+            tooltip="Write the selection to a CSV file",
+            layout=ipywidgets.Layout(width="auto"),
         )
         self.export_button.add_class("rw-x-export")
         self.retrain_button = ipywidgets.Button(
@@ -167,6 +203,8 @@ class ActionBar(ipywidgets.VBox):
         self.plot = ipywidgets.Image(format="png")
         self.plot.add_class("rw-x-retrain-plot")
         self.plot.layout.display = "none"
+        self.selection_label.layout.min_width = "9em"
+        self.counts.layout.min_width = "16em"
         buttons = ipywidgets.HBox(
             [
                 self.selection_label,

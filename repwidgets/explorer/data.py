@@ -188,6 +188,8 @@ class ExplorerData:
         split: the split whose samples are shown and curated ("train").
         top_k: top-activating samples per neuron.
         band: the default mid-range quantile band.
+        cache: a folder where the layer's pooled activations on ``split`` are saved
+            and read from next time (None: the session's cache only).
 
     Attributes:
         ids: the neurons, in map order (DORA's order, else 0..C-1).
@@ -209,6 +211,7 @@ class ExplorerData:
         split: str = "train",
         top_k: int = 16,
         band: tuple[float, float] = (0.5, 0.9),
+        cache: str | Path | None = None,
     ) -> None:
         if dora is None and invert is None:
             raise ValueError(
@@ -220,6 +223,7 @@ class ExplorerData:
         self.sess, self.layer, self.split = sess, layer, split
         self.dora, self.invert, self.concepts = dora, invert, concepts
         self.top_k, self.band = int(top_k), (float(band[0]), float(band[1]))
+        self.cache = cache
         self._acts: torch.Tensor | None = None
         self._neurons: dict[tuple[int, tuple[float, float]], NeuronData] = {}
         self._lock = threading.RLock()
@@ -277,9 +281,27 @@ class ExplorerData:
             # the model's lock first, then ours: the order every caller keeps
             with MODEL_LOCK, self._lock:
                 if self._acts is None:
-                    raw = self.sess.activations(self.layer, split=self.split, pool="mean")
-                    self._acts = raw.detach().float().cpu()
+                    self._acts = self._read_activations()
                 acts = self._acts
+        return acts
+
+    def _read_activations(self) -> torch.Tensor:
+        """From the cache folder when saved there, else from the session (then saved)."""
+        from safetensors.torch import load, save
+
+        from repwidgets.atomic import atomic_write_bytes
+
+        path = None
+        if self.cache is not None:
+            path = _cache_file(self.cache, self.layer, f"activations-{self.split}")
+            if path.exists():
+                acts = load(path.read_bytes())["activations"]
+                if acts.shape[0] == self.sess.n(self.split):
+                    return acts
+        acts = self.sess.activations(self.layer, split=self.split, pool="mean")
+        acts = acts.detach().float().cpu().contiguous()
+        if path is not None:
+            atomic_write_bytes(path, save({"activations": acts}))
         return acts
 
     def label(self, unit: int) -> dict[str, Any]:

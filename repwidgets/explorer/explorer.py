@@ -28,9 +28,9 @@ import pandas as pd
 
 from repwidgets.atomic import atomic_write_text
 from repwidgets.curation_store import MARKS, Curation
-from repwidgets.explorer.actions import ActionBar, retrain_comparison
+from repwidgets.explorer.actions import ActionBar, retrain_comparison, selection_frame
 from repwidgets.explorer.data import ExplorerData
-from repwidgets.explorer.galleries import sample_gallery
+from repwidgets.explorer.galleries import sample_gallery, trail_of
 from repwidgets.explorer.jobs import Jobs
 from repwidgets.explorer.neurons import NeuronMap
 from repwidgets.explorer.panels import NeuronPanel, SamplePanel
@@ -297,17 +297,7 @@ class Explorer(ipywidgets.VBox):
     @property
     def trail(self) -> list[str]:
         """Where the person has been, oldest first ("neuron #3", "sample #12", ...)."""
-        steps: list[str] = []
-        for state in self._history:
-            if state["sample"] is not None:
-                step = f"sample #{state['sample']}"
-            elif state["neuron"] is not None:
-                step = f"neuron #{state['neuron']}"
-            else:
-                continue
-            if not steps or steps[-1] != step:
-                steps.append(step)
-        return steps
+        return trail_of(self._history)
 
     def _show_trail(self) -> None:
         self.sample_panel.trail.value = " › ".join(self.trail[-6:])
@@ -419,26 +409,9 @@ class Explorer(ipywidgets.VBox):
     def selection(self) -> pd.DataFrame:
         """The selected samples: sample, class, prediction, mark, activation of the open
         neuron, attribution score (when computed) and concepts."""
-        rows = []
-        unit = self.neuron_panel.unit
-        acts = self.data.activations()
-        for i in self._samples:
-            facts = self.data.sample_facts(i)
-            rows.append(
-                {
-                    "sample": i,
-                    "class": facts["class"],
-                    "prediction": facts["prediction"],
-                    "mark": self.curation.get(i),
-                    "neuron": unit,
-                    "activation": float(acts[i, unit]) if unit is not None else np.nan,
-                    "attribution_score": self._score(i),
-                    "concepts": ", ".join(facts["concepts"]),
-                }
-            )
-        columns = ["sample", "class", "prediction", "mark", "neuron", "activation"]
-        columns += ["attribution_score", "concepts"]
-        return pd.DataFrame(rows, columns=columns)
+        return selection_frame(
+            self.data, self._samples, self.neuron_panel.unit, self.curation, self._score
+        )
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write :attr:`selection` to a CSV file (atomically); returns its path."""

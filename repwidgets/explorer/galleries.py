@@ -20,7 +20,7 @@ import pandas as pd
 
 from repwidgets.widgets.gallery import NeuronGallery
 
-__all__ = ["show_table", "sample_gallery", "slot"]
+__all__ = ["sample_gallery", "show_table", "slot", "trail_of"]
 
 
 def slot(css: str, *children: Any) -> ipywidgets.VBox:
@@ -88,3 +88,24 @@ def sample_gallery(
         thumb_size=thumb_size,
         height=height,
     )
+
+
+def trail_of(history: Sequence[dict]) -> list[str]:
+    """The breadcrumb of a history of states: "neuron #3", "sample #12", ... (repeats
+    merged), oldest first.
+
+    Example:
+        >>> trail_of([{"neuron": 3, "sample": None}, {"neuron": 3, "sample": 12}])
+        ['neuron #3', 'sample #12']
+    """
+    steps: list[str] = []
+    for state in history:
+        if state.get("sample") is not None:
+            step = f"sample #{state['sample']}"
+        elif state.get("neuron") is not None:
+            step = f"neuron #{state['neuron']}"
+        else:
+            continue
+        if not steps or steps[-1] != step:
+            steps.append(step)
+    return steps

@@ -122,7 +122,8 @@ class NeuronPanel(ipywidgets.VBox):
             self.formula.value = nd.formula
         self.auc.value = f"AUC {_number(nd.auc, '.3f')}"
         self.coverage.value = f"coverage {_number(nd.fraction, '.1%')}"
-        self.p_value.value = f"p {_number(nd.p_value, '.2g')}"
+        tiny = nd.p_value is not None and nd.p_value == 0.0
+        self.p_value.value = "p < 1e-300" if tiny else f"p {_number(nd.p_value, '.2g')}"
         if nd.sams is not None:
             self.sams.value = nd.sams
             self.sams.layout.display = None
