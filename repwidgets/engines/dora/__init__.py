@@ -5,25 +5,30 @@ at any data. For each neuron it synthesises a few images that drive the neuron a
 high as possible (synthetic activation-maximisation signals, s-AMS), feeds every s-AMS
 back through the model, and compares neurons by how the whole layer responds to their
 signals: neurons whose signals excite the layer in the same way do the same thing. The
-resulting extreme-activation (EA) distance needs no data; local outlier factors on it
-flag neurons that are far from everything else, which are often detectors of
-artifacts or spurious features (watermarks, borders, text).
+resulting extreme-activation (EA) distance needs no data; an outlier score on it
+flags neurons (or tight groups of neurons) far from everything else, which are often
+detectors of artifacts or spurious features (watermarks, borders, text).
 
 Pipeline (see METHODS.md, section 1), one module per step:
 
 1. :func:`generate_signals` (``signals``) - s-AMS for every (neuron, signal) pair of
    the layer, optimised together as one batch (or as few as memory allows), one
    objective per batch element: the neuron's spatially averaged activation on its own
-   image. ``layer`` holds how the layer is reached (hooks, the redirected ReLU).
+   image (without robustness transforms by default: the signals are fed back as they
+   are). ``layer`` holds how the layer is reached (hooks, the redirected ReLU).
 2. :func:`analyze_signals` (``signals``) - feed the signals back: ``A[i, j]`` =
    activation of neuron ``j`` on the signals of neuron ``i`` (mean over the n
    signals), A is k x k.
 3. :func:`ea_distance` (``distance``) - ``D = sqrt((1 - cos(r_i, r_j)) / 2)``, one
    matrix product, where ``r_i`` is neuron i's representation activation vector: by
    default its responses to all the s-AMS (column i of A, as in the DORA paper), or
-   optionally the layer's response to its own signals (row i of A).
-4. :func:`analyze_activations` (``outliers``) - dead neurons are set aside, then LOF
-   outlier scores and a 2-D map (UMAP, MDS for tiny layers) on the live neurons.
+   optionally the layer's response to its own signals (row i of A); centred by default
+   (a Pearson correlation), optionally with every s-AMS weighted the same
+   (:func:`compared_vectors`).
+4. :func:`analyze_activations` (``outliers``) - dead neurons are set aside, then the
+   outlier scores (by default the distance to the ``n_neighbors``-th nearest live
+   neuron, :func:`knn_scores`; LOF as in the paper is always kept) and a 2-D map (UMAP,
+   MDS for tiny layers) on the live neurons.
 
 :func:`analyze` (``pipeline``) runs all of it on a
 :class:`~repwidgets.session.Session` with the settings of a :class:`DoraConfig`
@@ -40,9 +45,9 @@ Example:
 """
 
 from repwidgets.engines.dora.config import DoraConfig
-from repwidgets.engines.dora.distance import ea_distance, functional_distance
+from repwidgets.engines.dora.distance import compared_vectors, ea_distance, functional_distance
 from repwidgets.engines.dora.layer import LayerSpec
-from repwidgets.engines.dora.outliers import analyze_activations, find_dead
+from repwidgets.engines.dora.outliers import analyze_activations, find_dead, knn_scores
 from repwidgets.engines.dora.pipeline import analyze, reanalyze
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.engines.dora.signals import analyze_signals, generate_signals
@@ -56,10 +61,12 @@ __all__ = [
     "analyze",
     "analyze_activations",
     "analyze_signals",
+    "compared_vectors",
     "ea_distance",
     "find_dead",
     "functional_distance",
     "generate_signals",
+    "knn_scores",
     "reanalyze",
     "validate",
 ]

@@ -76,7 +76,7 @@ def knn_scores(
 
     Example:
         >>> pts = np.r_[np.zeros(8), 0.5 + np.arange(8) / 100, [3.0, 3.01, 3.02]]
-        >>> s, flags = knn_scores(np.abs(pts[:, None] - pts[None, :]), 5, 0.1)
+        >>> s, flags = knn_scores(np.abs(pts[:, None] - pts[None, :]), 5, 0.15)
         >>> flags.nonzero()[0].tolist()                          # the far group of three
         [16, 17, 18]
     """
