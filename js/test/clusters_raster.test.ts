@@ -115,6 +115,12 @@ describe("lasso and box hits", () => {
       expect(boxHits(cells, n, ax, ay, bx, by)).toEqual(pointsInBox(xy, n, ax, ay, bx, by));
     }
     expect(lassoHits(cells, n, [0, 0, 1, 1])).toEqual([]);
+    // a large round lasso: most cells lie wholly inside it (no point tested there)
+    const circle: number[] = [];
+    for (let k = 0; k < 400; k++) circle.push(0.3 + 8 * Math.cos((2 * Math.PI * k) / 400), -0.2 + 8 * Math.sin((2 * Math.PI * k) / 400));
+    const round = pointsInPolygon(xy, n, circle);
+    expect(round.length).toBeGreaterThan(0.4 * n);
+    expect(lassoHits(cells, n, circle)).toEqual(round);
   });
 });
 

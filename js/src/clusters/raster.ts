@@ -278,12 +278,41 @@ function edgeBands(poly: ArrayLike<number>, m: number, y0: number, y1: number): 
   return { y0, inv, bands, start, edges };
 }
 
+/** Is (x, y), inside the polygon's bounding box, inside it? Tests the edges of its band. */
+function insideBanded(poly: ArrayLike<number>, m: number, eb: EdgeBands, x: number, y: number): boolean {
+  let b = Math.floor((y - eb.y0) * eb.inv);
+  if (b >= eb.bands) b = eb.bands - 1;
+  let inside = false;
+  for (let q = eb.start[b], e = eb.start[b + 1]; q < e; q++) {
+    const i = eb.edges[q];
+    const j = i === 0 ? m - 1 : i - 1;
+    const xi = poly[2 * i], yi = poly[2 * i + 1];
+    const xj = poly[2 * j], yj = poly[2 * j + 1];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** Cells of the box gx0..gx1 x gy0..gy1 that an edge comes within half a cell of: 1. */
+function edgeCells(cells: CellOrder, poly: ArrayLike<number>, m: number, gx0: number, gx1: number, gy0: number, gy1: number): Uint8Array {
+  const cols = gx1 - gx0 + 1;
+  const near = new Uint8Array(cols * (gy1 - gy0 + 1));
+  const hx = 0.5 / cells.ix, hy = 0.5 / cells.iy;
+  for (let i = 0, j = m - 1; i < m; j = i++) {
+    const xa = cells.cellX(Math.min(poly[2 * i], poly[2 * j]) - hx), xb = cells.cellX(Math.max(poly[2 * i], poly[2 * j]) + hx);
+    const ya = cells.cellY(Math.min(poly[2 * i + 1], poly[2 * j + 1]) - hy), yb = cells.cellY(Math.max(poly[2 * i + 1], poly[2 * j + 1]) + hy);
+    for (let gy = Math.max(ya, gy0); gy <= Math.min(yb, gy1); gy++)
+      for (let gx = Math.max(xa, gx0); gx <= Math.min(xb, gx1); gx++) near[(gy - gy0) * cols + gx - gx0] = 1;
+  }
+  return near;
+}
+
 /**
  * Indices (ascending) of the points inside a polygon [x0, y0, x1, y1, ...] in data
  * coordinates, by the even-odd rule of `insidePolygon` (same answers). Only the cells
- * under the polygon's bounding box are visited and their points outside the box
- * rejected first; the others test only the edges that cross their horizontal band, so
- * a lasso of hundreds of vertices costs about as much as a box. `n`: number of points.
+ * under the polygon's bounding box are visited. A cell no edge comes near is wholly
+ * inside or outside (its centre says which), so its points need no test; in the others
+ * each point tests only the edges that cross its horizontal band. `n`: number of points.
  */
 export function lassoHits(cells: CellOrder, n: number, poly: ArrayLike<number>): number[] {
   const m = poly.length >> 1;
@@ -297,35 +326,37 @@ export function lassoHits(cells: CellOrder, n: number, poly: ArrayLike<number>):
     if (y > y1) y1 = y;
   }
   if (!(x0 <= x1 && y0 <= y1)) return [];
-  const { inv, bands, start, edges } = edgeBands(poly, m, y0, y1);
-  const { xy, order, g } = cells;
+  const eb = edgeBands(poly, m, y0, y1);
+  const { xy, order, g, start } = cells;
+  const gx0 = cells.cellX(x0), gx1 = cells.cellX(x1);
+  const gy0 = cells.cellY(y0), gy1 = cells.cellY(y1);
+  const near = edgeCells(cells, poly, m, gx0, gx1, gy0, gy1);
   const hit = new Uint8Array(n);
   let count = 0;
-  const gx0 = cells.cellX(x0), gx1 = cells.cellX(x1);
-  for (let gy = cells.cellY(y0), gy1 = cells.cellY(y1); gy <= gy1; gy++) {
-    for (let k = cells.start[gy * g + gx0], to = cells.start[gy * g + gx1 + 1]; k < to; k++) {
-      const x = xy[2 * k];
-      const y = xy[2 * k + 1];
-      if (!(x >= x0 && x <= x1 && y >= y0 && y <= y1)) continue;
-      let b = Math.floor((y - y0) * inv);
-      if (b >= bands) b = bands - 1;
-      let inside = false;
-      for (let q = start[b], e = start[b + 1]; q < e; q++) {
-        const i = edges[q];
-        const j = i === 0 ? m - 1 : i - 1;
-        const xi = poly[2 * i], yi = poly[2 * i + 1];
-        const xj = poly[2 * j], yj = poly[2 * j + 1];
-        if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  for (let gy = gy0; gy <= gy1; gy++) {
+    const cy = cells.y0 + (gy + 0.5) / cells.iy;
+    for (let gx = gx0; gx <= gx1; gx++) {
+      const c = gy * g + gx;
+      if (near[(gy - gy0) * (gx1 - gx0 + 1) + gx - gx0] === 0) {
+        const cx = cells.x0 + (gx + 0.5) / cells.ix;
+        if (!(cx >= x0 && cx <= x1 && cy >= y0 && cy <= y1) || !insideBanded(poly, m, eb, cx, cy)) continue;
+        for (let k = start[c]; k < start[c + 1]; k++) hit[order[k]] = 1;
+        count += start[c + 1] - start[c];
+        continue;
       }
-      if (inside) {
-        hit[order[k]] = 1;
-        count++;
+      for (let k = start[c]; k < start[c + 1]; k++) {
+        const x = xy[2 * k];
+        const y = xy[2 * k + 1];
+        if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && insideBanded(poly, m, eb, x, y)) {
+          hit[order[k]] = 1;
+          count++;
+        }
       }
     }
   }
   // pushed, not preallocated: new Array(k) of a large k is a slow dictionary array in V8
   const out: number[] = [];
-  for (let i = 0; out.length < count; i++) if (hit[i]) out.push(i);
+  for (let i = 0; i < n && out.length < count; i++) if (hit[i]) out.push(i);
   return out;
 }
 
@@ -349,6 +380,6 @@ export function boxHits(cells: CellOrder, n: number, ax: number, ay: number, bx:
   }
   // pushed, not preallocated: new Array(k) of a large k is a slow dictionary array in V8
   const out: number[] = [];
-  for (let i = 0; out.length < count; i++) if (hit[i]) out.push(i);
+  for (let i = 0; i < n && out.length < count; i++) if (hit[i]) out.push(i);
   return out;
 }
