@@ -8,7 +8,7 @@ default layers:
 
 - DORA (``rw.dora.analyze`` + ``rw.dora.validate``): Spearman correlation of the EA
   distances with the neurons' functional distance on test images, the artifact
-  detectors' within- vs between-distance AUC, their LOF-score AUC;
+  detectors' within- vs between-distance AUC, their outlier-score AUC (LOF by default);
 - INVERT (``rw.invert.explain`` on ``pool``): share of the artifact detectors (AUC >= 0.95
   for the artifact alone) labelled with a formula that contains the artifact;
 - concept discovery (``rw.concepts.discover``): the best concept AUC for the artifact;
@@ -22,11 +22,11 @@ default layers:
     python benchmarks/bench_truth.py --quick         # fewer DORA steps, 500 attributed samples
     python benchmarks/bench_truth.py --full          # attribution over the whole training split
     python benchmarks/bench_truth.py --models resnet vgg --methods dora invert
-    python benchmarks/bench_truth.py --methods dora --dora-layer vgg=features.act4_2
+    python benchmarks/bench_truth.py --methods dora --dora-layer vgg=features.conv4_2
 
 DORA is measured with the run's settings and, on the same s-AMS, with each analysis
-variant of ``--dora-variants`` (default :data:`DORA_VARIANTS`: the paper's plain cosine
-and LOF, LOF alone, equalised signals).
+variant of ``--dora-variants`` (default :data:`DORA_VARIANTS`: the k-th-neighbour score
+on centred responses, the k-th neighbour alone, centred LOF, equalised signals).
 """
 
 from __future__ import annotations
@@ -56,11 +56,14 @@ def _r(x: float, nd: int = 4) -> float | None:
 
 
 #: Analysis settings measured on the same s-AMS as the run's own (``--dora-variants``):
-#: the DORA paper's plain cosine and LOF, LOF alone, and equalised signals.
+#: the k-th-neighbour outlier score on centred responses (the option for groups of
+#: detectors), the k-th neighbour alone, centred responses with LOF, and equalised
+#: centred signals with the k-th neighbour.
 DORA_VARIANTS = {
-    "paper_analysis": {"center": False, "outlier": "lof"},
-    "lof": {"outlier": "lof"},
-    "equalised": {"equalise_signals": True},
+    "knn_centred": {"outlier": "knn", "center": True},
+    "knn": {"outlier": "knn", "center": False},
+    "centred_lof": {"outlier": "lof", "center": True},
+    "equalised_knn": {"equalise_signals": True, "center": True, "outlier": "knn"},
 }
 
 
@@ -241,7 +244,7 @@ def main() -> None:
         default=[],
         type=lambda text: tuple(text.split("=", 1)),
         metavar="MODEL=LAYER",
-        help="DORA on another layer than the registry's (e.g. vgg=features.act4_2)",
+        help="DORA on another layer than the registry's (e.g. vgg=features.conv4_2)",
     )
     p.add_argument("--n-models", type=int, default=1, help="TRAK ensemble size")
     p.add_argument("--max-train", type=int, default=1000, help="attributed training samples")

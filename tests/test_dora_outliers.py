@@ -119,3 +119,24 @@ def test_analyze_activations_rejects_bad_input():
         dora.analyze_activations(torch.rand(4, 4), contamination=0.9)
     with pytest.raises(ValueError, match="dead has 3 entries; expected 4"):
         dora.analyze_activations(torch.rand(4, 4), dead=[True, False, False])
+
+
+def test_defaults_are_the_specifications_plain_cosine_and_lof():
+    """With the defaults the EA distance is the plain (uncentred) cosine formula of
+    METHODS.md, the outlier score is LOF on the precomputed distances, and the flags
+    are LOF's at ``contamination`` (sklearn is the oracle)."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    A = torch.rand(40, 40, generator=torch.Generator().manual_seed(11))
+    r = dora.analyze_activations(A, embedding=None, contamination=0.1)
+    assert r.params["center"] is False and r.params["outlier"] == "lof"
+    assert r.params["transforms"] is None  # s-AMS without robustness transforms
+    cos = torch.nn.functional.cosine_similarity(A.T[:, None], A.T[None, :], dim=-1)
+    D = torch.sqrt((1 - cos.clamp(-1, 1)).clamp_min(0) / 2).double()
+    D.fill_diagonal_(0)
+    np.testing.assert_allclose(r.distances.double().numpy(), D.numpy(), atol=1e-6)
+    torch.testing.assert_close(r.outlier_scores, r.lof_scores)
+    est = LocalOutlierFactor(n_neighbors=20, metric="precomputed", contamination=0.1)
+    flags = est.fit_predict(r.distances.double().numpy()) == -1
+    np.testing.assert_allclose(r.lof_scores.numpy(), -est.negative_outlier_factor_, rtol=1e-5)
+    assert flags.sum() == 4 and (r.is_outlier.numpy() == flags).all()

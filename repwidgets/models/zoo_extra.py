@@ -111,7 +111,9 @@ _REGISTRY: dict[str, ZooEntry] = {
             {"artifact": "patch", "spurious_class": 2},
             {**zoo.DEMO_TRAIN, "epochs": 2, "lr": 1.6e-3},
             layers={
-                "dora": "features.conv4_2",
+                # after the GELU: the patch is lost in the negative background of the
+                # convolution's pre-activation average; its detectors are here
+                "dora": "features.act4_2",
                 "concepts": "features.act4_2",
                 "invert": "pool",
                 "probes": ["features.act3_2", "features.act4_2", "pool"],

@@ -22,13 +22,14 @@ Pipeline (see METHODS.md, section 1), one module per step:
 3. :func:`ea_distance` (``distance``) - ``D = sqrt((1 - cos(r_i, r_j)) / 2)``, one
    matrix product, where ``r_i`` is neuron i's representation activation vector: by
    default its responses to all the s-AMS (column i of A, as in the DORA paper), or
-   optionally the layer's response to its own signals (row i of A); centred by default
-   (a Pearson correlation), optionally with every s-AMS weighted the same
-   (:func:`compared_vectors`).
+   optionally the layer's response to its own signals (row i of A); the plain cosine
+   by default, optionally centred (a Pearson correlation) and with every s-AMS weighted
+   the same (:func:`compared_vectors`).
 4. :func:`analyze_activations` (``outliers``) - dead neurons are set aside, then the
-   outlier scores (by default the distance to the ``n_neighbors``-th nearest live
-   neuron, :func:`knn_scores`; LOF as in the paper is always kept) and a 2-D map (UMAP,
-   MDS for tiny layers) on the live neurons.
+   outlier scores (by default LOF on the precomputed distances, as in the paper;
+   optionally the distance to the ``n_neighbors``-th nearest live neuron,
+   :func:`knn_scores`, which also finds a tight group of outlying neurons) and a 2-D
+   map (UMAP, MDS for tiny layers) on the live neurons.
 
 :func:`analyze` (``pipeline``) runs all of it on a
 :class:`~repwidgets.session.Session` with the settings of a :class:`DoraConfig`

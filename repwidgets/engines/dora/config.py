@@ -37,13 +37,15 @@ class DoraConfig(Config):
         lr, optimizer, weight_decay, grad_clip, decay, render_scale: see
             :func:`repwidgets.engines.featurevis.visualize`.
         transforms: the robustness transforms: None / False (default: none), True (the
-            defaults of :class:`~repwidgets.engines.featurevis.Transforms`), or a dict
-            of its fields (or a Transforms). Kept as a dict of the fields (or None).
-            The s-AMS are fed back as they are, untransformed: optimised without
-            transforms, each signal drives its own neuron harder and more selectively
-            there, and the EA distances agree better with function on all four models
-            of ``benchmarks/bench_truth.py`` (README, "Truth across models"). Turn them
-            on for signals that look more natural.
+            defaults of :class:`~repwidgets.engines.featurevis.Transforms`, as METHODS.md
+            section 1 specifies), or a dict of its fields (or a Transforms). Kept as a
+            dict of the fields (or None). The default departs from the specification on
+            purpose: the s-AMS are fed back as they are, untransformed, and optimised
+            without transforms each signal drives its own neuron harder and more
+            selectively there. On the four models of ``benchmarks/bench_truth.py`` every
+            neuron is then live on its own s-AMS and the EA distances agree better with
+            function (README, "Truth across models"). ``transforms=True`` restores the
+            specification's transforms, for signals that look more natural.
 
     Analysis (:func:`~repwidgets.engines.dora.analyze_activations`):
         contamination: expected outlier fraction for the flags (the reference uses
@@ -56,14 +58,20 @@ class DoraConfig(Config):
         umap_neighbors: UMAP's neighbourhood size.
         representation: "responses" (compare columns of A) or "signals" (rows).
         center: remove each neuron's mean response over the signals before comparing
-            (default; False: the plain cosine of the DORA paper).
+            (an option; default False: the plain cosine of the specification). Centred,
+            the EA distances agree a little better with function and the artifact
+            detectors group a little tighter on most models of the benchmark.
         equalise_signals: give every s-AMS the same weight in the comparison (scale each
             signal's responses over the layer to unit norm; see
             :func:`~repwidgets.engines.dora.distance.compared_vectors`).
-        outlier: the outlier score that ranks and flags neurons: "knn" (default: the
-            distance to the ``n_neighbors``-th nearest live neuron; a tight group of
-            outliers smaller than ``n_neighbors`` still scores high) or "lof" (the local
-            outlier factor of the DORA paper, which takes such a group for inliers).
+        outlier: the outlier score that ranks and flags neurons (``outlier_scores``):
+            "lof" (default: the local outlier factor of the specification, the same as
+            ``lof_scores``) or "knn" (an option: the distance to the ``n_neighbors``-th
+            nearest live neuron). LOF takes a tight group of detectors, each the others'
+            neighbour, for inliers; a group smaller than ``n_neighbors`` far from the
+            rest still scores high with "knn". For groups of detectors use
+            ``outlier="knn", center=True`` (or :func:`~repwidgets.engines.dora.reanalyze`
+            on a result).
 
     Both:
         seed: fixes the initial images, the random transforms and the map.
@@ -88,9 +96,9 @@ class DoraConfig(Config):
     embedding: str | None = "umap"
     umap_neighbors: int = 15
     representation: str = "responses"
-    center: bool = True
+    center: bool = False
     equalise_signals: bool = False
-    outlier: str = "knn"
+    outlier: str = "lof"
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -134,14 +134,13 @@ def analyze_activations(
               distance on real images (Spearman about 0.85 versus 0.6 for
               "signals"). "signals": the layer's response to their signals, rows i and
               j of A (``distances = ea_distance(A)``).
-            - ``center`` (default True): subtract each neuron's mean response over all
-              the s-AMS (the mean of its column of A) before comparing, so that the
-              cosine becomes a Pearson correlation, as in the functional distance on
-              data; a neuron's offset (a bias, the floor of GELU or SiLU) then no
-              longer counts. On the four models of ``benchmarks/bench_truth.py`` it
-              raises the agreement with functional distance and the artifact
-              detectors' grouping (README, "Truth across models"). False: the plain
-              cosine of the DORA paper.
+            - ``center`` (default False: the plain cosine of the specification):
+              subtract each neuron's mean response over all the s-AMS (the mean of its
+              column of A) before comparing, so that the cosine becomes a Pearson
+              correlation, as in the functional distance on data; a neuron's offset (a
+              bias, the floor of GELU or SiLU) then no longer counts. On the four models
+              of ``benchmarks/bench_truth.py`` it raises the agreement with functional
+              distance a little (README, "Truth across models").
             - ``equalise_signals``: give every s-AMS the same weight (each signal's
               responses over the layer scaled to unit norm, see
               :func:`~repwidgets.engines.dora.distance.compared_vectors`). It draws the
@@ -149,12 +148,14 @@ def analyze_activations(
               ranks them lower among the outliers on the demo CNN and the GroupNorm
               net; off by default.
             - ``outlier``: the score that ranks and flags the outliers
-              (``outlier_scores``): "knn" (default, :func:`knn_scores`: the distance to
-              the ``n_neighbors``-th nearest live neuron) or "lof" (the DORA paper's
-              local outlier factor). LOF compares a neuron's density with its
-              neighbours' and so misses a tight group of detectors far from the rest
-              (the GroupNorm net's 19 watermark detectors: LOF AUC 0.37, k-th
-              neighbour 0.84); LOF's scores are kept in ``lof_scores`` either way.
+              (``outlier_scores``): "lof" (default, the specification's local outlier
+              factor; ``outlier_scores`` is then ``lof_scores``) or "knn" (an option,
+              :func:`knn_scores`: the distance to the ``n_neighbors``-th nearest live
+              neuron). LOF compares a neuron's density with its neighbours' and so
+              misses a tight group of detectors far from the rest (the GroupNorm net's
+              19 watermark detectors of ``benchmarks/bench_truth.py``: LOF AUC about
+              0.4, the k-th neighbour with ``center=True`` about 0.84). LOF's scores are
+              kept in ``lof_scores`` either way.
             - ``seed``: seed of the map.
         self_peak: optional [k] peak activation of each neuron on its own signals.
         dead: a given dead mask [k] (default: :func:`find_dead`).
@@ -190,7 +191,7 @@ def analyze_activations(
     Dl = D.detach().double().cpu().numpy()[np.ix_(live, live)]
     if live.size >= 3:
         lof[live], flags[live] = lof_scores(Dl, cfg.n_neighbors, cfg.contamination)
-        scores[live] = lof[live]
+        scores[live] = lof[live]  # the default: ranked and flagged by LOF
         if cfg.outlier == "knn":
             scores[live], flags[live] = knn_scores(Dl, cfg.n_neighbors, cfg.contamination)
     elif live.size:

@@ -10,7 +10,12 @@ from torch import Tensor
 
 from repwidgets.results import Result
 
-__all__ = ["DoraResult"]
+__all__ = ["OUTLIER_SCORE_LABELS", "OUTLIER_SCORE_NAMES", "DoraResult"]
+
+#: How figures and tables name each outlier score (``params["outlier"]``).
+OUTLIER_SCORE_NAMES = {"lof": "LOF", "knn": "k-th-neighbour distance"}
+#: ... and its values, as a column or axis title.
+OUTLIER_SCORE_LABELS = {"lof": "LOF score", "knn": "k-th-neighbour distance"}
 
 
 @dataclass
@@ -72,6 +77,28 @@ class DoraResult(Result):
     def dead(self) -> list[int]:
         """Neuron ids set aside as dead."""
         return [int(n) for n, d in zip(self.neurons.tolist(), self.is_dead.tolist()) if d]
+
+    @property
+    def outlier_score_name(self) -> str:
+        """The name of the score that ranks and flags the neurons: "LOF" (the default)
+        or "k-th-neighbour distance" (``params["outlier"] == "knn"``).
+
+        Example:
+            >>> r = analyze_activations(torch.rand(8, 8), embedding=None)  # doctest: +SKIP
+            >>> r.outlier_score_name                                       # doctest: +SKIP
+            'LOF'
+        """
+        return OUTLIER_SCORE_NAMES[self._outlier_kind()]
+
+    @property
+    def outlier_score_label(self) -> str:
+        """The ranking score's values as a title: "LOF score" or "k-th-neighbour distance"."""
+        return OUTLIER_SCORE_LABELS[self._outlier_kind()]
+
+    def _outlier_kind(self) -> str:
+        """``params["outlier"]`` ("lof" for results made before it existed or without scores)."""
+        kind = str(self.params.get("outlier", "lof")) if self.outlier_scores is not None else "lof"
+        return kind if kind in OUTLIER_SCORE_NAMES else "lof"
 
     def ranking_scores(self) -> np.ndarray:
         """The outlier score [k] that ranks and flags the neurons (``outlier_scores``, or
@@ -179,12 +206,12 @@ class DoraResult(Result):
             ~live, "dead", np.where(frame["is_outlier"].to_numpy(), "outlier", "inlier")
         )
         colour = {"inlier": "#4c78a8", "outlier": "#e45756", "dead": "#9d9d9d"}
-        lof = frame["lof_score"].to_numpy(dtype=float)
+        score = frame["outlier_score"].to_numpy(dtype=float)
         source_all = {
             "x": x,
             "y": y,
             "neuron": frame["neuron"].to_numpy(),
-            "lof": [f"{v:.2f}" if np.isfinite(v) else "-" for v in lof],
+            "score": [f"{v:.2f}" if np.isfinite(v) else "-" for v in score],
             "kind": kind,
             "neighbours": [", ".join(map(str, v)) for v in frame["neighbours"]],
             "img": uris,
@@ -199,7 +226,7 @@ class DoraResult(Result):
             height=520,
             tools="pan,wheel_zoom,box_zoom,reset,save",
             x_axis_label="neuron" if no_map else "map x",
-            y_axis_label=f"{self.params.get('outlier', 'lof')} score" if no_map else "map y",
+            y_axis_label=self.outlier_score_label if no_map else "map y",
         )
         renderers = []
         for name in ("inlier", "outlier", "dead"):
@@ -219,9 +246,9 @@ class DoraResult(Result):
                 legend_label=f"{name} ({int(mask.sum())})",
             )
             renderers.append(r)
-        tooltip = """
+        tooltip = f"""
         <div style="max-width: 420px">
-          <div><b>neuron @neuron</b> (@kind) &middot; LOF @lof</div>
+          <div><b>neuron @neuron</b> (@kind) &middot; {self.outlier_score_name} @score</div>
           <div>nearest: @neighbours</div>
           <img src="@img" style="image-rendering: pixelated; margin-top: 4px"/>
         </div>"""
