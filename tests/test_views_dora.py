@@ -45,6 +45,29 @@ def test_dora_widget_links_heatmap_and_gallery():
     assert g._image_source([41]) == images
 
 
+def test_dora_widget_ranks_and_names_the_results_own_outlier_score():
+    """A result analysed with the k-th-neighbour score shows, labels, sorts and ranks by
+    that score (its ``outlier_scores``), not by LOF; the default result by LOF."""
+    from repwidgets.engines import dora
+
+    A = torch.rand(20, 20, generator=torch.Generator().manual_seed(3)) + 2 * torch.eye(20)
+    lof = dora.analyze_activations(A, embedding=None, n_neighbors=5, contamination=0.1)
+    knn = dora.reanalyze(lof, outlier="knn")
+    assert lof.outlier_score_name == "LOF" and knn.outlier_score_name == "k-th-neighbour distance"
+    for r in (lof, knn):
+        w = dora_view(r)
+        name, score = r.outlier_score_name, r.outlier_scores.double().numpy()
+        assert w.gallery.sort_by == name
+        for p, card in enumerate(w.gallery.cards):
+            assert card["scores"][name] == pytest.approx(score[p])
+            assert w.heatmap.labels[p].endswith(f"{name} {score[p]:.2f}")
+        ranks = [card["scores"]["outlier rank"] for card in w.gallery.cards]
+        by_score = np.asarray(ranks)[np.argsort(-score, kind="stable")]
+        assert by_score.tolist() == list(range(1, 21))  # rank 1: the highest score
+    assert not np.allclose(knn.outlier_scores, knn.lof_scores)  # a different ranking score
+    assert "LOF" not in dora_view(knn).gallery.cards[0]["scores"]
+
+
 def test_dora_widget_without_signals():
     from repwidgets.engines import dora
 

@@ -1,9 +1,10 @@
 """The view of a DORA result: EA distances as a heatmap above a gallery of the s-AMS.
 
-The heatmap's rows are the analysed neurons (labelled dead / outlier and by their
-LOF score); hovering shows both neurons' s-AMS side by side. The gallery has one card
-per neuron (LOF score, outlier rank, self activation, flags and nearest neighbours);
-selections are linked both ways.
+The heatmap's rows are the analysed neurons (labelled dead / outlier and by the score
+the result was analysed with, ``outlier_scores``: LOF by default, the k-th-neighbour
+distance with ``outlier="knn"``); hovering shows both neurons' s-AMS side by side. The
+gallery has one card per neuron (that score, outlier rank, self activation, flags and
+nearest neighbours), sorted by the score; selections are linked both ways.
 
 Example:
     >>> r = rw.dora.analyze(sess, "features.conv3")   # doctest: +SKIP
@@ -80,8 +81,10 @@ def dora_view(
     Args:
         result: a DORA result.
         thumbnail_size: height in pixels of each s-AMS in the images (None: original).
-        gallery: also show a NeuronGallery (one card per neuron: LOF score, outlier rank,
-            self activation, flags and nearest neighbours), linked both ways.
+        gallery: also show a NeuronGallery (one card per neuron: the outlier score,
+            outlier rank, self activation, flags and nearest neighbours), linked both
+            ways. The score is the result's ``outlier_scores``, named by its
+            ``outlier_score_name`` ("LOF", or "k-th-neighbour distance").
         gallery_kwargs: passed to :class:`NeuronGallery`.
         **kwargs: passed to :class:`DistanceHeatmap` (order, colormap, height, ...).
 
@@ -90,7 +93,8 @@ def dora_view(
         ``.selected`` (the neuron ids picked in either).
     """
     ids = [int(i) for i in to_numpy(result.neurons).ravel()]
-    lof = np.asarray(to_numpy(result.lof_scores), dtype=np.float64).ravel()
+    score = np.asarray(result.ranking_scores(), dtype=np.float64).ravel()
+    name = result.outlier_score_name
     outlier = np.asarray(to_numpy(result.is_outlier)).astype(bool).ravel()
     dead = np.asarray(to_numpy(result.is_dead)).astype(bool).ravel()
     flags = ["dead" if d else "outlier" if o else "" for d, o in zip(dead, outlier)]
@@ -103,12 +107,12 @@ def dora_view(
         f"({int(outlier.sum())} outliers, {int(dead.sum())} dead)",
     )
     kwargs.setdefault("value_name", "EA distance")
-    labels = [" · ".join(([f] if f else []) + _lof_text(v)) for f, v in zip(flags, lof)]
+    labels = [" · ".join(([f] if f else []) + _score_text(name, v)) for f, v in zip(flags, score)]
     heatmap = DistanceHeatmap(result.distances, labels, thumbnails=source, ids=ids, **kwargs)
     if not gallery:
         return DoraWidget(children=[heatmap], heatmap=heatmap)
-    cards = _cards(result, ids, lof, flags, with_images=source is not None)
-    gkw = {"title": "s-AMS", "sort_by": "LOF", "height": 420, **dict(gallery_kwargs or {})}
+    cards = _cards(result, ids, score, name, flags, with_images=source is not None)
+    gkw = {"title": "s-AMS", "sort_by": name, "height": 420, **dict(gallery_kwargs or {})}
     cards_widget = NeuronGallery(cards, image_source=source, **gkw)
     ln = link(heatmap, cards_widget)
     return DoraWidget(
@@ -116,19 +120,26 @@ def dora_view(
     )
 
 
-def _lof_text(value: float) -> list[str]:
-    return [f"LOF {value:.2f}"] if math.isfinite(value) else []
+def _score_text(name: str, value: float) -> list[str]:
+    return [f"{name} {value:.2f}"] if math.isfinite(value) else []
 
 
 def _cards(
-    result: DoraResult, ids: list[int], lof: np.ndarray, flags: list[str], with_images: bool
+    result: DoraResult,
+    ids: list[int],
+    score: np.ndarray,
+    name: str,
+    flags: list[str],
+    with_images: bool,
 ) -> list[dict]:
-    """One gallery card per neuron: flag, nearest neighbours, LOF, outlier rank, self activation."""
+    """One gallery card per neuron: flag, nearest neighbours, the outlier score (under
+    ``name``), outlier rank, self activation."""
     self_act = np.asarray(to_numpy(result.self_activation), dtype=np.float64).ravel()
     order, _dist = result.nearest(3)
     neighbours = [", ".join(str(ids[j]) for j in row) for row in order]
     rank = np.full(len(ids), np.nan)
-    live = [i for i in np.argsort(-np.nan_to_num(lof, nan=-np.inf)) if math.isfinite(lof[i])]
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    live = [i for i in order if math.isfinite(score[i])]
     rank[live] = np.arange(1, len(live) + 1)
     cards = []
     for p, nid in enumerate(ids):
@@ -139,7 +150,7 @@ def _cards(
             {
                 "id": nid,
                 "label": label,
-                "scores": {"LOF": lof[p], "outlier rank": rank[p], "self activation": self_act[p]},
+                "scores": {name: score[p], "outlier rank": rank[p], "self activation": self_act[p]},
                 "images": [nid] if with_images else [],
             }
         )
