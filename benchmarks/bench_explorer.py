@@ -185,10 +185,11 @@ def click_neuron(page, ids: list[int], unit: int) -> None:
     page.mouse.click(*heatmap_cell(page, ids.index(unit)))
 
 
-def browser_figures(cache: Path, folder: Path, quick: bool) -> dict:
+def browser_figures(x, cache: Path, folder: Path, quick: bool) -> dict:
+    """Figures in JupyterLab; ``x`` is this process's explorer over the same cache."""
     import json
 
-    from test_explorer_browser import thumbs_loaded
+    from test_explorer_browser import quiet_lab, thumbs_loaded
     from test_gallery_kernel import KERNEL_IDLE, Server, kernel_eval, write_notebook
 
     root = folder / "notebooks"
@@ -196,6 +197,7 @@ def browser_figures(cache: Path, folder: Path, quick: bool) -> dict:
     setup = SETUP.format(root=str(ROOT), threads=torch.get_num_threads(), layer=LAYER)
     cell = OPEN.format(layer=LAYER, cache=str(cache), curation=str(folder / "lab-marks.json"))
     write_notebook(root / "explorer.ipynb", (setup, cell))
+    quiet_lab(folder / "settings")
     server = Server("lab", root, folder)
     errors: list[str] = []
     try:
@@ -212,24 +214,26 @@ def browser_figures(cache: Path, folder: Path, quick: bool) -> dict:
             )
             page.wait_for_function(KERNEL_IDLE, timeout=600_000)
 
+            # the neuron ids and outliers are those of ``x`` in this process: the kernel
+            # loads the same results from the cache folder (checked below)
+            ids, dead = [int(u) for u in x.data.ids], [bool(d) for d in x.data.dead]
+            live = [u for u, d in zip(ids, dead) if not d]
+            first = int(x.outliers[0]) if x.outliers else live[0]
             page.evaluate(RUN_CELL, 1)
             painted_ms = page.evaluate(PAINTED_AFTER_RUN, 300_000)
+            page.locator(".rw-x-heatmap").scroll_into_view_if_needed()
+            click_neuron(page, ids, first)
+            page.wait_for_function(PANEL_SHOWS, arg=first, timeout=120_000)
+            interactive_ms = page.evaluate("() => performance.now() - window.__rwT0")
             page.wait_for_function(KERNEL_IDLE, timeout=120_000)
             facts = json.loads(
                 kernel_eval(
                     server,
                     "import json; print(json.dumps({'ids': x.map.heatmap.ids, "
-                    "'outliers': [int(u) for u in x.outliers[:1]], "
-                    "'open_s': x.open_seconds, 'dead': [bool(d) for d in x.data.dead]}))",
+                    "'open_s': x.open_seconds}))",
                 )
             )
-            ids = facts["ids"]
-            live = [u for u, d in zip(ids, facts["dead"]) if not d]
-            first = facts["outliers"][0] if facts["outliers"] else live[0]
-            page.locator(".rw-x-heatmap").scroll_into_view_if_needed()
-            click_neuron(page, ids, first)
-            page.wait_for_function(PANEL_SHOWS, arg=first, timeout=120_000)
-            interactive_ms = page.evaluate("() => performance.now() - window.__rwT0")
+            assert facts["ids"] == ids, "the kernel's explorer has other neurons"
 
             k = 4 if quick else 8
             step = max(1, len(live) // (k + 1))
@@ -280,8 +284,7 @@ def main() -> None:
         cache = folder / "cache"
         python, x = python_figures(sess, cache, folder, args.quick)
         attribution = attribution_figures(x, args.quick)
-        del x
-        browser = None if args.no_browser else browser_figures(cache, folder, args.quick)
+        browser = None if args.no_browser else browser_figures(x, cache, folder, args.quick)
     emit(
         "explorer",
         {"quick": args.quick, "python": python, "attribution": attribution, "browser": browser},
