@@ -14,8 +14,8 @@ Prints one JSON object:
   the live JS heap (after a forced GC). The Python path at 4,096 neurons measures the
   first screen only;
 - ``scatter``: the ConceptBrowser at 100,000 and 1,000,000 points (``--quick``: 100,000):
-  time to construct the Python widget, bytes of its state on the wire (binary buffers
-  and JSON), time to the first picture in the page, and in Chromium the frame times
+  time to construct the Python widget, bytes of its state on the wire (binary buffers,
+  the rest as JSON, and the module's code), time to the first picture in the page, and in Chromium the frame times
   (median and p95, from one requestAnimationFrame to the next) of a wheel zoom and pan
   redraw, of the frames while a lasso is drawn and of the frame that closes a lasso
   (hit test, selection, redraw), and the synchronous redraw time.
@@ -309,7 +309,9 @@ def scatter_figures(context, bundle: Path, pool: list[bytes], n: int) -> dict:
     state, _paths, buffers = _remove_buffers(w.get_state())
     state_s = time.perf_counter() - t0
     buffer_bytes = sum(memoryview(b).nbytes for b in buffers)
-    json_bytes = len(json.dumps(state))
+    code = ("_esm", "_css")  # the module's code and CSS, sent once per widget
+    json_bytes = len(json.dumps({k: v for k, v in state.items() if k not in code}))
+    code_bytes = sum(len(str(state.get(k) or "")) for k in code)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -324,7 +326,7 @@ def scatter_figures(context, bundle: Path, pool: list[bytes], n: int) -> dict:
             ".dispatchEvent(new KeyboardEvent('keydown', { key: 'r', bubbles: true }))"
         )
         page.evaluate("() => document.querySelector('.rw-browser').__rw.draw()")
-        lasso = page.evaluate(SCATTER_LASSO, 6)
+        lasso = page.evaluate(SCATTER_LASSO, 10)
         painted = page.evaluate(
             """() => { const c = document.querySelector('canvas.rw-points');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -338,6 +340,7 @@ def scatter_figures(context, bundle: Path, pool: list[bytes], n: int) -> dict:
         "python_state_s": round(state_s, 4),
         "wire_buffer_bytes": buffer_bytes,
         "wire_json_bytes": json_bytes,
+        "wire_code_bytes": code_bytes,
         "first_render_ms": round(first_render_ms, 1),
         "redraw_ms": draw,
         "pan_zoom_frame_ms": pan,
