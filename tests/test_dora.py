@@ -178,6 +178,36 @@ def test_demo_section_and_its_report(colour_session):
     demo.add_to_report(report, section, colour_session)
     html = report.render()
     assert "The most outlying neurons" in html and "Checks on real test images" in html
+    assert "LOF score" in html and r.params["outlier"] == "lof"  # the default score
+
+
+def test_demo_section_ranks_by_the_results_outlier_score(colour_session):
+    """With ``outlier="knn"`` the demo lists, names and checks the k-th-neighbour
+    distance, the score the result was analysed with."""
+    from repwidgets.demo import dora as demo
+    from repwidgets.report import Report
+
+    section = demo.run(
+        colour_session, layer="relu", steps=4, n_signals=1, signal_size=16, outlier="knn"
+    )
+    r, lines = section["result"], section["summary_lines"]
+    assert "flagged as outliers by k-th-neighbour distance" in lines[0]
+    assert "Top outliers (neuron, k-th-neighbour distance," in lines[1]
+    rows = [line.split() for line in lines if line.startswith("    ")]
+    frame = r.to_frame().set_index("neuron")
+    assert [int(n) for n, *_ in rows] == [
+        int(n)
+        for n in r.to_frame()
+        .dropna(subset=["outlier_score"])
+        .sort_values("outlier_score", ascending=False)["neuron"]
+    ][:8]
+    for n, v, *_ in rows:
+        assert float(v) == pytest.approx(frame.loc[int(n), "outlier_score"], abs=0.006)
+    assert any("k-th-neighbour distance AUC" in line for line in lines)
+    report = Report("test")
+    demo.add_to_report(report, section, colour_session)
+    html = report.render()
+    assert "k-th-neighbour distance of the EA distances" in html and "LOF score" not in html
 
 
 @pytest.mark.demo

@@ -41,22 +41,23 @@ def run(sess: Session, layer: str | None = None, **overrides: Any) -> dict[str, 
     layer = layer or sess.default_layer(activation=False)
     result = dora.analyze(sess, layer, {**DEMO_SETTINGS, **overrides}, progress=False)
     concept = sess.data.config.get("artifact") if hasattr(sess.data, "config") else None
-    frame = result.to_frame()
-    top = frame.dropna(subset=["lof_score"]).sort_values("lof_score", ascending=False).head(TOP)
+    top = _top(result, TOP)
     labels = _invert_labels(sess, layer, [int(n) for n in top["neuron"]])
     lines = [
         f"Layer {layer}: {result.k} neurons, {len(result.dead())} dead (set aside), "
-        f"{len(result.outliers())} flagged as outliers by LOF.",
-        "Top outliers (neuron, LOF score, INVERT label on test images):",
+        f"{len(result.outliers())} flagged as outliers by {result.outlier_score_name}.",
+        f"Top outliers (neuron, {result.outlier_score_label}, INVERT label on test images):",
         *(
             f"    {int(n):4d}  {v:5.2f}  {labels.get(int(n), '-')}"
-            for n, v in zip(top["neuron"], top["lof_score"])
+            for n, v in zip(top["neuron"], top["outlier_score"])
         ),
     ]
     validation = None
     if concept and concept in sess.concept_names:
         validation = dora.validate(sess, result, concept=concept)
-        lines += _check_lines(validation, concept, [int(n) for n in top["neuron"]])
+        lines += _check_lines(
+            validation, concept, [int(n) for n in top["neuron"]], result.outlier_score_name
+        )
     return {
         "title": "DORA: data-agnostic outlier neurons",
         "summary_lines": lines,
@@ -67,8 +68,17 @@ def run(sess: Session, layer: str | None = None, **overrides: Any) -> dict[str, 
     }
 
 
-def _check_lines(v: dora.DoraValidation, concept: str, top: list[int]) -> list[str]:
-    """The three checks of ``v`` as sentences."""
+def _top(result: dora.DoraResult, n: int):
+    """The ``n`` most outlying live neurons' rows of ``result.to_frame()``, ranked by the
+    score the result was analysed with (``outlier_score``)."""
+    frame = result.to_frame().dropna(subset=["outlier_score"])
+    return frame.sort_values("outlier_score", ascending=False, kind="stable").head(n).copy()
+
+
+def _check_lines(
+    v: dora.DoraValidation, concept: str, top: list[int], score: str = "LOF"
+) -> list[str]:
+    """The three checks of ``v`` as sentences; ``score`` names the outlier score."""
     ok = v.passes
     detectors = set(v.detectors)
     return [
@@ -79,9 +89,9 @@ def _check_lines(v: dora.DoraValidation, concept: str, top: list[int]) -> list[s
         f"(AUC >= 0.95): within- vs between-distance AUC "
         f"{v.within_between_auc:.2f} (target >= 0.8: "
         f"{'pass' if ok['within_between'] else 'FAIL'}).",
-        f"(3) Detectors as outliers: LOF-score AUC {v.outlier_auc:.2f}, "
+        f"(3) Detectors as outliers: {score} AUC {v.outlier_auc:.2f}, "
         f"{v.detectors_in_top} of them among the top {v.n_detectors} "
-        f"LOF scores, {sum(n in detectors for n in top)} in the top {TOP} above "
+        f"by {score}, {sum(n in detectors for n in top)} in the top {TOP} above "
         f"({'pass' if ok['outliers'] else 'FAIL'}).",
     ]
 
@@ -104,8 +114,7 @@ def add_to_report(report: Report, section: dict, sess: Session | None) -> None:
     """The most outlying neurons (with their INVERT labels and whether they detect the
     artifact), the checks on test images and the outliers' s-AMS."""
     r = section["result"]
-    frame = r.to_frame().dropna(subset=["lof_score"])
-    frame = frame.sort_values("lof_score", ascending=False).head(10).copy()
+    frame = _top(r, 10)
     validation = section.get("validation")
     detectors = {int(n) for n in validation.detectors} if validation is not None else set()
     if detectors:
@@ -113,8 +122,17 @@ def add_to_report(report: Report, section: dict, sess: Session | None) -> None:
     labels = section.get("labels") or {}
     if labels:
         frame["INVERT label"] = [labels.get(int(n), "") for n in frame["neuron"]]
-    report.add_heading("The most outlying neurons (local outlier factor of the EA distances)")
-    cols = ["neuron", "lof_score", "is_outlier", "INVERT label", "artifact detector", "neighbours"]
+    name = r.outlier_score_name
+    report.add_heading(f"The most outlying neurons ({name} of the EA distances)")
+    frame[r.outlier_score_label] = frame["outlier_score"]
+    cols = [
+        "neuron",
+        r.outlier_score_label,
+        "is_outlier",
+        "INVERT label",
+        "artifact detector",
+        "neighbours",
+    ]
     report.add_table(columns(frame, cols))
     if validation is not None:
         report.add_heading("Checks on real test images")
@@ -125,8 +143,8 @@ def add_to_report(report: Report, section: dict, sess: Session | None) -> None:
     strips = r.signal_thumbnails(64)
     shown = [int(n) for n in frame["neuron"].head(8) if int(n) in neurons]
     captions = [
-        f"neuron {n}, LOF {lof:.2f}" + (" (detector)" if n in detectors else "")
-        for n, lof in zip(shown, frame["lof_score"])
+        f"neuron {n}, {name} {v:.2f}" + (" (detector)" if n in detectors else "")
+        for n, v in zip(shown, frame["outlier_score"])
     ]
     report.add_heading("Their synthetic signals (s-AMS)")
     report.add_images([strips[neurons.index(n)] for n in shown], captions, wide=True)
