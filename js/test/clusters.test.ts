@@ -2,16 +2,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { renderBrowser } from "../src/clusters";
 import { categoryColour, categoryColours, codeLabel, codeValue, packColour } from "../src/clusters/colours";
 import { isClusterColouring } from "../src/clusters/model";
-import {
-  GridIndex,
-  fitView,
-  insidePolygon,
-  pointsInBox,
-  pointsInPolygon,
-  rasterize,
-  toData,
-  toScreen,
-} from "../src/lib/scatter";
+import { fitView, toData, toScreen } from "../src/lib/scatter";
+import { GridIndex, insidePolygon, pointsInBox, pointsInPolygon, rasterize } from "./scatter_reference";
 import { NONE_COLOUR, distinctColours } from "../src/lib/palette";
 import { MockModel, fakeImageBatch, flush } from "./mockModel";
 

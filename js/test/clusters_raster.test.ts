@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { combine } from "../src/clusters/pointer";
 import { CellOrder, boxHits, colourIndex, lassoHits, rasterPoints } from "../src/clusters/raster";
-import { pointsInBox, pointsInPolygon, rasterize } from "../src/lib/scatter";
+import { pointsInBox, pointsInPolygon, rasterize } from "./scatter_reference";
 
 function rng(seed: number) {
   let s = seed;
