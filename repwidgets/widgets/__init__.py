@@ -12,7 +12,7 @@ Example:
     >>> g.selected                                                                           # doctest: +SKIP
 """
 
-from repwidgets.widgets.clusters import Coloring, ConceptBrowser
+from repwidgets.widgets.clusters import Coloring, ConceptBrowser, ContinuousColoring
 from repwidgets.widgets.curation import CurationSelector
 from repwidgets.widgets.gallery import NeuronGallery
 from repwidgets.widgets.heatmap import DistanceHeatmap
@@ -24,6 +24,7 @@ __all__ = [
     "ArrayTrait",
     "Coloring",
     "ConceptBrowser",
+    "ContinuousColoring",
     "CurationSelector",
     "DistanceHeatmap",
     "Link",
