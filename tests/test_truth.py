@@ -22,11 +22,21 @@ from repwidgets.models.architectures import GroupNormNet, NarrowResNet, PlainVGG
 
 #: What the DORA check asks on every model (METHODS.md: Spearman >= 0.3).
 DORA_MIN_SPEARMAN = 0.3
-#: ... and of the artifact detectors where the layer has them: the within vs between
-#: distance AUC and the outlier-score AUC (measured: at least 0.82 and 0.84; the
-#: validation's targets are 0.8, kept a little lower here against machine differences).
+#: ... and of the artifact detectors where the layer has them, with the defaults (plain
+#: cosine): within vs between distance AUC (measured 0.80-0.96 on the four models).
 DORA_MIN_GROUPING = 0.75
+#: Their outlier-score AUC with the option for groups of detectors (the k-th-neighbour
+#: score on centred responses, ``rw.dora.reanalyze(r, outlier="knn", center=True)``;
+#: measured 0.84-0.90 on the demo, the ResNet and the GroupNorm net) and with the
+#: default LOF where it holds (0.85 on the demo and the ResNet). The validation's
+#: targets are 0.8; these are a little lower against machine differences.
 DORA_MIN_OUTLIER_AUC = 0.75
+#: Where no outlier score ranks the detectors high (README, "What still falls short"):
+#: the VGG's patch detectors group tightly but sit inside the dense part of its layer.
+DORA_OUTLIERS_FALL_SHORT = {"vgg"}
+#: Where LOF, the default score, does not rank them (README): a tight group of
+#: detectors, each the others' neighbour, looks like any dense cluster to LOF.
+DORA_LOF_FALLS_SHORT = {"groupnorm", "vgg"}
 
 
 def _truth_models() -> list[str]:
@@ -151,21 +161,32 @@ def test_invert_labels_every_artifact_detector(sessions, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRUTH_MODELS)
 def test_dora_distances_agree_with_function(sessions, name):
-    """EA distances of one 32-pixel s-AMS per neuron (64 steps, the engine's analysis
-    defaults) agree with the neurons' functional distance on test images on every
-    architecture, and where the layer has artifact detectors they sit together and rank
-    high among the outliers (README, "Truth across models": within vs between AUC
-    0.82-0.95, outlier AUC 0.84-0.90 on the demo, the ResNet and the GroupNorm net)."""
+    """EA distances of one 32-pixel s-AMS per neuron (64 steps, the engine's defaults:
+    no robustness transforms, the plain cosine, LOF) agree with the neurons' functional
+    distance on test images on every architecture, and where the layer has artifact
+    detectors they sit together. They rank high among the outliers with the
+    k-th-neighbour score on centred responses (the same s-AMS, reanalysed) and, where
+    they are few and isolated, with LOF too (README, "Truth across models")."""
     sess, e = sessions[name], zoo_extra.entry(name)
     r = rw.dora.analyze(
         sess, e.layers["dora"], n_signals=1, steps=64, signal_size=32, embedding=None
     )
+    assert r.params["outlier"] == "lof" and torch.equal(r.outlier_scores, r.lof_scores)
     v = rw.dora.validate(sess, r, concept=e.artifact)
     assert v["n_live"] >= 20, v
     assert v["spearman"] >= DORA_MIN_SPEARMAN, v
-    if v["n_detectors"] >= 2:  # (the VGG's features.conv4_2 has at most one: README)
-        assert v["within_between_auc"] >= DORA_MIN_GROUPING, v
+    assert v["n_detectors"] >= 2, v  # every registry layer has the artifact's detectors
+    assert v["within_between_auc"] >= DORA_MIN_GROUPING, v
+    if name not in DORA_LOF_FALLS_SHORT:
         assert v["outlier_auc"] >= DORA_MIN_OUTLIER_AUC, v
+    knn = rw.dora.validate(
+        sess, rw.dora.reanalyze(r, outlier="knn", center=True), concept=e.artifact
+    )
+    if name not in DORA_OUTLIERS_FALL_SHORT:
+        assert knn["outlier_auc"] >= DORA_MIN_OUTLIER_AUC, knn
+    if name in DORA_LOF_FALLS_SHORT - DORA_OUTLIERS_FALL_SHORT:
+        # the tight group LOF takes for inliers: the k-th neighbour ranks it far higher
+        assert knn["outlier_auc"] >= v["outlier_auc"] + 0.2, (knn, v)
 
 
 @pytest.mark.demo
