@@ -28,13 +28,12 @@ _LAZY = {
     "attribution": "repwidgets.engines.attribution",
     "plots": "repwidgets.plots",
     "report": "repwidgets.report",
-    "explorer": "repwidgets.explorer",
 }
 _LAZY_ATTRS = {
     "Session": ("repwidgets.session", "Session"),
     "demo_session": ("repwidgets.session", "demo_session"),
     "Report": ("repwidgets.report", "Report"),
-    "explore": ("repwidgets.explorer", "explore"),
+    "explore": ("repwidgets.views.explorer", "explore"),
     "load_ipython_extension": ("repwidgets.magics", "load_ipython_extension"),
     "unload_ipython_extension": ("repwidgets.magics", "unload_ipython_extension"),
 }
@@ -42,10 +41,10 @@ _LAZY_ATTRS = {
 __all__ = sorted([*_LAZY, *_LAZY_ATTRS])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from repwidgets import datasets, explorer, models, widgets  # noqa: F401
+    from repwidgets import datasets, models, widgets  # noqa: F401
     from repwidgets.engines import attribution, concepts, dora, invert, midrange  # noqa: F401
-    from repwidgets.explorer import explore  # noqa: F401
     from repwidgets.session import Session, demo_session  # noqa: F401
+    from repwidgets.views.explorer import explore  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -172,7 +172,7 @@ def repwidgets_magic(line: str, user_ns: dict) -> Any:
     if command == "explore":
         layer, name = _parse_explore(args[1:])
         sess = _session_named(name, user_ns, "explore")
-        from repwidgets.explorer import explore
+        from repwidgets.views.explorer import explore
 
         return explore(sess, layer)
     raise ValueError(f"Unknown %repwidgets command {command!r}. Usage:\n{USAGE}")

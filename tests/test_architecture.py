@@ -110,24 +110,8 @@ LAYER_RULES = [
     ("repwidgets.widgets", ("repwidgets.engines", "repwidgets.views", "repwidgets.demo")),
     ("repwidgets.views", ("repwidgets.demo",)),
     ("repwidgets.session", ("repwidgets.engines", "repwidgets.widgets", "repwidgets.views")),
-    # the explorer composes engines, views, widgets and the session; only the package's
-    # lazy attribute and the notebook extension open it
-    ("repwidgets.explorer", ("repwidgets.demo", "repwidgets.cli", "repwidgets.report")),
-    *[
-        (layer, ("repwidgets.explorer",))
-        for layer in (
-            "repwidgets.engines",
-            "repwidgets.widgets",
-            "repwidgets.views",
-            "repwidgets.session",
-            "repwidgets.demo",
-            "repwidgets.cli",
-            "repwidgets.report",
-            "repwidgets.results",
-            "repwidgets.datasets",
-            "repwidgets.models",
-        )
-    ],
+    # the explorer composes engines, views, widgets and the session
+    ("repwidgets.views.explorer", ("repwidgets.demo", "repwidgets.cli", "repwidgets.report")),
 ]
 
 
@@ -139,6 +123,19 @@ def test_layers_import_only_what_sits_below_them(layer, forbidden):
         if module_name(p) == layer or module_name(p).startswith(layer + ".")
         for name, line in runtime_imports(p)
         if name.startswith(forbidden)
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_only_the_package_and_the_notebook_extension_open_the_explorer():
+    explorer = "repwidgets.views.explorer"
+    openers = ("repwidgets", "repwidgets.magics")
+    broken = [
+        f"{p.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for p in source_files()
+        if not module_name(p).startswith(explorer) and module_name(p) not in openers
+        for name, line in runtime_imports(p)
+        if name.startswith(explorer)
     ]
     assert not broken, "\n".join(broken)
 

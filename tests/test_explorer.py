@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from repwidgets.engines import neurons as N
-from repwidgets.explorer import Explorer, explore
-from repwidgets.explorer.data import _MEMORY, layer_results
-from repwidgets.explorer.jobs import MODEL_LOCK, Cancelled, Jobs
-from repwidgets.explorer.neurons import binned, formula_matches
+from repwidgets.views.explorer import Explorer, explore
+from repwidgets.views.explorer.data import _MEMORY, layer_results
+from repwidgets.views.explorer.jobs import MODEL_LOCK, Cancelled, Jobs
+from repwidgets.views.explorer.neurons import binned, formula_matches
 
 LAYER = "features.conv4"
 SETTINGS = {
@@ -314,7 +314,7 @@ def test_the_magic_returns_an_explorer(attribution_session, results, tmp_path, m
 def test_activations_are_saved_in_the_cache_folder(
     attribution_session, results, tmp_path, monkeypatch
 ):
-    from repwidgets.explorer.data import ExplorerData
+    from repwidgets.views.explorer.data import ExplorerData
 
     sess = attribution_session
     x = explore(sess, LAYER, **results, cache=tmp_path, curation=tmp_path / "c.json")

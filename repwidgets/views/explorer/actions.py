@@ -24,7 +24,7 @@ import ipywidgets
 import pandas as pd
 
 from repwidgets.curation_store import MARKS
-from repwidgets.explorer.galleries import show_table
+from repwidgets.views.explorer.galleries import show_table
 
 __all__ = ["ActionBar", "comparison_png", "retrain_comparison", "selection_frame"]
 
@@ -114,7 +114,7 @@ def selection_frame(
 
 
 def _cancelled() -> Exception:
-    from repwidgets.explorer.jobs import Cancelled
+    from repwidgets.views.explorer.jobs import Cancelled
 
     return Cancelled("retraining")
 

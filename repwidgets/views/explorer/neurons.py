@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets
 import numpy as np
 
-from repwidgets.explorer.data import ExplorerData
+from repwidgets.views.explorer.data import ExplorerData
 from repwidgets.widgets.clusters import Coloring, ConceptBrowser
 from repwidgets.widgets.heatmap import DistanceHeatmap
 from repwidgets.widgets.link import link

@@ -20,8 +20,8 @@ from typing import Any
 
 import ipywidgets
 
-from repwidgets.explorer.data import NeuronData
-from repwidgets.explorer.galleries import show_table, slot
+from repwidgets.views.explorer.data import NeuronData
+from repwidgets.views.explorer.galleries import show_table, slot
 
 __all__ = ["EXPLAIN", "NeuronPanel", "SamplePanel"]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repwidgets.curation_store import Curation
-from repwidgets.explorer.data import DEFAULT_SETTINGS, ExplorerData, layer_results
-from repwidgets.explorer.explorer import Explorer
+from repwidgets.views.explorer.data import DEFAULT_SETTINGS, ExplorerData, layer_results
+from repwidgets.views.explorer.explorer import Explorer
 
 if TYPE_CHECKING:
     from repwidgets.session import Session

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from repwidgets.engines import neurons as neuron_engine
-from repwidgets.explorer.jobs import MODEL_LOCK
+from repwidgets.views.explorer.jobs import MODEL_LOCK
 
 if TYPE_CHECKING:
     from repwidgets.session import Session

@@ -28,12 +28,12 @@ import pandas as pd
 
 from repwidgets.atomic import atomic_write_text
 from repwidgets.curation_store import MARKS, Curation
-from repwidgets.explorer.actions import ActionBar, retrain_comparison, selection_frame
-from repwidgets.explorer.data import ExplorerData
-from repwidgets.explorer.galleries import sample_gallery, trail_of
-from repwidgets.explorer.jobs import Jobs
-from repwidgets.explorer.neurons import NeuronMap
-from repwidgets.explorer.panels import NeuronPanel, SamplePanel
+from repwidgets.views.explorer.actions import ActionBar, retrain_comparison, selection_frame
+from repwidgets.views.explorer.data import ExplorerData
+from repwidgets.views.explorer.galleries import sample_gallery, trail_of
+from repwidgets.views.explorer.jobs import Jobs
+from repwidgets.views.explorer.neurons import NeuronMap
+from repwidgets.views.explorer.panels import NeuronPanel, SamplePanel
 
 __all__ = ["Explorer"]
 
@@ -45,10 +45,10 @@ class Explorer(ipywidgets.VBox):
     """The composed explorer of one layer (see the module docstring; open with ``explore``).
 
     Attributes:
-        data: the :class:`~repwidgets.explorer.data.ExplorerData` (results, per-neuron data).
-        map: the :class:`~repwidgets.explorer.neurons.NeuronMap` (map, heatmap, search).
+        data: the :class:`~repwidgets.views.explorer.data.ExplorerData` (results, per-neuron data).
+        map: the :class:`~repwidgets.views.explorer.neurons.NeuronMap` (map, heatmap, search).
         neuron_panel, sample_panel: the two panels.
-        actions: the :class:`~repwidgets.explorer.actions.ActionBar`.
+        actions: the :class:`~repwidgets.views.explorer.actions.ActionBar`.
         jobs: the background worker (progress, status, Cancel).
         curation: the :class:`~repwidgets.curation_store.Curation` flags go to.
         attributions: ``{unit: NeuronAttributionResult}`` computed so far.
@@ -335,7 +335,7 @@ class Explorer(ipywidgets.VBox):
         Cached per neuron. ``wait=False`` runs in the background (progress and Cancel in
         the view) and returns the job; ``wait=True`` returns the
         ``NeuronAttributionResult``. Settings: ``attribution_options`` of
-        :func:`~repwidgets.explorer.explore` (``proj_dim``, ``max_train``, ...).
+        :func:`~repwidgets.views.explorer.explore` (``proj_dim``, ``max_train``, ...).
         """
         unit = self.neuron_panel.unit if unit is None else self.data.check_unit(unit)
         if unit is None:
