@@ -69,7 +69,7 @@ def switch_units(x, k: int) -> list[int]:
 
 def python_figures(sess, cache: Path, folder: Path, quick: bool) -> tuple[dict, object]:
     import repwidgets as rw
-    from repwidgets.explorer import data as explorer_data
+    from repwidgets.views.explorer import data as explorer_data
 
     settings = QUICK_SETTINGS if quick else None
     curation = folder / "python-marks.json"
