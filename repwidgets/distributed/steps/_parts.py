@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +120,26 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 def show_progress(ctx: Any, sess: Any) -> bool:
     """Progress bars on the main rank only, and only where the session shows them."""
     return bool(ctx.is_main and getattr(sess, "progress", True))
+
+
+def each_layer(
+    ctx: Any,
+    layers: Iterable[str],
+    name: str,
+    out: Path,
+    manifest: Any,
+    compute: Callable[[str, Path], Any],
+) -> None:
+    """Run ``compute(layer, work_folder) -> Result`` for every layer whose result the
+    manifest does not hold yet; the main rank saves each result under
+    ``<out>/results/<name>/`` and records it, and all ranks meet after each layer."""
+    for layer in layers:
+        key = f"{layer}:result"
+        if manifest.done(name, key):
+            continue
+        result = compute(layer, work_dir(out, name, layer))
+        if ctx.is_main:
+            path = result_path(out, name, layer)
+            result.save(path)
+            manifest.record(name, key, path=str(path.relative_to(out)))
+        ctx.barrier()

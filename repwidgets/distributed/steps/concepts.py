@@ -44,15 +44,14 @@ from repwidgets.engines.concepts import (
 )
 
 from ._parts import (
+    each_layer,
     engine_overrides,
     load_tensors,
-    result_path,
     save_tensors,
     show_progress,
     step_id,
     step_layers,
     step_pool,
-    work_dir,
 )
 
 __all__ = ["NAME", "check", "discover_sharded", "run"]
@@ -82,11 +81,9 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
     check(job, step)
     cfg = ConceptConfig.resolve(None, engine_overrides(step, _OWN))
     sess = job.session(ctx)
-    for layer in step_layers(job, step):
-        key = f"{layer}:result"
-        if manifest.done(name, key):
-            continue
-        result = discover_sharded(
+
+    def compute(layer: str, work: Path) -> Any:
+        return discover_sharded(
             ctx,
             sess,
             layer,
@@ -97,14 +94,11 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             objective=str(step.get("objective", "predicted")),
             sign=float(step.get("sign", 1.0)),
             manifest=manifest,
-            work=work_dir(out, name, layer),
+            work=work,
             name=name,
         )
-        if ctx.is_main:
-            path = result_path(out, name, layer)
-            result.save(path)
-            manifest.record(name, key, path=str(path.relative_to(out)))
-        ctx.barrier()
+
+    each_layer(ctx, step_layers(job, step), name, out, manifest, compute)
 
 
 def discover_sharded(

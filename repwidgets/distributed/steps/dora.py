@@ -49,14 +49,13 @@ from repwidgets.engines.dora.layer import (
 from repwidgets.engines.dora.signals import layer_responses, signal_memory_mb
 
 from ._parts import (
+    each_layer,
     engine_overrides,
     load_tensors,
-    result_path,
     save_tensors,
     show_progress,
     step_id,
     step_layers,
-    work_dir,
 )
 
 __all__ = ["NAME", "analyze_sharded", "check", "run"]
@@ -81,25 +80,20 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
     name = step_id(job, step)
     cfg = DoraConfig.resolve(None, engine_overrides(step, ("neurons",)))
     sess = job.session(ctx)
-    for layer in step_layers(job, step):
-        key = f"{layer}:result"
-        if manifest.done(name, key):
-            continue
-        result = analyze_sharded(
+
+    def compute(layer: str, work: Path) -> Any:
+        return analyze_sharded(
             ctx,
             sess,
             layer,
             cfg,
             neurons=step.get("neurons"),
             manifest=manifest,
-            work=work_dir(out, name, layer),
+            work=work,
             name=name,
         )
-        if ctx.is_main:
-            path = result_path(out, name, layer)
-            result.save(path)
-            manifest.record(name, key, path=str(path.relative_to(out)))
-        ctx.barrier()
+
+    each_layer(ctx, step_layers(job, step), name, out, manifest, compute)
 
 
 def analyze_sharded(

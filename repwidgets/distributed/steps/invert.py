@@ -41,13 +41,12 @@ from repwidgets.engines.invert import (
 
 from ._parts import (
     blocks,
+    each_layer,
     engine_overrides,
-    result_path,
     show_progress,
     step_id,
     step_layers,
     step_pool,
-    work_dir,
 )
 
 __all__ = ["NAME", "check", "explain_sharded", "run"]
@@ -78,11 +77,9 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
     cfg = InvertConfig.resolve(None, engine_overrides(step)).normalised()
     layers = step_layers(job, step)
     sess = job.session(ctx)
-    for layer in layers:
-        key = f"{layer}:result"
-        if manifest.done(name, key):
-            continue
-        result = explain_sharded(
+
+    def compute(layer: str, work: Path) -> Any:
+        return explain_sharded(
             ctx,
             sess,
             layer,
@@ -91,14 +88,11 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
             pool=step_pool(job, step),
             block=step.get("block"),
             manifest=manifest,
-            work=work_dir(out, name, layer),
+            work=work,
             name=name,
         )
-        if ctx.is_main:
-            path = result_path(out, name, layer)
-            result.save(path)
-            manifest.record(name, key, path=str(path.relative_to(out)))
-        ctx.barrier()
+
+    each_layer(ctx, layers, name, out, manifest, compute)
 
 
 def explain_sharded(
