@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from repwidgets._progress import progress_bar
+from repwidgets._progress import bars_enabled, progress_bar
 from repwidgets.cache import cache_dir
 from repwidgets.datasets.batches import (
     SpillFile,
@@ -267,7 +267,8 @@ class Session:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
-        self.data = as_bundle(data)
+        with bars_enabled(progress):  # reading a dataset's labels may draw a bar
+            self.data = as_bundle(data)
         self.batch_size = batch_size
         self.memory_budget = int(memory_budget_mb * 2**20)
         self.preprocess = preprocess or (lambda x: x)
@@ -304,7 +305,8 @@ class Session:
 
     def targets(self, split: str = "test") -> torch.Tensor:
         """Class labels of a split, LongTensor [n] (CPU)."""
-        return self.data.targets(split)
+        with bars_enabled(self.progress):
+            return self.data.targets(split)
 
     def concepts(self, split: str = "test") -> torch.Tensor:
         """Concept labels of a split, BoolTensor [n, K] (CPU)."""
@@ -312,7 +314,8 @@ class Session:
 
     def groups(self, split: str = "test") -> torch.Tensor | None:
         """Group ids (class x artifact) of a split, LongTensor [n], or None."""
-        return self.data.groups(split)
+        with bars_enabled(self.progress):
+            return self.data.groups(split)
 
     def concept_index(self, name: str) -> int:
         """Column of concept ``name`` in :meth:`concepts`; a ValueError listing the names."""

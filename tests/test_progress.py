@@ -127,3 +127,66 @@ def test_trak_featurisation_counts_batches_per_model(bars):
     trak_scores(model, (X, y), (X[:3], y[:3]), proj_dim=8, batch_size=16, progress=True)
     bar = _only(bars, "TRAK features")
     assert (bar.total, bar.n) == (4, 4)
+
+
+class Unlabelled(torch.utils.data.Dataset):
+    """A dataset without a ``targets`` attribute: its labels are read item by item,
+    behind a bar once it has more than 2,000 items."""
+
+    def __len__(self) -> int:
+        return 2100
+
+    def __getitem__(self, i: int):
+        return torch.zeros(3, 4, 4), i % 2
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_session_label_reading_follows_the_progress_switch(bars, shown):
+    from repwidgets.session import Session
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    data = {"train": Unlabelled(), "test": Unlabelled()}
+    sess = Session(model, data, device="cpu", batch_size=700, progress=shown)
+    sess.targets("test")
+    sess.activations("0")
+    drawn = sorted(b.desc for b in bars if not b.disable)
+    if shown:
+        assert drawn == ["activations (test)", "reading test labels", "reading train labels"]
+    else:
+        assert drawn == []
+
+
+def test_progress_false_prints_nothing(capfd):
+    from repwidgets.session import Session
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    sess = Session(model, {"test": Unlabelled()}, device="cpu", batch_size=700, progress=False)
+    sess.targets("test")
+    sess.activations("0")
+    with progress_counter(5, "manual", enable=False) as bar:
+        bar.update(5)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_plain_bars_write_no_escape_sequences(capfd):
+    """Outside a notebook, nested bars in a redirected stream stay on one line:
+    no cursor-movement escapes, only text and carriage returns."""
+    assert not progress_module.in_notebook()
+    for _ in progress_bar(range(2), total=2, desc="outer"):
+        with progress_counter(3, "inner") as bar:
+            bar.update(3)
+    _out, err = capfd.readouterr()
+    assert "outer" in err and "inner" in err
+    assert "\x1b" not in err
+
+
+def test_notebook_gets_the_notebook_bar(monkeypatch):
+    monkeypatch.setattr(progress_module, "in_notebook", lambda: True)
+    monkeypatch.setattr(progress_module, "notebook_tqdm", RecordedBar)
+    RecordedBar.made = []
+    assert list(progress_bar(range(3), desc="nb")) == [0, 1, 2]
+    assert [b.desc for b in RecordedBar.made] == ["nb"]
+    monkeypatch.setattr(progress_module, "in_notebook", lambda: False)
+    with progress_counter(2, "plain") as bar:
+        assert isinstance(bar, progress_module.plain_tqdm)
