@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from repwidgets.distributed.context import shard_range
-from repwidgets.engines import _checks, featurevis
+from repwidgets.engines import _checks
 from repwidgets.engines.dora import DoraConfig, DoraResult, analyze_activations
 from repwidgets.engines.dora.layer import (
     FrozenParams,
@@ -46,7 +46,12 @@ from repwidgets.engines.dora.layer import (
     probe_layout,
     unit_responses,
 )
-from repwidgets.engines.dora.signals import layer_responses, signal_memory_mb
+from repwidgets.engines.dora.signals import (
+    chunk_size,
+    layer_responses,
+    optimise_signals,
+    signal_memory_mb,
+)
 
 from ._parts import (
     each_layer,
@@ -206,29 +211,15 @@ def _signals(
                 values = values.index_put((where,), objective(x[where], elements[where]))
             return values
 
-        batch_size = cfg.batch_size
-        if batch_size is None:
-            budget = signal_memory_mb(device, getattr(sess, "memory_budget", 2**31) / 2**21)
-            batch_size = featurevis.estimate_batch_size(
-                objective, input_shape, device, budget, cfg.render_scale
-            )
-        if batch_size >= n:
-            batch_size = max(1, batch_size // n) * n  # whole neurons per chunk
-        images = featurevis.visualize(
+        budget = signal_memory_mb(device, getattr(sess, "memory_budget", 2**31) / 2**21)
+        batch_size = chunk_size(cfg, objective, input_shape, device, budget)
+        images = optimise_signals(
+            cfg,
             own_objective,
             k * n,
             input_shape,
-            steps=int(cfg.steps),
-            lr=cfg.lr,
-            optimizer=cfg.optimizer,
-            weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
-            decay=cfg.decay,
-            transforms=cfg.transforms_spec(),
-            render_scale=cfg.render_scale,
-            batch_size=batch_size,
-            seed=cfg.seed,
-            device=device,
+            device,
+            batch_size,
             progress=show_progress(ctx, sess),
             desc=f"s-AMS (neurons {mine.start}-{mine.stop} of {k} x {n})",
         )

@@ -126,34 +126,71 @@ def generate_signals(
         idx = check_neurons(neurons, probe_channels(fn, input_shape, device, layout))
         k, n = idx.numel(), int(cfg.n_signals)
         objective = _objective(fn, idx.to(device).repeat_interleave(n), cfg.minimize, layout)
-        batch_size = cfg.batch_size
-        if batch_size is None:
-            budget = memory_budget_mb if memory_budget_mb is not None else signal_memory_mb(device)
-            batch_size = featurevis.estimate_batch_size(
-                objective, input_shape, device, budget, cfg.render_scale
-            )
-        batch_size = _whole_neurons(batch_size, n)
+        budget = memory_budget_mb if memory_budget_mb is not None else signal_memory_mb(device)
+        batch_size = chunk_size(cfg, objective, input_shape, device, budget)
         n_chunks = -(-k * n // batch_size)
         chunks = f", {n_chunks} chunks of {batch_size // n} neurons" if n_chunks > 1 else ""
-        images = featurevis.visualize(
+        images = optimise_signals(
+            cfg,
             objective,
             k * n,
             input_shape,
-            steps=int(cfg.steps),
-            lr=cfg.lr,
-            optimizer=cfg.optimizer,
-            weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
-            decay=cfg.decay,
-            transforms=cfg.transforms_spec(),
-            render_scale=cfg.render_scale,
-            batch_size=batch_size,
-            seed=cfg.seed,
-            device=device,
+            device,
+            batch_size,
             progress=progress,
             desc=f"s-AMS ({k} neurons x {n}{chunks})",
         )
     return images.view(k, n, *input_shape)
+
+
+def chunk_size(
+    cfg: DoraConfig,
+    objective: Callable,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    budget_mb: float,
+) -> int:
+    """Images optimised at once: ``cfg.batch_size``, else what fits ``budget_mb``,
+    rounded down to whole neurons (all ``cfg.n_signals`` images of a neuron together)."""
+    batch_size = cfg.batch_size
+    if batch_size is None:
+        batch_size = featurevis.estimate_batch_size(
+            objective, input_shape, device, budget_mb, cfg.render_scale
+        )
+    return _whole_neurons(batch_size, int(cfg.n_signals))
+
+
+def optimise_signals(
+    cfg: DoraConfig,
+    objective: Callable,
+    n_images: int,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    batch_size: int,
+    *,
+    progress: bool,
+    desc: str,
+) -> torch.Tensor:
+    """The s-AMS optimisation of ``n_images`` images [n_images, C, H, W] with ``cfg``'s
+    optimiser, parametrisation and transforms; ``objective(x, elements)`` scores each."""
+    return featurevis.visualize(
+        objective,
+        n_images,
+        input_shape,
+        steps=int(cfg.steps),
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+        decay=cfg.decay,
+        transforms=cfg.transforms_spec(),
+        render_scale=cfg.render_scale,
+        batch_size=batch_size,
+        seed=cfg.seed,
+        device=device,
+        progress=progress,
+        desc=desc,
+    )
 
 
 def _whole_neurons(batch_size: int, n_signals: int) -> int:
