@@ -26,8 +26,48 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ConceptAttributionResult"]
 
 
+class TrainingScores:
+    """What results that score training samples share: their order, top and bottom, and
+    the positions of chosen samples (``scores`` [n] and ``train_indices`` [n] fields)."""
+
+    def order(self) -> np.ndarray:
+        """Positions [n] in the result's arrays (scores, train_indices, ...), highest
+        score first (ties keep their order)."""
+        return np.argsort(-torch.as_tensor(self.scores).numpy(), kind="stable")
+
+    _order = order
+
+    def top(self, k: int = 100) -> np.ndarray:
+        """Training-split indices of the k highest-scored samples (most teaching)."""
+        return torch.as_tensor(self.train_indices).numpy()[self.order()[: int(k)]]
+
+    def bottom(self, k: int = 100) -> np.ndarray:
+        """Training-split indices of the k lowest-scored samples (most opposing)."""
+        return torch.as_tensor(self.train_indices).numpy()[self.order()[::-1][: int(k)]]
+
+    def _positions(
+        self, samples: Sequence[int], values: torch.Tensor, order: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[float, float]]:
+        """Positions of ``samples`` in the result (highest score first) and the band of
+        quantiles they span."""
+        pos_of = {int(i): p for p, i in enumerate(torch.as_tensor(self.train_indices).tolist())}
+        wanted = [int(i) for i in torch.as_tensor(samples).reshape(-1).tolist()]
+        unknown = [i for i in wanted if i not in pos_of]
+        if unknown:
+            raise ValueError(
+                f"Samples {unknown[:5]} were not attributed (not among the result's "
+                f"{len(pos_of)} training indices, r.train_indices): select attributed samples."
+            )
+        pos = torch.as_tensor([pos_of[i] for i in wanted], dtype=torch.long)
+        pos = pos[torch.argsort(values[pos], descending=True)]
+        n = len(values)
+        q = (n - 1 - torch.argsort(order)[pos]).float() / max(1, n - 1)
+        band = (float(q.min()), float(q.max())) if len(pos) else (0.0, 1.0)
+        return pos, band
+
+
 @dataclass
-class ConceptAttributionResult(Result):
+class ConceptAttributionResult(TrainingScores, Result):
     """Training samples ranked by how much they taught a concept at a layer.
 
     Attributes:
@@ -68,21 +108,6 @@ class ConceptAttributionResult(Result):
     grad_dims: list = field(default_factory=list)
     out_to_loss_mode: str = "probe"
     notes: list = field(default_factory=list)
-
-    def order(self) -> np.ndarray:
-        """Positions [n] in the result's arrays (scores, train_indices, ...), highest
-        score first (ties keep their order)."""
-        return np.argsort(-torch.as_tensor(self.scores).numpy(), kind="stable")
-
-    _order = order
-
-    def top(self, k: int = 100) -> np.ndarray:
-        """Training-split indices of the k highest-scored samples (most concept-teaching)."""
-        return torch.as_tensor(self.train_indices).numpy()[self.order()[: int(k)]]
-
-    def bottom(self, k: int = 100) -> np.ndarray:
-        """Training-split indices of the k lowest-scored samples (most concept-opposing)."""
-        return torch.as_tensor(self.train_indices).numpy()[self.order()[::-1][: int(k)]]
 
     def _summary(self) -> str:
         """The plain-text display, with the notes (caveats about the ranking) below it."""
@@ -198,29 +223,9 @@ class ConceptAttributionResult(Result):
             },
         )
 
-    def _positions(
-        self, samples: Sequence[int], values: torch.Tensor, order: torch.Tensor
-    ) -> tuple[torch.Tensor, tuple[float, float]]:
-        """Positions of ``samples`` in the result (highest score first) and the band of
-        quantiles they span."""
-        pos_of = {int(i): p for p, i in enumerate(torch.as_tensor(self.train_indices).tolist())}
-        wanted = [int(i) for i in torch.as_tensor(samples).reshape(-1).tolist()]
-        unknown = [i for i in wanted if i not in pos_of]
-        if unknown:
-            raise ValueError(
-                f"Samples {unknown[:5]} were not attributed (not among the result's "
-                f"{len(pos_of)} training indices, r.train_indices): select attributed samples."
-            )
-        pos = torch.as_tensor([pos_of[i] for i in wanted], dtype=torch.long)
-        pos = pos[torch.argsort(values[pos], descending=True)]
-        n = len(values)
-        q = (n - 1 - torch.argsort(order)[pos]).float() / max(1, n - 1)
-        band = (float(q.min()), float(q.max())) if len(pos) else (0.0, 1.0)
-        return pos, band
-
 
 def training_candidates(
-    result: ConceptAttributionResult,
+    result: TrainingScores,
     session: Session | None,
     samples: Sequence[int] | None,
     band: tuple[float, float] | None,

@@ -20,7 +20,7 @@ import torch
 
 from repwidgets.candidates import Candidates
 from repwidgets.engines.attribution.concept_result import (
-    ConceptAttributionResult,
+    TrainingScores,
     training_candidates,
 )
 from repwidgets.engines.neurons import enrichment
@@ -33,7 +33,7 @@ __all__ = ["NeuronAttributionResult"]
 
 
 @dataclass
-class NeuronAttributionResult(Result):
+class NeuronAttributionResult(TrainingScores, Result):
     """Training samples ranked by how much they taught neuron ``unit`` of ``layer`` to fire.
 
     Attributes:
@@ -71,26 +71,11 @@ class NeuronAttributionResult(Result):
     grad_dims: list = field(default_factory=list)
 
     # positions of selected samples and the band they span, as concept attribution's
-    _positions = ConceptAttributionResult._positions
 
     @property
     def concept(self) -> str:
         """A name for what is attributed (titles and curation files): ``neuron 12``."""
         return f"neuron {self.unit}"
-
-    def order(self) -> np.ndarray:
-        """Positions [n] in the result's arrays, highest score first (ties keep their order)."""
-        return np.argsort(-torch.as_tensor(self.scores).numpy(), kind="stable")
-
-    _order = order
-
-    def top(self, k: int = 100) -> np.ndarray:
-        """Training-split indices of the k highest-scored samples (most neuron-teaching)."""
-        return torch.as_tensor(self.train_indices).numpy()[self.order()[: int(k)]]
-
-    def bottom(self, k: int = 100) -> np.ndarray:
-        """Training-split indices of the k lowest-scored samples (most neuron-opposing)."""
-        return torch.as_tensor(self.train_indices).numpy()[self.order()[::-1][: int(k)]]
 
     def concept_index(self, concept: str | int) -> int:
         """The column of ``concepts`` for a concept name (or index); "did you mean" otherwise."""
