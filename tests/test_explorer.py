@@ -18,7 +18,7 @@ from repwidgets.engines import neurons as N
 from repwidgets.views.explorer import Explorer, explore
 from repwidgets.views.explorer.data import _MEMORY, layer_results
 from repwidgets.views.explorer.jobs import MODEL_LOCK, Cancelled, Jobs
-from repwidgets.views.explorer.neurons import binned, formula_matches
+from repwidgets.views.explorer.neurons import formula_matches
 
 LAYER = "features.conv4"
 SETTINGS = {
@@ -111,8 +111,17 @@ def test_selecting_a_neuron_fills_the_panels_with_what_the_engines_give(x, resul
 
 
 def test_search_selects_the_neurons_whose_formula_matches(x):
-    concept = next(c for u in x.data.ids for c in x.data.formula_concepts(u))
-    expected = [u for u, f in zip(x.data.ids, x.data.formulas) if concept in f.lower()]
+    inv = x.data.invert
+    names = list(x.sess.concept_names)
+    clauses = {int(u): f["clauses"] for u, f in zip(inv.neurons.tolist(), inv.formulas)}
+    used = [c["concept"] for u in x.data.ids for c in clauses[u] if not c["negated"]]
+    # a concept whose name is in no other concept's name: the clauses give the answer
+    concept = next(c for c in used if sum(c.lower() in n.lower() for n in names) == 1)
+    expected = [
+        u
+        for u in x.data.ids
+        if any(c["concept"] == concept and not c["negated"] for c in clauses[u])
+    ]
     assert x.search(concept.upper()) == expected
     assert x.selected_neurons == expected
     # the map follows the heatmap: its points are the same neurons
@@ -121,10 +130,39 @@ def test_search_selects_the_neurons_whose_formula_matches(x):
     assert x.search("no such concept") == []
 
 
-def test_map_colourings_and_bins():
-    codes, names = binned(np.array([0.55, 0.95, np.nan]), (0.6, 0.9), "AUC")
-    assert codes.tolist() == [1, 3, 0]
-    assert names == ["none", "AUC < 0.6", "AUC 0.6–0.9", "AUC ≥ 0.9"]
+def test_search_skips_negated_literals():
+    formulas = ["star AND red", "NOT watermark", "star AND NOT (watermark OR red)", "watermark"]
+    assert formula_matches(formulas, "watermark") == [3]
+    assert formula_matches(formulas, "NOT  Watermark") == [1]
+    assert formula_matches(formulas, "star AND") == [0, 2]
+    assert formula_matches(formulas, "red") == [0]
+    assert formula_matches(["cannot watermark"], "watermark") == [0]  # "not" inside a word
+
+
+def test_map_colours_by_the_outlier_score_and_auc_on_a_ramp(x, results):
+    dora, inv = results["dora"], results["invert"]
+    cols = {c.name: c for c in x.map.browser._colorings}
+    names = x.map.browser.coloring_names
+    score_name = f"{dora.outlier_score_label} (grey: dead)"
+    assert score_name in names and "INVERT AUC (grey: no label)" in names
+    np.testing.assert_allclose(x.data.outlier_score, dora.ranking_scores())
+    assert x.data.outlier_score_name == dora.outlier_score_name
+    score = cols[score_name].codes  # 0 = missing (dead), 1..255 along the ramp
+    finite = np.isfinite(dora.ranking_scores())
+    assert (score[~finite] == 0).all() and (score[finite] > 0).all()
+    order = np.argsort(dora.ranking_scores()[finite])
+    assert (np.diff(score[finite][order].astype(int)) >= 0).all()
+    assert score[finite].max() == 255 and score[finite].min() == 1
+    # the heatmap shows the ids: its labels do not repeat them
+    assert not any(label.startswith("#") for label in x.map.heatmap.labels)
+    live = [p for p in range(len(x.data.ids)) if not x.data.dead[p]]
+    assert all(dora.outlier_score_name in x.map.heatmap.labels[p] for p in live)
+    auc = cols["INVERT AUC (grey: no label)"].codes
+    # every neuron has a label: no grey; a higher AUC never gets a lower colour
+    pos = [x.data.position[int(u)] for u in inv.neurons.tolist()]
+    assert (auc[pos] > 0).all()
+    order = np.argsort(inv.auc.numpy(), kind="stable")
+    assert (np.diff(auc[pos][order].astype(int)) >= 0).all()
 
 
 def test_flag_writes_the_marks_to_the_curation_file(x, tmp_path):
@@ -281,8 +319,8 @@ def test_without_dora_the_map_comes_from_invert(attribution_session, results, tm
         curation=tmp_path / "c.json",
     )
     assert x.data.dora is None and x.data.xy.shape == (len(x.data.ids), 2)
-    assert "LOF score" not in x.map.browser.coloring_names
-    assert "INVERT AUC" in x.map.browser.coloring_names
+    assert not any("LOF" in name for name in x.map.browser.coloring_names)
+    assert "INVERT AUC (grey: no label)" in x.map.browser.coloring_names
     x.select_neuron(x.data.ids[0])
     assert x.data.neuron(x.data.ids[0]).loadings is None
 

@@ -194,9 +194,14 @@ class ExplorerData:
     Attributes:
         ids: the neurons, in map order (DORA's order, else 0..C-1).
         xy: float32 [C, 2], the map (DORA's embedding, else INVERT's per-concept AUC
-            profiles embedded; dead neurons in a row below the rest).
+            profiles embedded; dead neurons in a small block at the lower left).
         distances: float64 [C, C] (DORA's EA distances, else of the AUC profiles).
-        lof: float64 [C] (NaN without DORA or for dead neurons); dead: bool [C].
+        outlier_score: float64 [C], the score DORA ranks and flags outliers by
+            (``DoraResult.ranking_scores()``; NaN without DORA or for dead neurons).
+        outlier_score_name: its name ("LOF" by default, "k-th-neighbour distance" with
+            DORA's ``outlier="knn"``; "" without DORA); outlier_score_label: the same as
+            a title ("LOF score").
+        dead: bool [C].
         formulas: the formula text of each neuron ("" without INVERT).
     """
 
@@ -246,7 +251,9 @@ class ExplorerData:
     def _from_dora(self, dora: Any) -> None:
         self.ids = [int(i) for i in dora.neurons.tolist()]
         self.dead = dora.is_dead.numpy().astype(bool)
-        self.lof = dora.lof_scores.double().numpy()
+        self.outlier_score = np.asarray(dora.ranking_scores(), dtype=np.float64)
+        self.outlier_score_name = str(dora.outlier_score_name)
+        self.outlier_score_label = str(dora.outlier_score_label)
         self.outlier = dora.is_outlier.numpy().astype(bool)
         self.distances = np.nan_to_num(dora.distances.double().numpy(), nan=0.0)
         self.xy = _place_dead(dora.embedding.float().numpy(), self.dead)
@@ -270,7 +277,8 @@ class ExplorerData:
         self.xy = np.asarray(xy, dtype=np.float32)
         self.distances = torch.cdist(profile.double(), profile.double()).numpy()
         self.dead = (acts.std(dim=0) <= 1e-8).numpy()
-        self.lof = np.full(len(self.ids), np.nan)
+        self.outlier_score = np.full(len(self.ids), np.nan)
+        self.outlier_score_name = self.outlier_score_label = ""
         self.outlier = np.zeros(len(self.ids), dtype=bool)
 
     # --- per-neuron -------------------------------------------------------------------
@@ -402,7 +410,11 @@ def _by_value(indices: Any, values: torch.Tensor) -> list[int]:
 
 
 def _place_dead(xy: np.ndarray, dead: np.ndarray) -> np.ndarray:
-    """A finite map: dead (NaN) neurons in a row below the live ones."""
+    """A finite map: dead (NaN) neurons in a compact block at the live ones' lower left.
+
+    A full-width row below the map reads as an axis; a small square block of points
+    (grey in the score colourings, "dead" in the dead / alive one) does not.
+    """
     xy = np.array(xy, dtype=np.float32)
     bad = dead | ~np.isfinite(xy).all(axis=1)
     live = xy[~bad]
@@ -412,6 +424,9 @@ def _place_dead(xy: np.ndarray, dead: np.ndarray) -> np.ndarray:
     span = np.where(hi > lo, hi - lo, 1.0)
     m = int(bad.sum())
     if m:
-        xy[bad, 0] = lo[0] + span[0] * (np.arange(m) + 0.5) / m
-        xy[bad, 1] = lo[1] - 0.15 * span[1]
+        side = int(np.ceil(np.sqrt(m)))
+        k = np.arange(m)
+        step = 0.04 * span
+        xy[bad, 0] = lo[0] - 0.08 * span[0] + step[0] * (k % side)
+        xy[bad, 1] = lo[1] - 0.08 * span[1] + step[1] * (k // side)
     return xy

@@ -3,8 +3,9 @@
 The map's points are the neurons (DORA's EA map, or INVERT's per-concept AUC profiles
 embedded when DORA has not run); the heatmap shows the distances between them; the two
 selections are linked both ways (map point p is neuron ``ids[p]``). Colourings: INVERT
-AUC and LOF score in bins, dead / alive, and one per concept that appears in a formula.
-The search box selects the neurons whose formula contains the text typed.
+AUC and DORA's outlier score (LOF by default) on a continuous ramp, dead / alive, and one
+per concept that appears in a formula. The search box selects the neurons whose formula
+contains the text typed as a positive literal (see :func:`formula_matches`).
 
 Example:
     >>> panel = NeuronMap(data)            # doctest: +SKIP
@@ -14,66 +15,88 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import ipywidgets
 import numpy as np
 
 from repwidgets.views.explorer.data import ExplorerData
-from repwidgets.widgets.clusters import Coloring, ConceptBrowser
+from repwidgets.widgets.clusters import Coloring, ConceptBrowser, ContinuousColoring
 from repwidgets.widgets.heatmap import DistanceHeatmap
 from repwidgets.widgets.link import link
 
-__all__ = ["AUC_BINS", "LOF_BINS", "NeuronMap", "binned", "formula_matches"]
-
-#: Bin edges of the AUC and LOF colourings.
-AUC_BINS = (0.6, 0.7, 0.8, 0.9)
-LOF_BINS = (1.2, 1.5, 2.0)
+__all__ = ["NeuronMap", "formula_matches"]
 
 
-def binned(values: np.ndarray, edges: tuple[float, ...], unit: str) -> tuple[np.ndarray, list]:
-    """Codes (0 = no value, 1.. = bins between ``edges``) and the bins' names."""
-    v = np.asarray(values, dtype=np.float64)
-    codes = np.where(np.isfinite(v), np.digitize(np.nan_to_num(v), edges) + 1, 0)
-    bounds = [-math.inf, *edges, math.inf]
-    names = ["none"]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        if lo == -math.inf:
-            names.append(f"{unit} < {hi:g}")
-        elif hi == math.inf:
-            names.append(f"{unit} ≥ {lo:g}")
-        else:
-            names.append(f"{unit} {lo:g}–{hi:g}")
-    return codes.astype(np.int64), names
+#: A formula text that ends in a NOT (and opening brackets): what follows is negated.
+_ENDS_IN_NOT = re.compile(r"(?:^|[^\w])not[\s(]*$")
+
+
+def _negated(before: str) -> bool:
+    """Whether what follows the formula text ``before`` is negated: right after a NOT,
+    or inside a bracket opened right after a NOT and not closed yet."""
+    if _ENDS_IN_NOT.search(before):
+        return True
+    opened: list[bool] = []  # per open bracket: was it opened right after a NOT?
+    for i, ch in enumerate(before):
+        if ch == "(":
+            opened.append(_ENDS_IN_NOT.search(before[:i]) is not None)
+        elif ch == ")" and opened:
+            opened.pop()
+    return any(opened)
 
 
 def formula_matches(formulas: list[str], text: str) -> list[int]:
-    """Positions of the formulas that contain ``text`` (case and spacing ignored).
+    """Positions of the formulas that contain ``text`` as a positive literal.
+
+    How it matches: the query and each formula are lower-cased and their runs of spaces
+    made one; a formula matches where the query occurs in it as a substring that is
+    not negated, i.e. neither right after a ``NOT`` nor inside ``NOT (...)``. So
+    "watermark" finds "watermark AND star" but not "star AND NOT watermark" (a neuron
+    that fires on all but the watermark); a query that itself starts with "not"
+    ("NOT watermark") matches as plain text. Operators are part of the text:
+    "star AND" finds the formulas where star is ANDed with something.
 
     Example:
-        >>> formula_matches(["star AND red", "watermark", "circle"], "STAR and")
+        >>> formula_matches(["star AND red", "watermark", "NOT watermark", "circle"], "STAR and")
         [0]
+        >>> formula_matches(["star AND red", "watermark", "NOT watermark", "circle"], "watermark")
+        [1]
+        >>> formula_matches(["star AND red", "watermark", "NOT watermark", "circle"], "not watermark")
+        [2]
     """
     query = " ".join(str(text).lower().split())
     if not query:
         return []
-    return [p for p, f in enumerate(formulas) if query in " ".join(f.lower().split())]
+    negative = query == "not" or query.startswith(("not ", "not("))
+    out = []
+    for p, formula in enumerate(formulas):
+        f = " ".join(str(formula).lower().split())
+        start = f.find(query)
+        while start >= 0:
+            if negative or not _negated(f[:start]):
+                out.append(p)
+                break
+            start = f.find(query, start + 1)
+    return out
 
 
 def _colorings(data: ExplorerData) -> list[Coloring]:
-    cols = []
+    cols: list[Coloring] = []
     if data.invert is not None:
         auc = np.full(len(data.ids), np.nan)
         for p, unit in enumerate(data.ids):
             label = data.label(unit)
             if label["auc"] is not None:
                 auc[p] = label["auc"]
-        codes, names = binned(auc, AUC_BINS, "AUC")
-        cols.append(Coloring("INVERT AUC", codes, names, none=True))
+        cols.append(ContinuousColoring("INVERT AUC (grey: no label)", auc))
     if data.dora is not None:
-        codes, names = binned(data.lof, LOF_BINS, "LOF")
-        names[0] = "dead"
-        cols.append(Coloring("LOF score", codes, names, none=True))
+        cols.append(
+            ContinuousColoring(
+                f"{data.outlier_score_label} (grey: dead)", data.outlier_score, ramp="magma"
+            )
+        )
     cols.append(Coloring("dead / alive", data.dead.astype(np.uint8), ["alive", "dead"]))
     concepts: dict[str, None] = {}
     for unit in data.ids:
@@ -86,14 +109,15 @@ def _colorings(data: ExplorerData) -> list[Coloring]:
 
 def _labels(data: ExplorerData) -> list[str]:
     out = []
-    for p, unit in enumerate(data.ids):
-        parts = [f"#{unit}"]
+    for p in range(len(data.ids)):
+        # the heatmap shows the id beside the label: the label does not repeat it
+        parts = []
         if data.dead[p]:
             parts.append("dead")
         elif data.outlier[p]:
             parts.append("outlier")
-        if math.isfinite(data.lof[p]):
-            parts.append(f"LOF {data.lof[p]:.2f}")
+        if math.isfinite(data.outlier_score[p]):
+            parts.append(f"{data.outlier_score_name} {data.outlier_score[p]:.2f}")
         if data.formulas[p]:
             parts.append(data.formulas[p])
         out.append(" · ".join(parts))
