@@ -359,3 +359,20 @@ def test_link_errors():
         link(g, g)
     with pytest.raises(ValueError, match="b_to_a"):
         link(g, make_gallery(), a_to_b=lambda i: i)
+
+
+def test_replace_cards_shows_other_cards_in_place():
+    g = NeuronGallery(
+        [{"id": 1, "scores": {"auc": 0.9}, "images": [1]}, {"id": 2, "images": [2]}],
+        image_source=lambda keys: [bytes([k]) for k in keys],
+        sort_by="auc",
+    )
+    g.selected = [2]
+    same = g.replace_cards([{"id": 7, "label": "seven", "images": [7]}], title="other")
+    assert same is g and g.ids == [7] and g.title == "other"
+    assert g.selected == [] and g.sort_by == "" and g.score_names == []
+    assert g.selected_cards() == [] and g.to_frame()["label"].tolist() == ["seven"]
+    with pytest.raises(traitlets.TraitError):
+        g.selected = [1]
+    g.selected = [7]
+    assert g.selected_cards()[0]["label"] == "seven"

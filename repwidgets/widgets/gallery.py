@@ -301,6 +301,31 @@ class NeuronGallery(anywidget.AnyWidget):
         self._router.register("fetch", image_fetch_handler(lambda keys: self._image_source(keys)))
         self._router.register("details", self._handle_details)
 
+    def replace_cards(
+        self, cards: Iterable[Mapping[str, Any]], *, title: str | None = None, bins: int = 24
+    ) -> NeuronGallery:
+        """Show other cards in this gallery, in place (the view keeps its size, its sort
+        and the images it already fetched; the image source stays the same, so card
+        images must be keys of that source). The selection is cleared; a sort by a
+        score the new cards lack falls back to their order.
+
+        Example:
+            >>> g.replace_cards([{"id": 5, "label": "other", "images": [5]}])  # doctest: +SKIP
+        """
+        card_list, names, histograms = normalise_cards(cards, bins=bins)
+        with self.hold_sync():
+            self.selected = []
+            self._ids = {c["id"] for c in card_list}
+            self._by_id = {c["id"]: c for c in card_list}
+            if self.sort_by and self.sort_by not in names:
+                self.sort_by = ""
+            self.score_names = names
+            self.histograms = histograms
+            self.cards = card_list
+            if title is not None:
+                self.title = title
+        return self
+
     # --- selection -------------------------------------------------------------------------
     @traitlets.validate("selected")
     def _validate_selected(self, proposal: Any) -> list[int]:
