@@ -210,6 +210,27 @@ def test_back_restores_the_previous_selection(x):
     assert x.trail[0] == f"neuron #{a}"
 
 
+def test_back_is_enabled_only_with_a_step_to_go_back_to_and_the_trail_is_short(x):
+    panel = x.sample_panel
+    assert panel.back_button.disabled and panel.hint.layout.display != "none"
+    a = x.data.ids[0]
+    x.select_neuron(a)
+    assert x.trail == [f"neuron #{a}"] and panel.back_button.disabled
+    x.back()  # nothing to go back to: nothing changes
+    assert x.neuron == a
+    samples = [3, 4, 5, 6, 7, 8]
+    for i in samples:
+        x.select_samples([i])
+    assert panel.hint.layout.display == "none" and not panel.back_button.disabled
+    assert len(x.trail) == 1 + len(samples)
+    assert panel.trail.value.startswith("… › ")
+    assert panel.trail.value.split(" › ")[1:] == [f"sample #{i}" for i in samples[-4:]]
+    for _ in samples:
+        x.back()
+    assert x.sample_panel.index is None and panel.back_button.disabled
+    assert panel.hint.layout.display != "none"
+
+
 def test_opening_a_sample_shows_its_facts(x):
     sess = x.sess
     facts = x.show_sample(11)

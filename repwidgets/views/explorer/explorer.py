@@ -39,6 +39,8 @@ __all__ = ["Explorer"]
 
 #: Samples shown in the mid-range and "taught by" galleries.
 GALLERY_SIZE = 48
+#: Steps of the trail shown (the older ones as "…").
+TRAIL_STEPS = 4
 
 
 class Explorer(ipywidgets.VBox):
@@ -300,12 +302,22 @@ class Explorer(ipywidgets.VBox):
         return trail_of(self._history)
 
     def _show_trail(self) -> None:
-        self.sample_panel.trail.value = " › ".join(self.trail[-6:])
-        self.sample_panel.back_button.disabled = len(self._history) < 2
+        steps = self.trail
+        shown = steps[-TRAIL_STEPS:]
+        self.sample_panel.trail.value = ("… › " if len(steps) > len(shown) else "") + " › ".join(
+            shown
+        )
+        self.sample_panel.trail.tooltip = " › ".join(steps)
+        self.sample_panel.back_button.disabled = not self._can_go_back()
+
+    def _can_go_back(self) -> bool:
+        """Whether an earlier state shows a step in the trail (Back has somewhere to go)."""
+        return len(self._history) >= 2 and bool(trail_of(self._history[:-1]))
 
     def back(self) -> Explorer:
-        """One step back: the previous neuron, sample and selections."""
-        if len(self._history) < 2:
+        """One step back: the previous neuron, sample and selections (nothing before the
+        first neuron or sample opened, as the disabled Back button says)."""
+        if not self._can_go_back():
             return self
         self._history.pop()
         state = self._history[-1]

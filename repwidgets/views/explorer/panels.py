@@ -146,7 +146,8 @@ class SamplePanel(ipywidgets.VBox):
     """The panel of the opened sample (class ``rw-x-sample``), with the trail and Back.
 
     Attributes:
-        trail: the breadcrumb Label (``rw-x-trail``).
+        trail: the breadcrumb Label (``rw-x-trail``): the last few steps, "…" before.
+        hint: the one-line hint shown until a sample is opened (``rw-x-sample-hint``).
         back_button: one step back (``rw-x-back``).
         image: the sample's picture; facts: Labels of class, prediction, concepts and
             attribution score; strongest: Output with the neurons firing most on it.
@@ -173,7 +174,16 @@ class SamplePanel(ipywidgets.VBox):
         )
         self.body = ipywidgets.HBox([self.image, facts, self.strongest])
         self.body.layout.display = "none"
-        super().__init__([ipywidgets.HBox([self.back_button, self.trail]), self.body])
+        #: one line in place of the empty body until a sample is opened
+        self.hint = ipywidgets.Label(
+            "Click any image (top-activating, mid-range or taught samples) to open its sample."
+        )
+        self.hint.add_class("rw-x-sample-hint")
+        # the trail takes the room beside Back and never runs off the edge
+        self.trail.layout = ipywidgets.Layout(flex="1 1 auto", min_width="0", overflow="hidden")
+        bar = ipywidgets.HBox([self.back_button, self.trail])
+        bar.layout.width = "100%"
+        super().__init__([bar, self.hint, self.body])
         self.add_class("rw-x-sample")
         self.index: int | None = None
 
@@ -188,8 +198,10 @@ class SamplePanel(ipywidgets.VBox):
         self.image.value = image
         show_table(self.strongest, strongest)
         self.body.layout.display = None
+        self.hint.layout.display = "none"
 
     def hide(self) -> None:
         """Show no sample."""
         self.index = None
         self.body.layout.display = "none"
+        self.hint.layout.display = None
