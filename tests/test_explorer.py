@@ -6,6 +6,7 @@ Runs on the attribution tests' tiny trained session (shapes at 16 px, 8 neurons 
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 
@@ -252,6 +253,10 @@ def test_attribute_fills_the_taught_panel(x):
     facts = x.show_sample(best)
     assert facts["attribution score"] == pytest.approx(float(result.to_frame()["score"].iloc[0]))
     assert x.attribute(wait=True) is result  # cached per neuron
+    # the progress showed beside the button that started it, and is hidden once done
+    assert x.neuron_panel.job_slot.children == (x.jobs.box,) and not x.actions.job_slot.children
+    assert x.jobs.progress.layout.display == "none" and x.jobs.progress.value == 0
+    assert "done" in x.jobs.status.value
 
 
 def test_cancel_stops_a_running_job(x):
@@ -292,6 +297,13 @@ def test_retrain_gives_erm_curated_and_oracle(x):
     erm = evaluate(sess, None, split="test").loc["before", "accuracy"]
     assert table.loc["ERM", "accuracy_mean"] == pytest.approx(erm)
     assert x.comparison is comparison and x.actions.plot.value[:4] == b"\x89PNG"
+    # the plot reads in both themes: a transparent background, no white in its corners
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(x.actions.plot.value))
+    assert img.mode == "RGBA" and img.getpixel((img.width - 1, img.height - 1))[3] == 0
+    assert x.actions.job_slot.children == (x.jobs.box,)
+    assert x.jobs.progress.layout.display == "none"
 
 
 def test_results_are_remembered_and_cached_on_disk(attribution_session, results, tmp_path):

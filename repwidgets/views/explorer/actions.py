@@ -29,6 +29,8 @@ from repwidgets.views.explorer.galleries import show_table
 __all__ = ["ActionBar", "comparison_png", "retrain_comparison", "selection_frame"]
 
 _COLORS = {"accuracy": (76, 120, 168), "worst_group_accuracy": (228, 87, 86)}
+#: mid-grey text and grid lines, readable on a light and a dark background
+_TEXT, _GRID = (128, 128, 128, 255), (128, 128, 128, 90)
 
 
 def retrain_comparison(
@@ -122,19 +124,23 @@ def _cancelled() -> Exception:
 def comparison_png(table: pd.DataFrame, width: int = 420, height: int = 220) -> bytes:
     """Bars of accuracy and worst-group accuracy per method, as a PNG.
 
+    The background is transparent and the text and grid mid-grey, so the chart reads
+    in JupyterLab's light and dark themes alike.
+
     Args:
         table: the ComparisonResult table (index: method; columns ``accuracy_mean`` and
             ``worst_group_accuracy_mean``).
     """
     from PIL import Image, ImageDraw
 
-    img = Image.new("RGB", (width, height), "white")
+    # transparent, with mid-grey text and grid: it reads on light and dark themes
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(img)
     left, right, top, bottom = 36, width - 8, 24, height - 28
     for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = bottom - frac * (bottom - top)
-        draw.line([(left, y), (right, y)], fill=(225, 225, 225))
-        draw.text((4, y - 6), f"{frac:.2f}", fill=(90, 90, 90))
+        draw.line([(left, y), (right, y)], fill=_GRID)
+        draw.text((4, y - 6), f"{frac:.2f}", fill=_TEXT)
     methods = [str(m) for m in table.index]
     slot = (right - left) / max(len(methods), 1)
     bar = slot * 0.35
@@ -147,11 +153,11 @@ def comparison_png(table: pd.DataFrame, width: int = 420, height: int = 220) -> 
             draw.rectangle(
                 [xa, bottom - value * (bottom - top), xa + bar - 2, bottom], fill=_COLORS[column]
             )
-        draw.text((x0, bottom + 6), method[:12], fill=(30, 30, 30))
+        draw.text((x0, bottom + 6), method[:12], fill=_TEXT)
     draw.rectangle([left, 6, left + 10, 16], fill=_COLORS["accuracy"])
-    draw.text((left + 14, 5), "accuracy", fill=(30, 30, 30))
+    draw.text((left + 14, 5), "accuracy", fill=_TEXT)
     draw.rectangle([left + 90, 6, left + 100, 16], fill=_COLORS["worst_group_accuracy"])
-    draw.text((left + 104, 5), "worst-group accuracy", fill=(30, 30, 30))
+    draw.text((left + 104, 5), "worst-group accuracy", fill=_TEXT)
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -214,13 +220,19 @@ class ActionBar(ipywidgets.VBox):
                 self.counts,
             ]
         )
-        super().__init__([buttons, ipywidgets.HBox([self.table, self.plot])])
+        #: holds the progress and status of the job an action started (see Explorer)
+        self.job_slot = ipywidgets.HBox([])
+        super().__init__([buttons, self.job_slot, ipywidgets.HBox([self.table, self.plot])])
 
     def show_comparison(self, result: Any) -> None:
         """Show a ComparisonResult as its table and bar chart (replacing the last)."""
         table = result.to_frame()
+        # no-break spaces keep each header on one row
         shown = table[["accuracy_mean", "worst_group_accuracy_mean"]].rename(
-            columns={"accuracy_mean": "accuracy", "worst_group_accuracy_mean": "worst-group acc."}
+            columns={
+                "accuracy_mean": "accuracy",
+                "worst_group_accuracy_mean": "worst\u00a0group\u00a0acc.",
+            }
         )
         show_table(self.table, shown.round(3))
         self.plot.value = comparison_png(table)

@@ -95,14 +95,26 @@ class Explorer(ipywidgets.VBox):
                 self.map,
                 ipywidgets.HBox([self.neuron_panel, self.sample_panel]),
                 self.actions,
-                self.jobs.box,
             ]
         )
+        self._jobs_beside(self.actions.job_slot)
         self.add_class("rw-explorer")
         self._show_counts()
         self._preload = self.jobs.start(
             f"reading the activations of {self.layer}", lambda _r, _c: data.activations()
         )
+
+    def _jobs_beside(self, slot: ipywidgets.Box) -> None:
+        """Show the progress, Cancel and status in ``slot``, next to the action that
+        started the job (the attribution button or the action bar); a running job's
+        progress stays where it is."""
+        if self.jobs.busy:
+            return
+        for other in (self.neuron_panel.job_slot, self.actions.job_slot):
+            if other is not slot and other.children:
+                other.children = ()
+        if not slot.children:
+            slot.children = (self.jobs.box,)
 
     def _ready(self) -> None:
         """Wait for the activations read at open (the worker runs one job at a time)."""
@@ -377,6 +389,7 @@ class Explorer(ipywidgets.VBox):
                     self._show_taught(unit)
 
         self._ready()
+        self._jobs_beside(self.neuron_panel.job_slot)
         job = self.jobs.start(f"attribution of neuron #{unit}", work, wait=wait, on_done=done)
         return job.result if wait else job
 
@@ -413,6 +426,7 @@ class Explorer(ipywidgets.VBox):
     def _flag_clicked(self, mark: str) -> None:
         try:
             self.flag(mark)
+            self._jobs_beside(self.actions.job_slot)
             self.jobs.say(f"{len(self._samples)} samples flagged {mark}")
         except ValueError as exc:
             self.jobs.say(str(exc))
@@ -433,6 +447,7 @@ class Explorer(ipywidgets.VBox):
 
     def _export_clicked(self) -> None:
         path = self.to_csv(self.export_path)
+        self._jobs_beside(self.actions.job_slot)
         self.jobs.say(f"{len(self._samples)} samples written to {path}")
 
     def retrain(self, wait: bool = True) -> Any:
@@ -454,6 +469,7 @@ class Explorer(ipywidgets.VBox):
                 self.actions.show_comparison(job.result)
 
         self._ready()
+        self._jobs_beside(self.actions.job_slot)
         job = self.jobs.start("retraining the last layer", work, wait=wait, on_done=done)
         return job.result if wait else job
 

@@ -80,7 +80,8 @@ class Jobs:
     """The explorer's worker: one job at a time, its progress bar, status and Cancel.
 
     Attributes:
-        progress: ``IntProgress`` of the running job (class ``rw-x-progress``).
+        progress: ``IntProgress`` of the running job (class ``rw-x-progress``); it and
+            Cancel are hidden (and the bar reset) while no job runs.
         status: the status ``Label`` (class ``rw-x-status``).
         cancel_button: stops the running job (class ``rw-x-cancel``).
         box: the three in one row, to place in a view.
@@ -98,8 +99,17 @@ class Jobs:
         self.cancel_button.add_class("rw-x-cancel")
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.box = ipywidgets.HBox([self.progress, self.cancel_button, self.status])
+        self._show_running(False)
         self.current: Job | None = None
         self._lock = threading.Lock()
+
+    def _show_running(self, running: bool) -> None:
+        """The progress bar and Cancel show only while a job runs (the status stays)."""
+        shown = None if running else "none"
+        self.progress.layout.display = shown
+        self.cancel_button.layout.display = shown
+        if not running:
+            self.progress.value, self.progress.max = 0, 1
 
     @property
     def busy(self) -> bool:
@@ -149,6 +159,7 @@ class Jobs:
             self.current = job
         self.progress.value, self.progress.max = 0, 1
         self.cancel_button.disabled = False
+        self._show_running(True)
         self.say(f"{name}: waiting for the model…")
         if wait:
             self._run(job, work, on_done)
@@ -186,8 +197,8 @@ class Jobs:
                 traceback.print_exc()
         job.seconds = time.perf_counter() - t0
         self.cancel_button.disabled = True
+        self._show_running(False)
         if job.state == "done":
-            self.progress.value = self.progress.max
             self.say(f"{job.name}: done in {job.seconds:.1f} s")
         elif job.state == "cancelled":
             self.say(f"{job.name}: cancelled")

@@ -94,6 +94,8 @@ class NeuronPanel(ipywidgets.VBox):
             layout=ipywidgets.Layout(width="auto"),
         )
         self.attribute_button.add_class("rw-x-attribute")
+        #: holds the progress and status while the attribution runs (see Explorer)
+        self.job_slot = ipywidgets.HBox([])
         label_row = ipywidgets.HBox([self.auc, self.coverage, self.p_value])
         label_row.layout.grid_gap = "16px"
         head = ipywidgets.VBox([self.title, self.formula, label_row])
@@ -102,7 +104,9 @@ class NeuronPanel(ipywidgets.VBox):
                 self.top,
                 ipywidgets.VBox([self.band, self.midrange, self.enriched]),
                 self.loadings,
-                ipywidgets.VBox([self.attribute_button, self.taught]),
+                ipywidgets.VBox(
+                    [ipywidgets.HBox([self.attribute_button, self.job_slot]), self.taught]
+                ),
             ]
         )
         for i, name in enumerate(["top", "mid-range", "concept vectors", "taught by"]):
