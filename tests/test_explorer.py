@@ -257,6 +257,7 @@ def test_attribute_fills_the_taught_panel(x):
     assert x.neuron_panel.job_slot.children == (x.jobs.box,) and not x.actions.job_slot.children
     assert x.jobs.progress.layout.display == "none" and x.jobs.progress.value == 0
     assert "done" in x.jobs.status.value
+    assert x.galleries["taught"].sort_by == "TRAK"
 
 
 def test_cancel_stops_a_running_job(x):

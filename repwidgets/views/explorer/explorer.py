@@ -87,16 +87,10 @@ class Explorer(ipywidgets.VBox):
         title = ipywidgets.Label(
             f"Explorer · {self.layer} · {len(data.ids)} neurons · samples of the {data.split} split"
         )
-        self.neuron_panel.layout.width = "60%"
-        self.sample_panel.layout.width = "40%"
-        super().__init__(
-            [
-                title,
-                self.map,
-                ipywidgets.HBox([self.neuron_panel, self.sample_panel]),
-                self.actions,
-            ]
-        )
+        # the neuron panel takes the full width: its galleries fit 4+ cards a row
+        self.neuron_panel.layout.width = "100%"
+        self.sample_panel.layout.width = "100%"
+        super().__init__([title, self.map, self.neuron_panel, self.sample_panel, self.actions])
         self._jobs_beside(self.actions.job_slot)
         self.add_class("rw-explorer")
         self._show_counts()
@@ -220,7 +214,8 @@ class Explorer(ipywidgets.VBox):
         names = list(self.sess.class_names)
         targets = self.sess.targets(self.data.split)
         labels = [names[int(targets[i])] for i in samples]
-        scores = {"activation": [float(acts[i]) for i in samples]}
+        # short score names: a card's score line fits its width uncut
+        scores = {"act": [float(acts[i]) for i in samples]}
         if extra:
             scores.update(extra)
         gallery = sample_gallery(
@@ -397,11 +392,11 @@ class Explorer(ipywidgets.VBox):
         frame = self.attributions[unit].to_frame().head(GALLERY_SIZE)
         samples = [int(i) for i in frame["sample"]]
         acts = self.data.activations()[:, unit].numpy()
-        extra = {"score": list(frame["score"]), "rank": list(frame["rank"])}
+        extra = {"TRAK": list(frame["score"])}  # the rank is the sort order
         gallery = self._gallery(
             samples, f"training samples that taught neuron #{unit}", acts, extra
         )
-        gallery.sort_by = "score"
+        gallery.sort_by = "TRAK"
         old = self.galleries.get("taught")
         self.neuron_panel.taught.children = [gallery]
         self.galleries["taught"] = gallery
