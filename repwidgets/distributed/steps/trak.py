@@ -34,13 +34,42 @@ Job file:
     train_split = "train"    # default; n_train = 1000 takes the first rows only
     target_split = "test"    # default; targets = [0, 5, 9] picks target samples
 
+An ensemble (``checkpoints = ["a.pt", "b.pt", ...]``: weights files, relative to the
+job file, loaded with ``weights_only=True`` into copies of the job's model; default the
+job's one model) is the engine's unweighted ensemble: ``S = mean_c(Phi_c K_c^-1
+Phi_c,target^T) * mean_c(Q_c)``, checkpoint ``c`` projected with ``seed + c``. It is
+split one of two ways (``shard``):
+
+* ``"checkpoints"``: rank ``r`` takes checkpoints ``r, r + R, ...`` and runs the whole
+  one-process featurisation and solve for each (no communication; every rank reads
+  the whole training set once per checkpoint). After each checkpoint it adds the
+  kernel products [n, m] and the Q terms [n] to its running sums in
+  ``<work>/partial-w<R>-r<r>.safetensors`` (atomic, with the checkpoints they hold)
+  and records the checkpoint, so a rerun skips it; the main rank adds the ranks' sums.
+* ``"samples"``: the path above, once per checkpoint (the ranks share each
+  checkpoint's pass over the data, and all-reduce one ``p x p`` kernel per
+  checkpoint); the main rank sums the kernel products and Q terms.
+* ``"auto"`` (default): by checkpoint when there are at least as many checkpoints as
+  ranks, else by samples.
+
+.. code-block:: toml
+
+    [[steps]]
+    name = "trak"
+    proj_dim = 512
+    checkpoints = ["ckpt/epoch10.pt", "ckpt/epoch20.pt", "ckpt/epoch30.pt"]
+    shard = "auto"
+
 The result, a :class:`~repwidgets.engines.attribution.TRAKResult`, is saved to
 ``<out>/results/trak/scores.safetensors``.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +79,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from repwidgets._progress import progress_counter
+from repwidgets.atomic import atomic_write_text
 from repwidgets.distributed.context import shard_range
 from repwidgets.engines.attribution.config import TRAKConfig
 from repwidgets.engines.attribution.data import collate, loader
@@ -57,25 +87,81 @@ from repwidgets.engines.attribution.featurize import Featurizer
 from repwidgets.engines.attribution.outputs import as_output_fn
 from repwidgets.engines.attribution.solve import Checkpoint, dual_gram, kernel_dtype, scores_one
 from repwidgets.engines.attribution.store import FeatureStore
-from repwidgets.engines.attribution.trak import TRAKResult
+from repwidgets.engines.attribution.trak import TRAK, TRAKResult
+from repwidgets.models.checkpoint import load_weights
 
 from ._parts import engine_overrides, load_tensors, save_tensors, show_progress, step_id
 
-__all__ = ["NAME", "RESULT", "check", "run", "trak_sharded"]
+__all__ = [
+    "NAME",
+    "RESULT",
+    "SHARDS",
+    "check",
+    "checkpoint_paths",
+    "run",
+    "split_by_checkpoint",
+    "trak_by_checkpoint",
+    "trak_sharded",
+]
 
 NAME = "trak"
 #: The result's file name under ``<out>/results/trak/``.
 RESULT = "scores"
-_OWN = ("train_split", "target_split", "n_train", "targets")
+_OWN = ("train_split", "target_split", "n_train", "targets", "checkpoints", "shard")
+#: How an ensemble is split over ranks (see the module docstring).
+SHARDS = ("auto", "samples", "checkpoints")
 _GRAM_ROWS = 4096  # rows per float64 product when summing a chunk's kernel
 
 
 def check(job: Any, step: dict) -> None:
-    """Raise for unknown or bad settings before any step runs (names get "did you mean")."""
+    """Raise for unknown or bad settings before any step runs (names get "did you mean";
+    an unknown ``shard`` or a missing checkpoint file is named with the fix)."""
     TRAKConfig.resolve(None, engine_overrides(step, _OWN))
     for key in ("train_split", "target_split"):
         if not isinstance(step.get(key, "train"), str):
             raise ValueError(f"{key} must be a split name, got {step[key]!r}.")
+    if step.get("shard", "auto") not in SHARDS:
+        raise ValueError(
+            f"trak shard must be one of {', '.join(repr(s) for s in SHARDS)}, got "
+            f"{step['shard']!r}: 'checkpoints' gives each rank whole checkpoints, 'samples' "
+            "shares every checkpoint's training samples out, 'auto' picks."
+        )
+    checkpoint_paths(job, step)
+
+
+def checkpoint_paths(job: Any, step: dict) -> list[Path | None]:
+    """The step's checkpoint files (absolute, relative ones taken from the job file's
+    folder), or ``[None]`` for the job's one model; raises for a missing file."""
+    names = step.get("checkpoints")
+    if names is None:
+        return [None]
+    if isinstance(names, str) or not isinstance(names, list) or not names:
+        raise ValueError(
+            'trak checkpoints must be a non-empty list of files, e.g. checkpoints = ["a.pt", '
+            f'"b.pt"]; got {names!r}.'
+        )
+    job_file = getattr(job, "path", None)
+    base = Path(job_file).resolve().parent if job_file else Path.cwd()
+    paths = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"trak checkpoints must be file names, got {name!r}.")
+        path = (base / name).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"trak checkpoint {name!r} not found (looked for {path}); checkpoint paths are "
+                "relative to the job file's folder."
+            )
+        paths.append(path)
+    return paths
+
+
+def split_by_checkpoint(shard: str, n_checkpoints: int, world: int) -> bool:
+    """Whether ``shard`` splits the ensemble by checkpoint on ``world`` ranks ("auto":
+    when every rank gets at least one checkpoint)."""
+    if shard == "auto":
+        return n_checkpoints >= world
+    return shard == "checkpoints"
 
 
 def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
@@ -85,19 +171,28 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
     Args:
         ctx, job, out, manifest: as for every step (see :mod:`repwidgets.distributed.steps`).
         step: the step's table: settings of :class:`TRAKConfig`, plus ``train_split``,
-            ``target_split``, ``n_train`` (the first rows of the training split) and
-            ``targets`` (indices into the target split; default all of it).
+            ``target_split``, ``n_train`` (the first rows of the training split),
+            ``targets`` (indices into the target split; default all of it),
+            ``checkpoints`` (an ensemble's weights files) and ``shard``.
     """
     name = step_id(job, step)
+    check(job, step)
     cfg = TRAKConfig.resolve(None, engine_overrides(step, _OWN))
+    paths = checkpoint_paths(job, step)
     key = f"{RESULT}:result"
     if manifest.done(name, key):
         return
     sess = job.session(ctx)
     train, targets = _datasets(sess, step)
-    result = trak_sharded(
-        ctx, sess, train, targets, cfg, manifest=manifest, work=Path(out) / "work" / name, name=name
-    )
+    work = Path(out) / "work" / name
+    if split_by_checkpoint(str(step.get("shard", "auto")), len(paths), ctx.world):
+        result = trak_by_checkpoint(
+            ctx, sess, train, targets, cfg, paths, manifest=manifest, work=work, name=name
+        )
+    else:
+        result = trak_sharded(
+            ctx, sess, train, targets, cfg, manifest=manifest, work=work, name=name, paths=paths
+        )
     if ctx.is_main:
         path = Path(out) / "results" / name / f"{RESULT}.safetensors"
         result.save(path)
@@ -126,6 +221,13 @@ def _datasets(sess: Any, step: dict) -> tuple[Dataset, Dataset]:
     return train, targets
 
 
+def _model(sess: Any, path: Path | None) -> torch.nn.Module:
+    """The session's model, or a copy of it holding the weights at ``path``."""
+    if path is None:
+        return sess.model
+    return load_weights(copy.deepcopy(sess.model), path, map_location=torch.device("cpu"))
+
+
 def trak_sharded(
     ctx: Any,
     sess: Any,
@@ -136,22 +238,69 @@ def trak_sharded(
     manifest: Any,
     work: Path,
     name: str = NAME,
+    paths: list[Path | None] | None = None,
 ) -> TRAKResult | None:
-    """TRAK (the session's model, the class margin) with the training chunks and the
-    targets split over ranks; the result on the main rank (None elsewhere). Every rank
-    must call it (it reduces and gathers).
+    """TRAK (the class margin) with the training chunks and the targets split over
+    ranks, once per checkpoint (``paths``; default the session's model); the result on
+    the main rank (None elsewhere). Every rank must call it (it reduces and gathers).
 
     Example:
         >>> r = trak_sharded(Context.single(), sess, train, targets, TRAKConfig(proj_dim=64),
         ...                  work=Path("out/work/trak"))  # doctest: +SKIP
     """
+    paths = [None] if paths is None else list(paths)
+    total = q = None
+    dims: list[int] = []
+    names: list[str] = []
+    for c, path in enumerate(paths):
+        one = len(paths) == 1
+        part = _sharded_one(
+            ctx,
+            sess,
+            _model(sess, path),
+            train,
+            targets,
+            cfg.replace(seed=int(cfg.seed) + c),
+            manifest=manifest,
+            work=Path(work) if one else Path(work) / f"c{c:03d}",
+            name=name,
+            tag="" if one else f"c{c}_",
+        )
+        if part is None:
+            continue
+        total = part[0] if total is None else total + part[0]
+        q = part[1] if q is None else q + part[1]
+        dims.append(part[2])
+        names = names or part[3]
+    if not ctx.is_main:
+        return None
+    return _result(cfg, total, q, len(paths), dims, names, len(targets))
+
+
+def _sharded_one(
+    ctx: Any,
+    sess: Any,
+    model: torch.nn.Module,
+    train: Dataset,
+    targets: Dataset,
+    cfg: TRAKConfig,
+    *,
+    manifest: Any,
+    work: Path,
+    name: str,
+    tag: str = "",
+) -> tuple[Tensor, Tensor, int, list[str]] | None:
+    """One checkpoint, its samples split over ranks: on the main rank the kernel
+    products ``Phi K^-1 Phi_target^T`` [n, m], the Q terms [n], the number of
+    differentiated parameters and their names (None elsewhere). ``tag`` starts the
+    feature store's name (and so its manifest keys), one per checkpoint."""
     device = torch.device(sess.device)
     fn = as_output_fn("margin")
     first = collate([train[0]])
     dtype = kernel_dtype(cfg.kernel_dtype, device)
-    with fn.attached(sess.model, device):
+    with fn.attached(model, device):
         feat = Featurizer(
-            sess.model,
+            model,
             fn,
             cfg.grad_wrt,
             None if cfg.proj_dim is None else int(cfg.proj_dim),
@@ -166,7 +315,7 @@ def trak_sharded(
         )
         n, p = len(train), feat.out_dim
         rows = min(int(cfg.chunk_rows), max(1, math.ceil(n / ctx.world)))
-        store = FeatureStore(Path(work) / "features", f"train_r{rows}", n, p, chunk_rows=rows)
+        store = FeatureStore(Path(work) / "features", f"{tag}train_r{rows}", n, p, chunk_rows=rows)
         mine = ctx.shard(store.n_chunks)
         bs = max(1, min(int(cfg.batch_size), int(cfg.memory_budget_mb * 2**20 // (feat.dim * 12))))
         _featurize(ctx, sess, feat, fn, train, store, mine, bs, manifest, Path(work), name)
@@ -195,24 +344,151 @@ def trak_sharded(
             every = [shard_range(store.n_chunks, r, ctx.world) for r in range(ctx.world)]
             total = torch.cat([load_tensors(_scores_path(work, store, b))["scores"] for b in every])
     q = torch.cat([load_tensors(_q_path(work, store, k))["q"] for k in range(store.n_chunks)])
-    scores = total * q[:, None]
+    return total, q, int(feat.dim), list(feat.names)
+
+
+def _result(
+    cfg: TRAKConfig,
+    total: Tensor,
+    q_sum: Tensor,
+    n_models: int,
+    dims: list[int],
+    names: list[str],
+    m: int,
+) -> TRAKResult:
+    """The engine's ensemble result from the kernel products and Q terms summed over
+    ``n_models`` checkpoints: ``total / M * mean Q``."""
+    q = q_sum / n_models
     return TRAKResult(
-        scores=scores,
+        scores=total / n_models * q[:, None],
         out_to_loss=q,
-        n_models=1,
+        n_models=n_models,
         proj_dim=None if cfg.proj_dim is None else int(cfg.proj_dim),
         proj_kind=cfg.proj_kind if cfg.proj_dim is not None else "none",
         lam=float(cfg.lam),
         lam_relative=bool(cfg.lam_relative),
         reduce=None,
         soft_threshold=None,
-        n_targets=len(targets),
-        output=fn.name,
-        grad_dims=[int(feat.dim)],
-        grad_params=list(feat.names),
+        n_targets=m,
+        output="margin",
+        grad_dims=[int(d) for d in dims],
+        grad_params=list(names),
         seed=int(cfg.seed),
         params={**cfg.to_dict(), "reduce": None, "soft_threshold": None},
     )
+
+
+def trak_by_checkpoint(
+    ctx: Any,
+    sess: Any,
+    train: Dataset,
+    targets: Dataset,
+    cfg: TRAKConfig,
+    paths: list[Path | None],
+    *,
+    manifest: Any,
+    work: Path,
+    name: str = NAME,
+) -> TRAKResult | None:
+    """TRAK over an ensemble with whole checkpoints dealt to the ranks (rank ``r``:
+    checkpoints ``r, r + R, ...``), each run as on one process; the result on the main
+    rank (None elsewhere). Every rank must call it (it meets the others once).
+
+    A rank keeps its running sums (kernel products [n, m], Q terms [n], and which
+    checkpoints they hold) in one file, rewritten atomically after each checkpoint and
+    then recorded in the manifest; a rerun skips the checkpoints the file holds.
+
+    Example:
+        >>> r = trak_by_checkpoint(Context.single(), sess, train, targets, TRAKConfig(),
+        ...                        [Path("a.pt"), Path("b.pt")], manifest=Manifest("out"),
+        ...                        work=Path("out/work/trak"))  # doctest: +SKIP
+    """
+    work = Path(work)
+    mine = range(ctx.rank, len(paths), ctx.world)
+    part_path = _partial_path(work, ctx.world, ctx.rank)
+    part = load_tensors(part_path) if part_path.exists() else None
+    held = [] if part is None else [int(c) for c in part["checkpoints"]]
+    show = show_progress(ctx, sess)
+    for c in mine:
+        key = f"checkpoint:{c}"
+        if c in held:
+            if not manifest.done(name, key):  # killed between the file and the record
+                manifest.record(name, key, world=ctx.world)
+            continue
+        folder = work / f"features-c{c:03d}"
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed run left
+        total, q, dim, names = _one_checkpoint(
+            sess, _model(sess, paths[c]), train, targets, cfg.replace(seed=int(cfg.seed) + c),
+            folder, show,
+        )  # fmt: skip
+        if c == 0:
+            atomic_write_text(work / "grad-params.json", json.dumps(names))
+        if part is not None:
+            total, q = total + part["total"], q + part["q"]
+            dim = torch.cat([part["grad_dims"], torch.tensor([dim])])
+        held.append(c)
+        part = {
+            "total": total,
+            "q": q,
+            "checkpoints": torch.tensor(held, dtype=torch.int64),
+            "grad_dims": torch.as_tensor(dim, dtype=torch.int64).reshape(-1),
+        }
+        save_tensors(part_path, part)
+        manifest.record(name, key, world=ctx.world)
+        shutil.rmtree(folder, ignore_errors=True)
+    ctx.barrier()  # every rank's sums written (the output folder is shared)
+    if not ctx.is_main:
+        return None
+    total = q = None
+    dims = [0] * len(paths)
+    for r in range(min(ctx.world, len(paths))):
+        got = load_tensors(_partial_path(work, ctx.world, r))
+        held = [int(c) for c in got["checkpoints"]]
+        if sorted(held) != list(range(r, len(paths), ctx.world)):
+            raise RuntimeError(f"Rank {r}'s TRAK sums hold checkpoints {held}; expected its own.")
+        for c, d in zip(held, got["grad_dims"].tolist()):
+            dims[c] = int(d)
+        total = got["total"] if total is None else total + got["total"]
+        q = got["q"] if q is None else q + got["q"]
+    names = json.loads((work / "grad-params.json").read_text())
+    return _result(cfg, total, q, len(paths), dims, names, len(targets))
+
+
+def _partial_path(work: Path, world: int, rank: int) -> Path:
+    """Rank ``rank``'s running sums over its checkpoints (on ``world`` ranks)."""
+    return Path(work) / f"partial-w{world}-r{rank}.safetensors"
+
+
+def _one_checkpoint(
+    sess: Any,
+    model: torch.nn.Module,
+    train: Dataset,
+    targets: Dataset,
+    cfg: TRAKConfig,
+    folder: Path,
+    progress: bool,
+) -> tuple[Tensor, Tensor, int, list[str]]:
+    """One checkpoint as on one process (the engine's :class:`TRAK`): its kernel
+    products [n, m], Q terms [n], number of differentiated parameters and their names."""
+    trak = TRAK(
+        model,
+        "margin",
+        cfg,
+        device=sess.device,
+        feature_dir=folder,
+        preprocess=sess.preprocess,
+        progress=progress,
+        output=sess.output,
+    )
+    try:
+        trak.featurize(train)
+        ck = trak.checkpoints[0]
+        phi_t = trak.target_features(0, targets)
+        solve, _ = ck.solver(float(cfg.lam), bool(cfg.lam_relative))
+        total = scores_one(ck, phi_t, solve, len(train), trak.kernel_dtype, trak.device)
+        return total, ck.q.clone(), int(ck.featurizer.dim), list(ck.featurizer.names)
+    finally:
+        trak.close()
 
 
 def _featurize(
