@@ -49,8 +49,9 @@ split one of two ways (``shard``):
 * ``"samples"``: the path above, once per checkpoint (the ranks share each
   checkpoint's pass over the data, and all-reduce one ``p x p`` kernel per
   checkpoint); the main rank sums the kernel products and Q terms.
-* ``"auto"`` (default): by checkpoint when there are at least as many checkpoints as
-  ranks, else by samples.
+* ``"auto"`` (default): by checkpoint when there are several checkpoints and at least
+  as many as ranks, else by samples (so the job's one model is split by samples, also
+  on one process, where a killed run resumes chunk by chunk).
 
 .. code-block:: toml
 
@@ -158,9 +159,10 @@ def checkpoint_paths(job: Any, step: dict) -> list[Path | None]:
 
 def split_by_checkpoint(shard: str, n_checkpoints: int, world: int) -> bool:
     """Whether ``shard`` splits the ensemble by checkpoint on ``world`` ranks ("auto":
-    when every rank gets at least one checkpoint)."""
+    when there are several checkpoints and every rank gets at least one; one model is
+    split by samples, which also resumes a killed run chunk by chunk)."""
     if shard == "auto":
-        return n_checkpoints >= world
+        return n_checkpoints > 1 and world <= n_checkpoints
     return shard == "checkpoints"
 
 
