@@ -173,3 +173,24 @@ def test_bad_settings_fail_before_work(ensemble, tmp_path, extra, error, named):
 
     with pytest.raises(error, match=named):
         run_world(NoSession(job.path.parent), step(**extra), tmp_path, 2)
+
+
+def test_job_file_names_checkpoints_beside_it(ensemble, tmp_path):
+    """``repwidgets run job.toml`` on one process: checkpoint paths are read from the job
+    file's folder, the job's model gives the architecture, and the scores are the
+    one-process ensemble's."""
+    import shutil
+
+    from repwidgets.distributed.context import Context
+    from repwidgets.distributed.runner import run_job
+    from tests.distributed_job import write_job
+
+    job, ref = ensemble
+    (tmp_path / "ckpt").mkdir()
+    for i in range(3):
+        shutil.copy(job.path.parent / f"ck{i}.pt", tmp_path / "ckpt" / f"ck{i}.pt")
+    table = step(checkpoints=[f"ckpt/ck{i}.pt" for i in range(3)])
+    path = write_job(tmp_path, steps=[table], layers=["features.conv2"])
+    out = run_job(path, Context.single())
+    assert_same_scores(load(out), ref)
+    assert Manifest(out).keys("trak") >= {"checkpoint:0", "checkpoint:1", "checkpoint:2"}
