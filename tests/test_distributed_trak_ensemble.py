@@ -194,3 +194,16 @@ def test_job_file_names_checkpoints_beside_it(ensemble, tmp_path):
     out = run_job(path, Context.single())
     assert_same_scores(load(out), ref)
     assert Manifest(out).keys("trak") >= {"checkpoint:0", "checkpoint:1", "checkpoint:2"}
+
+
+def test_weights_that_do_not_fit_fail_before_work(ensemble, tmp_path, monkeypatch):
+    job, _ = ensemble
+    torch.save(tiny_model(seed=0, width=4).state_dict(), tmp_path / "narrow.pt")
+    table = step(checkpoints=["ck0.pt", str(tmp_path / "narrow.pt")])
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a checkpoint was featurised before every one was loaded")
+
+    monkeypatch.setattr(step_module, "_one_checkpoint", no_work)
+    with pytest.raises(rw.models.CheckpointError, match="narrow.pt|shape"):
+        run_world(job, table, tmp_path / "out", 2)

@@ -185,6 +185,8 @@ def run(ctx: Any, job: Any, step: dict, out: Path, manifest: Any) -> None:
     if manifest.done(name, key):
         return
     sess = job.session(ctx)
+    for path in paths:  # weights that do not fit the job's model fail before any work
+        _model(sess, path)
     train, targets = _datasets(sess, step)
     work = Path(out) / "work" / name
     if split_by_checkpoint(str(step.get("shard", "auto")), len(paths), ctx.world):
