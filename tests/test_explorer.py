@@ -89,6 +89,9 @@ def test_selecting_a_neuron_fills_the_panels_with_what_the_engines_give(x, resul
     assert x.neuron_panel.formula.value == inv.formulas[j]["text"]
     assert x.neuron_panel.auc.value == f"AUC {float(inv.auc[j]):.3f}"
     assert x.neuron_panel.formula.tooltip  # the one-line explanation on hover
+    clauses = x.data.clauses(unit)
+    assert [c["concept"] for c in clauses] == x.data.formula_concepts(unit)
+    assert [c["negated"] for c in clauses] == [c["negated"] for c in inv.formulas[j]["clauses"]]
 
     acts = sess.activations(LAYER, split="train").float()
     assert x.galleries["top"].ids == N.top_activating(acts, unit, k=16).tolist()

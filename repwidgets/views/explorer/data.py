@@ -325,6 +325,19 @@ class ExplorerData:
             "p_value": float(r.p_value[j]),
         }
 
+    def clauses(self, unit: int) -> list[dict[str, Any]]:
+        """The literals of ``unit``'s formula: dicts with ``concept``, ``negated`` and
+        ``op`` (INVERT's clauses; empty without INVERT).
+
+        Example:
+            >>> [c["concept"] for c in data.clauses(114) if c["negated"]]  # doctest: +SKIP
+            ['watermark']
+        """
+        j = self._invert_col.get(int(unit))
+        if j is None:
+            return []
+        return [dict(c) for c in self.invert.formulas[j].get("clauses", [])]
+
     def formula_concepts(self, unit: int) -> list[str]:
         """The concepts in ``unit``'s formula (empty without INVERT)."""
         j = self._invert_col.get(int(unit))
