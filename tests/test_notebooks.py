@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 SMALL = {
     "06_your_model": "N_TRAIN, N_VAL, N_TEST = 240, 120, 160\nIMAGE_SIZE = 32\nEPOCHS = 1",
     "07_explorer": "ATTRIBUTION = dict(max_train=200, proj_dim=32, n_targets=8)\n"
-    "RETRAIN = dict(Cs=(0.1, 1.0))\n"
+    "RETRAIN = dict(C=1.0)\n"
     "SETTINGS = {'dora': {'n_signals': 1, 'steps': 8, 'signal_size': 16},"
     " 'invert': {'max_length': 2, 'beam_size': 3}}\n"
     "CONCEPTS = False",

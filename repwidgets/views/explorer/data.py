@@ -4,7 +4,7 @@
 the results passed in, else those kept in memory for this session and layer, else
 those saved in the ``cache`` folder, else computed now (and saved there). Re-opening an
 explorer is then instant. :class:`ExplorerData` turns them into per-neuron arrays (the
-map, the distances, LOF, formulas) and builds each neuron's panel data on its first
+map, the distances, the outlier score, formulas) and builds each neuron's panel data on its first
 visit (top-activating samples, the mid-range band, its enriched concepts, the concept
 vectors it loads on), cached so that switching back is immediate.
 
