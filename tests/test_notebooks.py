@@ -15,7 +15,8 @@ SMALL = {
     "RETRAIN = dict(C=1.0)\n"
     "SETTINGS = {'dora': {'n_signals': 1, 'steps': 8, 'signal_size': 16},"
     " 'invert': {'max_length': 2, 'beam_size': 3}}\n"
-    "CONCEPTS = False",
+    "CONCEPTS = False\n"
+    "N_TRAIN = 1000",
 }
 
 
