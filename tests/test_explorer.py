@@ -403,3 +403,15 @@ def test_activations_are_saved_in_the_cache_folder(
     monkeypatch.setattr(sess, "activations", no_model)
     data = ExplorerData(sess, LAYER, **results, cache=tmp_path)
     torch.testing.assert_close(data.activations(), expected)
+
+
+def test_switching_neurons_gives_the_same_galleries_new_cards(x):
+    first, second = x.data.ids[0], x.data.ids[-1]
+    x.select_neuron(first)
+    top, midrange = x.galleries["top"], x.galleries["midrange"]
+    x.select_samples([top.ids[0]])
+    x.select_neuron(second)
+    assert x.galleries["top"] is top and x.galleries["midrange"] is midrange
+    acts = x.sess.activations(LAYER, split="train").float()
+    assert top.ids == N.top_activating(acts, second, k=16).tolist()
+    assert str(second) in top.title and top.selected == []

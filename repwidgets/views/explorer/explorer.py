@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from repwidgets.atomic import atomic_write_text
 from repwidgets.curation_store import MARKS, Curation
 from repwidgets.views.explorer.actions import ActionBar, retrain_comparison, selection_frame
 from repwidgets.views.explorer.data import ExplorerData
-from repwidgets.views.explorer.galleries import sample_gallery, trail_of
+from repwidgets.views.explorer.galleries import sample_cards, sample_gallery, trail_of
 from repwidgets.views.explorer.jobs import Jobs
 from repwidgets.views.explorer.neurons import NeuronMap
 from repwidgets.views.explorer.panels import NeuronPanel, SamplePanel
@@ -55,7 +57,8 @@ class Explorer(ipywidgets.VBox):
         curation: the :class:`~repwidgets.curation_store.Curation` flags go to.
         attributions: ``{unit: NeuronAttributionResult}`` computed so far.
         comparison: the last retraining's ComparisonResult (or None).
-        galleries: ``{"top", "midrange", "taught"}`` the sample galleries on screen.
+        galleries: ``{"top", "midrange", "taught"}`` the sample galleries (each kept and
+            given the next neuron's cards in place; empty when its slot shows nothing).
     """
 
     def __init__(
@@ -194,23 +197,48 @@ class Explorer(ipywidgets.VBox):
     def _set_gallery(
         self, slot: str, samples: list[int], what: str, unit: int, acts: Any = None
     ) -> None:
-        old = self.galleries.get(slot)
         box = {"top": self.neuron_panel.top, "midrange": self.neuron_panel.midrange}.get(
             slot, self.neuron_panel.taught
         )
         if not samples:
             box.children = []
-            self.galleries[slot] = None
-        else:
-            if acts is None:
-                acts = self.data.activations()[:, unit].numpy()
-            gallery = self._gallery(samples, f"{what} samples of neuron #{unit}", acts)
-            box.children = [gallery]
-            self.galleries[slot] = gallery
-        if old is not None:
-            old.close()
+            if self.galleries.get(slot) is not None:
+                with self._quietly():
+                    self.galleries[slot].replace_cards([])
+            return
+        if acts is None:
+            acts = self.data.activations()[:, unit].numpy()
+        self._fill_gallery(slot, box, samples, f"{what} samples of neuron #{unit}", acts)
 
-    def _gallery(self, samples: list[int], title: str, acts: Any, extra: Any = None) -> Any:
+    def _fill_gallery(
+        self, slot: str, box: Any, samples: list[int], title: str, acts: Any, extra: Any = None
+    ) -> Any:
+        """Show ``samples`` in the gallery of ``slot``: the same gallery with other cards
+        when it exists (its view and fetched images stay), else a new one."""
+        labels, scores = self._card_texts(samples, acts, extra)
+        gallery = self.galleries.get(slot)
+        if gallery is None:
+            gallery = sample_gallery(
+                self.sess,
+                self.data.split,
+                samples,
+                on_open=self._opened,
+                title=title,
+                scores=scores,
+                labels=labels,
+            )
+            gallery.observe(lambda ch: self._from_gallery(ch["new"]), names="selected")
+            self.galleries[slot] = gallery
+        else:
+            with self._quietly():
+                gallery.replace_cards(
+                    sample_cards(samples, scores=scores, labels=labels), title=title
+                )
+        if list(box.children) != [gallery]:
+            box.children = [gallery]
+        return gallery
+
+    def _card_texts(self, samples: list[int], acts: Any, extra: Any) -> tuple[list, dict]:
         names = list(self.sess.class_names)
         targets = self.sess.targets(self.data.split)
         labels = [names[int(targets[i])] for i in samples]
@@ -218,17 +246,16 @@ class Explorer(ipywidgets.VBox):
         scores = {"act": [float(acts[i]) for i in samples]}
         if extra:
             scores.update(extra)
-        gallery = sample_gallery(
-            self.sess,
-            self.data.split,
-            samples,
-            on_open=self._opened,
-            title=title,
-            scores=scores,
-            labels=labels,
-        )
-        gallery.observe(lambda ch: self._from_gallery(ch["new"]), names="selected")
-        return gallery
+        return labels, scores
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Gallery selections changed by the explorer itself are not a person's choice."""
+        before, self._restoring = self._restoring, True
+        try:
+            yield
+        finally:
+            self._restoring = before
 
     # --- samples ------------------------------------------------------------------------
     @property
@@ -393,15 +420,15 @@ class Explorer(ipywidgets.VBox):
         samples = [int(i) for i in frame["sample"]]
         acts = self.data.activations()[:, unit].numpy()
         extra = {"TRAK": list(frame["score"])}  # the rank is the sort order
-        gallery = self._gallery(
-            samples, f"training samples that taught neuron #{unit}", acts, extra
+        gallery = self._fill_gallery(
+            "taught",
+            self.neuron_panel.taught,
+            samples,
+            f"training samples that taught neuron #{unit}",
+            acts,
+            extra,
         )
         gallery.sort_by = "TRAK"
-        old = self.galleries.get("taught")
-        self.neuron_panel.taught.children = [gallery]
-        self.galleries["taught"] = gallery
-        if old is not None:
-            old.close()
 
     # --- actions ------------------------------------------------------------------------
     def flag(self, mark: str, indices: Any = None) -> Curation:

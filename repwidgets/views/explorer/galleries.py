@@ -20,7 +20,7 @@ import pandas as pd
 
 from repwidgets.widgets.gallery import NeuronGallery
 
-__all__ = ["sample_gallery", "show_table", "slot", "trail_of"]
+__all__ = ["sample_cards", "sample_gallery", "show_table", "slot", "trail_of"]
 
 
 def slot(css: str, *children: Any) -> ipywidgets.VBox:
@@ -64,14 +64,7 @@ def sample_gallery(
         labels: one text per sample (class name, rank).
         thumb_size, height: sizes in pixels.
     """
-    samples = [int(i) for i in samples]
-    cards = []
-    for pos, i in enumerate(samples):
-        card: dict[str, Any] = {"id": i, "images": [i]}
-        card["label"] = labels[pos] if labels is not None else f"#{i}"
-        if scores:
-            card["scores"] = {name: float(vals[pos]) for name, vals in scores.items()}
-        cards.append(card)
+    cards = sample_cards(samples, scores=scores, labels=labels)
 
     def image_source(keys: list) -> list[bytes]:
         return list(sess.thumbnails([int(k) for k in keys], split=split))
@@ -88,6 +81,24 @@ def sample_gallery(
         thumb_size=thumb_size,
         height=height,
     )
+
+
+def sample_cards(
+    samples: Sequence[int],
+    *,
+    scores: dict[str, Sequence[float]] | None = None,
+    labels: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One gallery card per sample (id and image key = the sample index), with its label
+    and scores, for :func:`sample_gallery` or ``NeuronGallery.replace_cards``."""
+    cards = []
+    for pos, i in enumerate(int(i) for i in samples):
+        card: dict[str, Any] = {"id": i, "images": [i]}
+        card["label"] = labels[pos] if labels is not None else f"#{i}"
+        if scores:
+            card["scores"] = {name: float(vals[pos]) for name, vals in scores.items()}
+        cards.append(card)
+    return cards
 
 
 def trail_of(history: Sequence[dict]) -> list[str]:
