@@ -100,6 +100,8 @@ def test_bad_retraining_inputs_give_clear_errors(synth):
         mr.retrain(synth, None, strategy="random")
     with pytest.raises(TypeError, match="RetrainConfig has no setting 'seeds'.*'seed'"):
         mr.retrain(synth, [1, 2], seeds=3)
+    with pytest.raises(ValueError, match=r"Samples \[\d+\] are not in split 'train'"):
+        mr.retrain(synth, [1, synth.n("train") + 5], strategy="random")
 
 
 @pytest.fixture(scope="module")

@@ -285,7 +285,16 @@ def _random_like(curation: Any, sess: Session, cfg: RetrainConfig) -> np.ndarray
         n = len(sess.targets(cfg.split))
         return _rng(cfg.seed + 104729).choice(n, size=min(int(curation), n), replace=False)
     if isinstance(curation, (torch.Tensor, np.ndarray, list, tuple, range)):
-        return np.asarray(list(np.asarray(curation).reshape(-1)), dtype=np.int64)
+        idx = np.asarray(list(np.asarray(curation).reshape(-1)), dtype=np.int64)
+        n = sess.n(cfg.split)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if len(bad):
+            raise ValueError(
+                f"Samples {bad[:5].tolist()} are not in split {cfg.split!r} of {n} samples: "
+                "pass indices of that split (a curation file made on another dataset or "
+                "split does not fit this one)."
+            )
+        return idx
     marks = as_marks(curation, sess, cfg.split)
     return np.asarray([i for i, m in marks.items() if m in ("keep", "spurious")], dtype=np.int64)
 
