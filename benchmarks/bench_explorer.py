@@ -25,6 +25,7 @@ is not cached).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -279,7 +280,9 @@ def main() -> None:
     import repwidgets as rw
 
     sess = rw.demo_session(seed=0, progress=False)
-    with tempfile.TemporaryDirectory() as tmp:
+    # outside a kernel, the explorer's Output widgets clearing themselves write terminal
+    # escapes to stdout; stdout is kept for the one JSON object
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         folder = Path(tmp)
         cache = folder / "cache"
         python, x = python_figures(sess, cache, folder, args.quick)
