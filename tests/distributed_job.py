@@ -9,6 +9,7 @@ root, so ``tests`` imports there.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -189,3 +190,27 @@ class _ThreadContext(Context):
 
     def barrier(self) -> None:
         self._fake._barrier.wait()
+
+
+class StandInJob:
+    """What a step needs of a job (its layers, pool and a session per rank) over a given
+    model and the tiny data; every rank gets its own session and model copy, as the
+    processes of a real run do."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[str] = ("features.conv2",)) -> None:
+        self.model = model
+        self.data = tiny_data()
+        self.layers = list(layers)
+        self.pool = "mean"
+
+    def session(self, ctx=None):
+        from repwidgets.session import Session
+
+        return Session(
+            copy.deepcopy(self.model),
+            self.data,
+            device="cpu",
+            batch_size=16,
+            progress=False,
+            precision="float32",
+        )

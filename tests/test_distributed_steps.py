@@ -11,7 +11,6 @@ covers the same steps across real processes.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -20,33 +19,20 @@ import torch
 import repwidgets as rw
 from repwidgets.distributed.manifest import Manifest
 from repwidgets.distributed.steps import _parts
-from tests.distributed_job import FakeWorld, tiny_data, tiny_model
+from tests.distributed_job import FakeWorld, StandInJob, tiny_data, tiny_model
 
 # ----------------------------------------------------------------- the job and the world
 
 
-class TinyJob:
-    """What a step needs of a job (its layers, pool and a session per rank), over the
-    shared tiny model and data; every rank gets its own session and model copy, as the
-    processes of a real run do."""
+class TinyJob(StandInJob):
+    """The job stand-in over the shared tiny model, whose untrained head then predicts
+    two classes, not one."""
 
     def __init__(self, layers=("features.conv2",)) -> None:
-        self.model = tiny_model(seed=1)
-        with torch.no_grad():  # the untrained net then predicts two classes, not one
-            self.model.fc.bias.zero_()
-        self.data = tiny_data()
-        self.layers = list(layers)
-        self.pool = "mean"
-
-    def session(self, ctx=None) -> rw.Session:
-        return rw.Session(
-            copy.deepcopy(self.model),
-            self.data,
-            device="cpu",
-            batch_size=16,
-            progress=False,
-            precision="float32",
-        )
+        model = tiny_model(seed=1)
+        with torch.no_grad():
+            model.fc.bias.zero_()
+        super().__init__(model, layers)
 
 
 def run_world(module, job, step: dict, out: Path, world: int) -> list:

@@ -3,7 +3,6 @@ across thread ranks, against the engine's one-process ensemble scores."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from torch.utils.data import Subset
 import repwidgets as rw
 from repwidgets.distributed.manifest import Manifest
 from repwidgets.distributed.steps import trak as step_module
-from tests.distributed_job import FakeWorld, tiny_data, tiny_model
+from tests.distributed_job import FakeWorld, StandInJob, tiny_model
 
 TARGETS = [0, 3, 5, 7]
 SETTINGS = {"grad_wrt": ["features.conv2", "fc"], "proj_dim": 24, "lam": 0.5}
@@ -31,26 +30,13 @@ def checkpoint_models() -> list[torch.nn.Module]:
     return models
 
 
-class EnsembleJob:
-    """What the step needs of a job: the job file's path (checkpoints are relative to
-    its folder) and a session per rank over its own copy of the first model."""
+class EnsembleJob(StandInJob):
+    """The job stand-in over the first checkpoint, with the job file's path (checkpoints
+    are relative to its folder)."""
 
     def __init__(self, folder: Path) -> None:
+        super().__init__(checkpoint_models()[0])
         self.path = Path(folder) / "job.toml"
-        self.model = checkpoint_models()[0]
-        self.data = tiny_data()
-        self.layers = ["features.conv2"]
-        self.pool = "mean"
-
-    def session(self, ctx=None) -> rw.Session:
-        return rw.Session(
-            copy.deepcopy(self.model),
-            self.data,
-            device="cpu",
-            batch_size=16,
-            progress=False,
-            precision="float32",
-        )
 
 
 @pytest.fixture(scope="module")
