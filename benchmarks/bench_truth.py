@@ -8,7 +8,10 @@ default layers:
 
 - DORA (``rw.dora.analyze`` + ``rw.dora.validate``): Spearman correlation of the EA
   distances with the neurons' functional distance on test images, the artifact
-  detectors' within- vs between-distance AUC, their outlier-score AUC (LOF by default);
+  detectors' within- vs between-distance AUC, their outlier-score AUC (LOF by default),
+  the same score's AUC for each detector alone among the other neurons, and both outlier
+  figures again on the functional distances of the test images (what the score makes of
+  the neurons' behaviour on data);
 - INVERT (``rw.invert.explain`` on ``pool``): share of the artifact detectors (AUC >= 0.95
   for the artifact alone) labelled with a formula that contains the artifact;
 - concept discovery (``rw.concepts.discover``): the best concept AUC for the artifact;
@@ -79,6 +82,9 @@ def _dora_check(sess, r, artifact: str) -> dict:
         "outlier_auc": _r(v["outlier_auc"]),
         "lof_auc": _r(v["lof_auc"]),
         "detectors_in_top": v["detectors_in_top"],
+        "outlier_auc_on_data": _r(v["outlier_auc_on_data"]),
+        "single_detector_auc": _r(v["single_detector_auc"]),
+        "single_detector_auc_on_data": _r(v["single_detector_auc_on_data"]),
     }
 
 

@@ -132,9 +132,17 @@ def _validation(**changes) -> dora.DoraValidation:
         detectors_flagged=1,
         n_flagged=2,
         map_within_between_auc=0.88,
-        passes={"spearman": True, "within_between": True, "outliers": True},
+        passes={
+            "spearman": True,
+            "within_between": True,
+            "outliers": True,
+            "single_detector": False,
+        },
         params={"split": "test", "detector_auc": 0.95},
         lof_auc=0.9,
+        outlier_auc_on_data=0.4,
+        single_detector_auc=0.7,
+        single_detector_auc_on_data=0.95,
     )
     values.update(changes)
     return dora.DoraValidation(**values)
@@ -157,8 +165,9 @@ def test_validation_frame_and_plot():
 
     frame = _validation().to_frame()
     assert frame["check"].tolist()[0] == "Spearman: EA vs functional distance"
-    assert frame["target"].tolist() == [0.3, 0.8, 0.8]
-    assert frame["passes"].tolist() == [True, True, True]
+    assert frame["target"].tolist() == [0.3, 0.8, 0.8, 0.8]
+    assert frame["passes"].tolist() == [True, True, True, False]
+    assert frame["value"].iloc[3] == 0.7
     assert math.isnan(frame["value"].iloc[2])
     assert isinstance(_validation(spearman=-0.2).plot(), figure)
 

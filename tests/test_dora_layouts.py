@@ -26,7 +26,7 @@ from torch import nn
 import repwidgets as rw
 from repwidgets.engines import dora, featurevis
 from repwidgets.engines.dora.layer import layer_fn, probe_layout
-from repwidgets.engines.dora.signals import _objective, _whole_neurons, signal_memory_mb
+from repwidgets.engines.dora.signals import _whole_neurons, signal_memory_mb, signal_objective
 from repwidgets.layouts import Layout
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -65,7 +65,7 @@ def test_vit_objective_is_the_token_mean_of_each_elements_own_neuron(vit_result)
     assert layout == Layout(2, 3)
     x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     units = torch.tensor([4, 0, 23, 7, 11])
-    values = _objective(layer_fn(model, block), units, False, layout)(x, torch.arange(5))
+    values = signal_objective(layer_fn(model, block), units, False, layout)(x, torch.arange(5))
     raw = hooked_output(model, model.encoder.layers.encoder_layer_1, x)  # [5, 17, 24]
     assert torch.allclose(values, raw.mean(dim=1)[torch.arange(5), units], atol=1e-5)
 

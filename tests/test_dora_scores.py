@@ -101,3 +101,56 @@ def test_knn_results_keep_their_score_through_save_and_load(tmp_path):
 def test_bad_outlier_settings_are_refused():
     with pytest.raises(ValueError, match="outlier must be one of"):
         dora.DoraConfig(outlier="iforest")
+
+
+# ------------------------------------------------------- one detector among the rest
+def _single_detector_reference(A: np.ndarray, group: np.ndarray, k: int) -> float:
+    """Each group member alone among the non-members, written out with numpy and
+    sklearn: plain cosine EA distance of the responses (columns), LOF, share below."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    others = np.nonzero(~group)[0]
+    shares = []
+    for d in np.nonzero(group)[0]:
+        keep = np.r_[others, d]
+        V = A[np.ix_(keep, keep)].T  # row = one neuron's responses to the kept signals
+        unit = V / np.linalg.norm(V, axis=1, keepdims=True)
+        D = np.sqrt(np.clip((1 - np.clip(unit @ unit.T, -1, 1)) / 2, 0, None))
+        np.fill_diagonal(D, 0)
+        lof = LocalOutlierFactor(n_neighbors=k, metric="precomputed").fit(D)
+        s = -lof.negative_outlier_factor_
+        shares.append((s[:-1] < s[-1]).mean() + 0.5 * (s[:-1] == s[-1]).mean())
+    return float(np.mean(shares))
+
+
+def test_single_detector_auc_matches_reference():
+    """The share of non-members below each member alone, averaged, equals the one
+    computed by hand on the layer without the other members."""
+    from repwidgets.engines.dora.config import DoraConfig
+    from repwidgets.engines.dora.validation import _ea_of, _single_detector_auc
+
+    A = torch.rand(40, 40, generator=torch.Generator().manual_seed(3)).double()
+    group = np.zeros(40, dtype=bool)
+    group[[4, 11, 30]] = True
+    cfg = DoraConfig(n_neighbors=8)
+    ours = _single_detector_auc(lambda keep: _ea_of(A[keep][:, keep], cfg), group, cfg)
+    assert ours == pytest.approx(_single_detector_reference(A.numpy(), group, 8), abs=1e-6)
+
+
+def test_lof_finds_each_member_of_the_group_it_misses_when_alone():
+    """The tight group of twelve that LOF takes for ordinary neurons: each member alone
+    among the bulk is LOF's top outlier, and the k-th neighbour's too."""
+    from repwidgets.engines.dora.config import DoraConfig
+    from repwidgets.engines.dora.validation import _ea_of, _single_detector_auc
+
+    A = planted_group().double()
+    group = np.arange(64) >= 52
+    for outlier in ("lof", "knn"):
+        cfg = DoraConfig(n_neighbors=10, outlier=outlier)
+        single = _single_detector_auc(
+            lambda keep, cfg=cfg: _ea_of(A[keep][:, keep], cfg), group, cfg
+        )
+        assert single == 1.0, outlier
+    lof = dora.analyze_activations(A, embedding=None, n_neighbors=10)
+    assert _auc(lof.lof_scores.numpy(), group) < 0.6
+    assert math.isnan(_single_detector_auc(lambda keep: None, np.zeros(64, bool), cfg))

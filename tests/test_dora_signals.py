@@ -124,3 +124,43 @@ def test_bad_layers_and_neurons_get_clear_errors():
         dora.analyze_signals(model, "0", torch.rand(4, 3, 8, 8))
     with pytest.raises(TypeError, match="pass the settings as config="):
         dora.generate_signals(model, "0", dora.DoraConfig(), **kwargs)
+
+
+def test_signal_objective_is_the_own_mean_or_its_contrast_with_the_layer():
+    """Element e's value: the mean over positions of its own neuron, minus the mean over
+    all neurons of their means for "contrast", negated to minimise; checked by hand."""
+    from repwidgets.engines.dora.signals import signal_objective
+
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.rand(3, 3, 10, 10)
+    out = conv(x).detach()  # [3, 4, 8, 8]
+    unit_of = torch.tensor([2, 0, 3, 1, 2])
+    elements = torch.tensor([0, 1, 4])
+    means = out.mean(dim=(2, 3))  # [3, 4]
+    plain = [means[b, unit_of[e]] for b, e in enumerate(elements)]
+    contrast = [means[b, unit_of[e]] - means[b].mean() for b, e in enumerate(elements)]
+    for objective, expected in (("mean", plain), ("contrast", contrast)):
+        for minimize, sign in ((False, 1.0), (True, -1.0)):
+            fn = signal_objective(conv, unit_of, minimize, None, objective)
+            got = fn(x, elements).detach()
+            torch.testing.assert_close(got, sign * torch.stack(expected))
+
+
+def test_contrast_signals_single_out_their_neuron():
+    """With "contrast" the green and the stripe detectors' s-AMS drive them further
+    above the rest of the layer than with the plain mean, and the other neurons less."""
+    model = DetectorNet()
+    kw = dict(n_signals=1, steps=60, input_shape=(3, 24, 24), progress=False)
+    fn = layer_fn(model, "relu")
+    margins, others = {}, {}
+    for objective in ("mean", "contrast"):
+        sig = dora.generate_signals(model, "relu", [1, 2], objective=objective, **kw)
+        with torch.no_grad():
+            resp = unit_responses(fn(sig.flatten(0, 1)))  # [2, 5]
+        margins[objective] = torch.stack([resp[0, 1] - resp[0].mean(), resp[1, 2] - resp[1].mean()])
+        others[objective] = resp.sum() - resp[0, 1] - resp[1, 2]
+    assert (margins["contrast"] > margins["mean"]).all(), margins
+    assert others["contrast"] < 0.5 * others["mean"], others  # the rest stays quieter
+    with pytest.raises(ValueError, match="objective must be one of"):
+        dora.DoraConfig(objective="ratio")

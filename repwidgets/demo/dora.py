@@ -22,7 +22,7 @@ TOP = 8
 
 
 def run(sess: Session, layer: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """DORA on the demo session for the report: the three checks, top outliers, the map.
+    """DORA on the demo session for the report: the four checks, top outliers, the map.
 
     Runs :func:`repwidgets.engines.dora.analyze` on ``layer`` (default: the session's
     last convolution) with :data:`DEMO_SETTINGS` (``overrides`` change them, e.g. fewer
@@ -78,7 +78,7 @@ def _top(result: dora.DoraResult, n: int):
 def _check_lines(
     v: dora.DoraValidation, concept: str, top: list[int], score: str = "LOF"
 ) -> list[str]:
-    """The three checks of ``v`` as sentences; ``score`` names the outlier score."""
+    """The four checks of ``v`` as sentences; ``score`` names the outlier score."""
     ok = v.passes
     detectors = set(v.detectors)
     return [
@@ -92,7 +92,12 @@ def _check_lines(
         f"(3) Detectors as outliers: {score} AUC {v.outlier_auc:.2f}, "
         f"{v.detectors_in_top} of them among the top {v.n_detectors} "
         f"by {score}, {sum(n in detectors for n in top)} in the top {TOP} above "
-        f"({'pass' if ok['outliers'] else 'FAIL'}).",
+        f"({'pass' if ok['outliers'] else 'FAIL'}); the same score on the functional "
+        f"distances of test images: AUC {v.outlier_auc_on_data:.2f}.",
+        f"(4) One detector alone among the other neurons (a rare artifact detector, what "
+        f"DORA is for): {score} AUC {v.single_detector_auc:.2f}, on test images "
+        f"{v.single_detector_auc_on_data:.2f} (target >= 0.8: "
+        f"{'pass' if ok.get('single_detector') else 'FAIL'}).",
     ]
 
 

@@ -44,13 +44,13 @@ from repwidgets.engines.dora.layer import (
     layer_fn,
     probe_channels,
     probe_layout,
-    unit_responses,
 )
 from repwidgets.engines.dora.signals import (
     chunk_size,
     layer_responses,
     optimise_signals,
     signal_memory_mb,
+    signal_objective,
 )
 
 from ._parts import (
@@ -195,11 +195,7 @@ def _signals(
         fn = layer_fn(model, module, sess.preprocess, redirect_relu=True, layout=lay)
         check_neurons(idx, probe_channels(fn, input_shape, device, lay))
         unit_of = idx.to(device).repeat_interleave(n)
-        sign = -1.0 if cfg.minimize else 1.0
-
-        def objective(x: Tensor, elements: Tensor) -> Tensor:
-            resp = unit_responses(fn(x), lay)
-            return sign * resp[torch.arange(len(elements), device=resp.device), unit_of[elements]]
+        objective = signal_objective(fn, unit_of, cfg.minimize, lay, cfg.objective)
 
         def own_objective(x: Tensor, elements: Tensor) -> Tensor:
             own = (elements >= lo) & (elements < hi)

@@ -15,7 +15,7 @@ from repwidgets.engines.dora.distance import compared_vectors, ea_distance
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.engines.embedding import embed_distances
 
-__all__ = ["analyze_activations", "find_dead", "knn_scores", "lof_scores"]
+__all__ = ["analyze_activations", "find_dead", "knn_scores", "lof_scores", "outlier_scores"]
 
 
 def find_dead(A: Tensor, self_peak: Tensor | None = None, tol: float = 1e-3) -> Tensor:
@@ -94,6 +94,26 @@ def knn_scores(
         flags = np.zeros(m, dtype=bool)
         flags[np.argsort(-scores, kind="stable")[:n_flag]] = True
     return scores, flags
+
+
+def outlier_scores(
+    D: np.ndarray, outlier: str = "lof", n_neighbors: int = 20, contamination: float | str = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """The outlier scores and flags of the points of a distance matrix ``D`` [m, m]
+    (m >= 3) by the score's name: "lof" (:func:`lof_scores`) or "knn"
+    (:func:`knn_scores`). Larger scores are more outlying.
+
+    Example:
+        >>> pts = np.r_[np.arange(10) / 10, [5.0]]
+        >>> scores, flags = outlier_scores(np.abs(pts[:, None] - pts[None, :]), "lof", 5, 0.05)
+        >>> int(np.argmax(scores)), flags.nonzero()[0].tolist()
+        (10, [10])
+    """
+    if outlier == "knn":
+        return knn_scores(D, n_neighbors, contamination)
+    if outlier == "lof":
+        return lof_scores(D, n_neighbors, contamination)
+    raise ValueError(f"Unknown outlier score {outlier!r}; use 'lof' or 'knn'.")
 
 
 def analyze_activations(
@@ -192,8 +212,10 @@ def analyze_activations(
     if live.size >= 3:
         lof[live], flags[live] = lof_scores(Dl, cfg.n_neighbors, cfg.contamination)
         scores[live] = lof[live]  # the default: ranked and flagged by LOF
-        if cfg.outlier == "knn":
-            scores[live], flags[live] = knn_scores(Dl, cfg.n_neighbors, cfg.contamination)
+        if cfg.outlier != "lof":
+            scores[live], flags[live] = outlier_scores(
+                Dl, cfg.outlier, cfg.n_neighbors, cfg.contamination
+            )
     elif live.size:
         warnings.warn(f"Only {live.size} live neurons: too few for outlier scores.", stacklevel=2)
     if cfg.embedding is not None and live.size:

@@ -31,7 +31,13 @@ from repwidgets.engines.dora.outliers import analyze_activations
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.layouts import Layout
 
-__all__ = ["analyze_signals", "generate_signals", "layer_responses", "signal_memory_mb"]
+__all__ = [
+    "analyze_signals",
+    "generate_signals",
+    "layer_responses",
+    "signal_memory_mb",
+    "signal_objective",
+]
 
 #: The s-AMS size of the tensor-level call when neither the config nor a session gives one.
 DEFAULT_INPUT_SHAPE = (3, 64, 64)
@@ -96,7 +102,7 @@ def generate_signals(
             single settings: ``n_signals``, ``steps``, ``input_shape`` (default
             (3, 64, 64)), ``signal_size``, ``minimize``, ``lr``, ``optimizer``,
             ``weight_decay``, ``grad_clip``, ``decay``, ``transforms``,
-            ``render_scale``, ``batch_size``, ``seed``.
+            ``render_scale``, ``batch_size``, ``objective``, ``seed``.
         device: where to optimise (default: the model's device).
         preprocess: the model's input transform (for example
             ``torchvision.transforms.Normalize(mean, std)``): the signals are optimised
@@ -125,7 +131,9 @@ def generate_signals(
         fn = layer_fn(model, layer, preprocess, redirect_relu=True, layout=layout)
         idx = check_neurons(neurons, probe_channels(fn, input_shape, device, layout))
         k, n = idx.numel(), int(cfg.n_signals)
-        objective = _objective(fn, idx.to(device).repeat_interleave(n), cfg.minimize, layout)
+        objective = signal_objective(
+            fn, idx.to(device).repeat_interleave(n), cfg.minimize, layout, cfg.objective
+        )
         budget = memory_budget_mb if memory_budget_mb is not None else signal_memory_mb(device)
         batch_size = chunk_size(cfg, objective, input_shape, device, budget)
         n_chunks = -(-k * n // batch_size)
@@ -199,19 +207,30 @@ def _whole_neurons(batch_size: int, n_signals: int) -> int:
     return max(1, batch_size // n_signals) * n_signals if batch_size >= n_signals else batch_size
 
 
-def _objective(
-    fn: Callable[[Tensor], Tensor], unit_of: Tensor, minimize: bool, layout: Layout | None = None
+def signal_objective(
+    fn: Callable[[Tensor], Tensor],
+    unit_of: Tensor,
+    minimize: bool,
+    layout: Layout | None = None,
+    objective: str = "mean",
 ) -> Callable:
     """The objective of batch elements ``elements``: each one's own neuron's mean
     activation over positions or tokens (``unit_of[e]`` is element e's neuron, ``layout``
-    says where the neurons are), negated to minimise."""
+    says where the neurons are), negated to minimise.
+
+    ``objective="contrast"`` subtracts the mean over all the layer's neurons of their
+    own means: the image is pushed to drive its neuron above the rest of the layer,
+    not the whole layer with it.
+    """
     sign = -1.0 if minimize else 1.0
+    contrast = objective == "contrast"
 
-    def objective(x: Tensor, elements: Tensor) -> Tensor:
+    def values(x: Tensor, elements: Tensor) -> Tensor:
         resp = unit_responses(fn(x), layout)
-        return sign * resp[torch.arange(len(elements), device=resp.device), unit_of[elements]]
+        own = resp[torch.arange(len(elements), device=resp.device), unit_of[elements]]
+        return sign * (own - resp.mean(dim=1) if contrast else own)
 
-    return objective
+    return values
 
 
 def layer_responses(

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from repwidgets.engines.dora.distance import functional_distance
+from repwidgets.engines.dora.config import DoraConfig
+from repwidgets.engines.dora.distance import compared_vectors, ea_distance, functional_distance
+from repwidgets.engines.dora.outliers import outlier_scores
 from repwidgets.engines.dora.result import DoraResult
 from repwidgets.results import Result
 
@@ -18,14 +20,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["DoraValidation", "validate"]
 
-#: (figure, check name, target) of the three checks, in the order of :func:`validate`.
+#: (figure, check name, target) of the four checks, in the order of :func:`validate`.
 CHECKS = (
     ("spearman", "Spearman: EA vs functional distance", 0.3),
     ("within_between_auc", "detectors: within vs between distance AUC", 0.8),
     ("outlier_auc", "detectors as outliers: outlier-score AUC", 0.8),
+    ("single_detector_auc", "one detector among the rest: outlier-score AUC", 0.8),
 )
 #: The key of each check in :attr:`DoraValidation.passes`.
-_PASS_KEYS = {"spearman": "spearman", "within_between_auc": "within_between"}
+_PASS_KEYS = {
+    "spearman": "spearman",
+    "within_between_auc": "within_between",
+    "single_detector_auc": "single_detector",
+}
 
 
 @dataclasses.dataclass
@@ -52,8 +59,19 @@ class DoraValidation(Result):
         detectors_in_top: detectors among the top-m outlier scores (m = n_detectors).
         detectors_flagged, n_flagged: detectors flagged as outliers; all neurons flagged.
         map_within_between_auc: ``within_between_auc`` on the 2-D map.
-        passes: ``{"spearman", "within_between", "outliers"}`` -> bool.
+        passes: ``{"spearman", "within_between", "outliers", "single_detector"}`` -> bool.
         lof_auc: ``outlier_auc`` of the LOF scores (the same figure for ``outlier="lof"``).
+        outlier_auc_on_data: ``outlier_auc`` of the same score computed on the
+            functional distances of the data instead of the EA distances. It says
+            whether the detectors stand apart from the rest of the layer at all: a
+            group of detectors that is a large, tight part of the layer is no outlier
+            on data either, and no data-free score can be expected to rank it.
+        single_detector_auc: DORA's own setting, a rare artifact detector. For each
+            detector in turn, the layer without the other detectors (rows and columns
+            of the activation matrix of the other detectors removed, the distances and
+            the outlier score computed again): the share of the other live neurons that
+            score below it (ties half), averaged over the detectors.
+        single_detector_auc_on_data: the same on the functional distances of the data.
         params: ``split`` and ``detector_auc``.
     """
 
@@ -75,6 +93,9 @@ class DoraValidation(Result):
     map_within_between_auc: float
     passes: dict
     lof_auc: float = float("nan")
+    outlier_auc_on_data: float = float("nan")
+    single_detector_auc: float = float("nan")
+    single_detector_auc_on_data: float = float("nan")
 
     # --- dict-style reading ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +134,7 @@ class DoraValidation(Result):
         return pd.DataFrame(rows, columns=["check", "value", "target", "passes"])
 
     def plot(self):
-        """Bars of the three checks with their targets as dashes (bokeh)."""
+        """Bars of the four checks with their targets as dashes (bokeh)."""
         from repwidgets import plots
 
         frame = self.to_frame()
@@ -158,8 +179,16 @@ def validate(
     3. Outlier figures: ``outlier_auc`` (AUC of the result's outlier score, LOF by
        default, for detectors vs the other live neurons; ``lof_auc`` the same for the
        LOF scores), ``detectors_in_top`` (how many detectors are among the top-m outlier
-       scores, m = number of detectors), ``detectors_flagged`` (detectors flagged) and ``map_within_between_auc`` (figure 2 on the 2-D map: do they
-       form their own cluster).
+       scores, m = number of detectors), ``detectors_flagged`` (detectors flagged) and
+       ``map_within_between_auc`` (figure 2 on the 2-D map: do they form their own
+       cluster).
+    4. ``single_detector_auc``: each detector alone among the non-detectors (the layer
+       without the other detectors), ranked by the same outlier score: the setting
+       DORA is made for, an artifact detected by few neurons. Target >= 0.8.
+
+    Each outlier figure is also computed on the data's functional distances
+    (``..._on_data``): what the same score makes of the neurons' behaviour on real
+    images, a reference for the data-free one.
 
     Returns:
         A :class:`DoraValidation` with these figures, counts, the detector ids and
@@ -193,6 +222,11 @@ def validate(
     lof_auc = _auc(lof, det_l) if det_l.any() else float("nan")
     m = int(det_l.sum())
     in_top = int(det_l[np.argsort(-score, kind="stable")[:m]].sum())
+    cfg = DoraConfig.from_dict(result.params)
+    A_live = result.activations.detach().double().cpu()[li][:, li]
+    single = _single_detector_auc(lambda keep: _ea_of(A_live[keep][:, keep], cfg), det_l, cfg)
+    single_data = _single_detector_auc(lambda keep: D_fun[np.ix_(keep, keep)], det_l, cfg)
+    data_auc = _auc(_scores(D_fun, cfg), det_l) if det_l.any() and li.size >= 3 else float("nan")
     emb = result.embedding.cpu().double().numpy()[li]
     map_wb = float("nan")
     if 2 <= m < li.size and np.isfinite(emb).all():  # pairs inside and across the group
@@ -221,10 +255,44 @@ def validate(
             "outliers": bool(
                 (m > 0 and in_top >= max(1, m // 2)) or map_wb >= 0.8 or out_auc >= 0.8
             ),
+            "single_detector": bool(single >= 0.8),
         },
         lof_auc=lof_auc,
+        outlier_auc_on_data=data_auc,
+        single_detector_auc=single,
+        single_detector_auc_on_data=single_data,
         params={"split": split, "detector_auc": float(detector_auc)},
     )
+
+
+def _scores(D: np.ndarray, cfg: DoraConfig) -> np.ndarray:
+    """The outlier scores [m] of a distance matrix with the result's settings."""
+    return outlier_scores(D, cfg.outlier, cfg.n_neighbors, cfg.contamination)[0]
+
+
+def _ea_of(A: torch.Tensor, cfg: DoraConfig) -> np.ndarray:
+    """EA distances [m, m] of an activation matrix [m, m] with the result's settings."""
+    V = compared_vectors(A.float(), cfg.representation, cfg.center, cfg.equalise_signals)
+    return ea_distance(V).double().numpy()
+
+
+def _single_detector_auc(distances_of, det: np.ndarray, cfg: DoraConfig) -> float:
+    """Each detector alone among the non-detectors, ranked by the outlier score.
+
+    ``distances_of(keep)`` gives the distances [m, m] among the neurons ``keep`` (indices
+    into ``det`` [n]); the detector is last in ``keep``. Returns the mean over detectors
+    of the share of non-detectors scoring below it (ties half); NaN without detectors
+    or with fewer than two non-detectors.
+    """
+    others = np.nonzero(~det)[0]
+    if not det.any() or others.size < 2:
+        return float("nan")
+    shares = []
+    for d in np.nonzero(det)[0]:
+        scores = _scores(distances_of(np.r_[others, d]), cfg)
+        below = (scores[:-1] < scores[-1]).mean() + 0.5 * (scores[:-1] == scores[-1]).mean()
+        shares.append(below)
+    return float(np.mean(shares))
 
 
 def _within_between(D: np.ndarray, group: np.ndarray) -> float:
